@@ -1,0 +1,34 @@
+# Developer entry points. Each target creates the virtual environment it needs,
+# so on a fresh machine `make demo` and `make test` are all there is to type.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Pass extra pytest options with: make test PYTEST_ARGS="-k wire -x"
+PYTEST_ARGS ?=
+
+.PHONY: demo test install bench fuzz clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+# Editable install: the compiled modules are built next to their sources.
+install: $(BIN)/python
+	$(BIN)/python -m pip install -e '.[test]'
+
+demo: install
+	$(BIN)/stt selfcheck
+
+test: install
+	$(BIN)/python scripts/run_tests.py $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/bench_wire.py
+
+fuzz: install
+	$(BIN)/python fuzz/run 60
+
+clean:
+	rm -rf build dist *.egg-info $(VENV)
+	find stt_proto -name '*.so' -delete

@@ -1,0 +1,64 @@
+"""Exceptions raised by the STT engine.
+
+This module is never compiled, so the compiled and the pure-Python builds of the
+accelerated modules raise the very same classes (an exception class defined in a
+module that is compiled twice exists twice, and ``except`` on one misses the other).
+
+The error model has three paths (see ``docs/protocol.md``):
+
+* bytes from the network that cannot be decoded or authenticated are dropped and
+  counted; the codec signals them with :class:`DecodeError`, which the engine catches
+  at the layer boundary and never lets reach an adapter;
+* a violation by an authenticated peer closes the session with an error code;
+* local misuse (bad arguments, calls in the wrong state) raises synchronously:
+  :class:`EncodeError`, :class:`LocalProtocolError`, or plain ``ValueError``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "STTError",
+    "ProtocolError",
+    "DecodeError",
+    "EncodeError",
+    "LocalProtocolError",
+]
+
+
+class STTError(Exception):
+    """Base class of every exception STT raises on purpose."""
+
+
+class ProtocolError(STTError):
+    """Something the peer (or the bytes it sent) did is not allowed by the protocol.
+
+    ``error_code`` is the code a session closes with when this happens on an
+    authenticated packet (one of :class:`stt_proto.constants.ErrorCode`).
+    """
+
+    error_code: int = 0x07  # ErrorCode.PROTOCOL_VIOLATION; literal to avoid an import cycle
+
+    def __init__(self, message: str, *, error_code: int | None = None) -> None:
+        super().__init__(message)
+        if error_code is not None:
+            self.error_code = error_code
+
+
+class DecodeError(ProtocolError, ValueError):
+    """Bytes that do not decode: truncated, impossible lengths, out-of-range values,
+    unknown types or trailing garbage.
+
+    This is the only exception the wire codec raises for untrusted input, whatever
+    the bytes are, in both builds.
+    """
+
+    error_code = 0x02  # ErrorCode.FRAME_ENCODING_ERROR
+
+
+class EncodeError(STTError, ValueError):
+    """A value given to the encoder cannot be put on the wire (out of range, too long,
+    or does not fit in the space left in the packet). This is local misuse."""
+
+
+class LocalProtocolError(STTError, RuntimeError):
+    """The application asked for something the protocol state does not allow."""
