@@ -22,6 +22,7 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "LocalProtocolError",
+    "NoiseError",
 ]
 
 
@@ -62,3 +63,9 @@ class EncodeError(STTError, ValueError):
 
 class LocalProtocolError(STTError, RuntimeError):
     """The application asked for something the protocol state does not allow."""
+
+
+class NoiseError(STTError):
+    """A Noise handshake or cipher operation failed: authentication failure, a
+    malformed or wrongly sized message, a call out of turn, or use of a dead or
+    finished handshake. The message never contains key material."""
