@@ -52,12 +52,13 @@ caller is then responsible for never reusing a nonce with the same key.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
 import re
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -227,6 +228,7 @@ class _Protocol:
     psk_count: int
 
 
+@functools.lru_cache(maxsize=64)
 def _parse_protocol_name(name: str) -> _Protocol:
     """Configure from ``Noise_<pattern>_25519_<cipher>_<hash>`` (section 8)."""
     m = _PROTOCOL_RE.fullmatch(name)
@@ -302,9 +304,10 @@ class CipherState:
         if key is not None and len(key) != KEYLEN:
             raise ValueError(f"cipher key must be {KEYLEN} bytes")
         self._key = None if key is None else bytes(key)
-        # Build the AEAD object once per key: constructing it per packet would
-        # redo the key schedule every time.
-        self._aead = None if key is None else self._cipher.aead(self._key)
+        # The AEAD object is built on first use (see _seal/_open) and then kept
+        # for the key's life: building it per packet would redo the key schedule
+        # every time, and many handshake keys are replaced before they are used.
+        self._aead = None
         self.n = 0
 
     def has_key(self) -> bool:
@@ -317,7 +320,7 @@ class CipherState:
         :returns: ciphertext with a 16-byte tag, or ``plaintext`` if no key is set.
         :raises NoiseError: if the nonces are exhausted.
         """
-        if self._aead is None:
+        if self._key is None:
             return bytes(plaintext)
         out = self._seal(self._check_nonce(self.n), ad, plaintext)
         self.n += 1
@@ -329,7 +332,7 @@ class CipherState:
         :returns: the plaintext, or ``ciphertext`` if no key is set.
         :raises NoiseError: on authentication failure or exhausted nonces.
         """
-        if self._aead is None:
+        if self._key is None:
             return bytes(ciphertext)
         out = self._open(self._check_nonce(self.n), ad, ciphertext)
         self.n += 1
@@ -343,7 +346,7 @@ class CipherState:
         :param nonce: integer in ``[0, 2**64 - 2]``.
         :raises NoiseError: if no key is set or the nonce is out of range.
         """
-        if self._aead is None:
+        if self._key is None:
             raise NoiseError("cipher state has no key")
         return self._seal(self._check_nonce(nonce), ad, plaintext)
 
@@ -354,7 +357,7 @@ class CipherState:
         :raises NoiseError: if no key is set, the nonce is out of range, or
             authentication fails.
         """
-        if self._aead is None:
+        if self._key is None:
             raise NoiseError("cipher state has no key")
         return self._open(self._check_nonce(nonce), ad, ciphertext)
 
@@ -363,7 +366,7 @@ class CipherState:
 
         :raises NoiseError: if no key is set.
         """
-        if self._aead is None:
+        if self._key is None:
             raise NoiseError("cipher state has no key")
         # The default REKEY: encrypt 32 zero bytes under the reserved nonce
         # 2**64 - 1 and keep the first 32 bytes (dropping the tag).
@@ -382,13 +385,17 @@ class CipherState:
         return nonce
 
     def _seal(self, nonce: int, ad: bytes, plaintext: bytes) -> bytes:
-        assert self._aead is not None
-        return self._aead.encrypt(self._cipher.nonce.pack(nonce), plaintext, ad)
+        aead = self._aead
+        if aead is None:
+            aead = self._aead = self._cipher.aead(self._key)
+        return aead.encrypt(self._cipher.nonce.pack(nonce), plaintext, ad)
 
     def _open(self, nonce: int, ad: bytes, ciphertext: bytes) -> bytes:
-        assert self._aead is not None
+        aead = self._aead
+        if aead is None:
+            aead = self._aead = self._cipher.aead(self._key)
         try:
-            return self._aead.decrypt(self._cipher.nonce.pack(nonce), ciphertext, ad)
+            return aead.decrypt(self._cipher.nonce.pack(nonce), ciphertext, ad)
         except InvalidTag:
             raise NoiseError("authentication failed") from None
 
@@ -514,6 +521,9 @@ class HandshakeState:
         ``None``.
     :param rng: source of randomness, called as ``rng(32)`` to make the
         ephemeral key. Inject a deterministic one to replay simulations.
+    :param static_dh_cache: optional mapping from a remote static public key
+        to ``DH(s, rs)`` for *this* ``s``; filled and reused by the ``ss``
+        token. It holds secrets: keep it private and bounded.
     :raises ValueError: for an unsupported protocol name or keys that do not
         match the pattern.
     """
@@ -528,6 +538,7 @@ class HandshakeState:
         psks: Sequence[bytes] = (),
         e: X25519PrivateKey | None = None,
         rng: Callable[[int], bytes] = os.urandom,
+        static_dh_cache: MutableMapping[bytes, bytes] | None = None,
     ) -> None:
         protocol = _parse_protocol_name(protocol_name)
         pre_i, pre_r, messages = protocol.pattern
@@ -565,6 +576,7 @@ class HandshakeState:
         self._re: bytes | None = None
         self._psks = [bytes(p) for p in psks]
         self._rng = rng
+        self._static_dh_cache = static_dh_cache
         self._index = 0  # index of the next message in the pattern
         self._dead = False
         self._result: tuple[CipherState, CipherState] | None = None
@@ -781,6 +793,14 @@ class HandshakeState:
         public = self._re if remote_kind == "e" else self._rs
         if private is None or public is None:
             raise NoiseError(f"token {token!r} used before its keys are known")
+        if token == "ss" and self._static_dh_cache is not None:
+            # DH(s, rs) is the same in every handshake between two nodes, so
+            # the caller may keep it (WireGuard precomputes it per peer too).
+            shared = self._static_dh_cache.get(public)
+            if shared is None:
+                shared = self._static_dh_cache[public] = _dh(private, public)
+            sym.mix_key(shared)
+            return
         sym.mix_key(_dh(private, public))
 
     def _advance(self) -> None:

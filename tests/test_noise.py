@@ -554,3 +554,28 @@ def test_symmetric_state_long_protocol_name_is_hashed() -> None:
     long = SymmetricState("Noise_NN_25519_ChaChaPoly_BLAKE2s", "ChaChaPoly", "BLAKE2s")
     assert len(long.get_handshake_hash()) == 32
     assert not long.get_handshake_hash().startswith(b"Noise")
+
+
+def test_static_dh_cache_gives_identical_handshakes():
+    """The ``ss`` result may be cached per peer; the transcript must not change."""
+    name = "Noise_IKpsk2_25519_AESGCM_BLAKE2s"
+    init_s = X25519PrivateKey.from_private_bytes(bytes(range(32)))
+    resp_s = X25519PrivateKey.from_private_bytes(bytes(range(32, 64)))
+    resp_pub = resp_s.public_key().public_bytes_raw()
+    psk = bytes(32)
+    outputs = []
+    for caches in ((None, None), ({}, {})):
+        for _ in range(2):  # the second round uses the filled caches
+            rng_i, rng_r = random.Random(1), random.Random(2)
+            i = HandshakeState(name, True, s=init_s, rs=resp_pub, psks=[psk],
+                               rng=rng_i.randbytes, static_dh_cache=caches[0])
+            r = HandshakeState(name, False, s=resp_s, psks=[psk], rng=rng_r.randbytes,
+                               static_dh_cache=caches[1])
+            m1 = i.write_message(b"one")
+            assert r.read_message(m1) == b"one"
+            m2 = r.write_message(b"two")
+            assert i.read_message(m2) == b"two"
+            outputs.append((m1, m2, i.handshake_hash, r.handshake_hash))
+        if caches[0] is not None:
+            assert len(caches[0]) == 1 and len(caches[1]) == 1
+    assert len(set(outputs)) == 1
