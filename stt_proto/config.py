@@ -1,0 +1,105 @@
+"""Configuration of the engine: one dataclass per object, validated on creation."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .crypto import KeyLimits
+from .handshake import SUITE_BY_CIPHER
+from .identity import Identity, validate_seed
+
+__all__ = ["EndpointConfig", "DEFAULT_CIPHER"]
+
+#: AES-256-GCM: measured 1.4-1.8x faster per packet than ChaCha20-Poly1305 on
+#: CPUs with AES instructions (bench/bench_aead.py; docs/protocol.md section 6.5).
+DEFAULT_CIPHER = "AESGCM"
+
+
+def _no_log(message: str, *args: object) -> None:
+    """Default logger: discard."""
+
+
+@dataclass(kw_only=True)
+class EndpointConfig:
+    """Settings of one :class:`~stt_proto.endpoint.Endpoint` (one UDP socket)."""
+
+    identity: Identity
+    """This node's long-term key pair; its public key is the node id."""
+    shared_seed: bytes = field(repr=False)
+    """The network's secret seed (at least 16 bytes). Never shown in a repr."""
+    cipher: str = DEFAULT_CIPHER
+    """AEAD for sessions this node initiates: ``"AESGCM"`` or ``"ChaChaPoly"``."""
+    accepted_ciphers: frozenset[str] = frozenset(SUITE_BY_CIPHER)
+    """AEADs accepted from initiators."""
+
+    connect_timeout: float = 10.0
+    """Default deadline of :meth:`Endpoint.connect`, in seconds."""
+    handshake_retry_initial: float = 1.0
+    """First retransmission of an INITIATION after this long without answer."""
+    handshake_retry_max: float = 8.0
+    """Retransmission intervals double up to this."""
+    half_open_timeout: float = 10.0
+    """A responder forgets a handshake the initiator never confirmed after this."""
+    idle_timeout: float = 30.0
+    """A session that hears no authenticated packet for this long closes with
+    reason ``timeout``."""
+    keep_alive_interval: float = 10.0
+    """A PING is sent after this long without sending anything."""
+    close_linger: float = 3.0
+    """How long a closed session's indices keep absorbing late packets."""
+
+    max_sessions: int = 10_000
+    """Established plus half-open sessions, all peers together."""
+    max_sessions_per_address: int = 256
+    """Sessions per peer IP address."""
+    max_half_open: int = 1_024
+    """Responder handshakes awaiting the initiator's confirmation."""
+    max_pending_connects: int = 1_024
+    """Outgoing connects not finished yet."""
+    handshakes_per_second_before_cookies: float = 500.0
+    """Above this rate of INITIATIONs (that passed ``mac1``), the responder is
+    *under load* and demands a cookie (``mac2``) before any DH work."""
+    cookie_secret_lifetime: float = 120.0
+    """The secret behind cookies rotates this often; a cookie lives as long."""
+    replay_cache_size: int = 8_192
+    """How many recent INITIATION ephemeral keys are remembered to drop replays."""
+    max_events: int = 65_536
+    """Events waiting for ``next_event``; beyond it the oldest data events are
+    dropped and counted (session events are never dropped)."""
+    max_datagram_size: int = 1452
+    """Largest UDP payload this endpoint sends or accepts."""
+    key_limits: KeyLimits = field(default_factory=KeyLimits)
+    """When keys are replaced and when they are refused."""
+
+    rng: Callable[[int], bytes] = os.urandom
+    """Source of randomness (indices, ephemeral keys, cookies). Must be a CSPRNG
+    outside tests."""
+    log: Callable[..., None] = _no_log
+    """``log(message, *args)`` for debugging; never given secrets."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.identity, Identity):
+            raise TypeError("identity must be a stt_proto.identity.Identity")
+        validate_seed(self.shared_seed)
+        if self.cipher not in SUITE_BY_CIPHER:
+            raise ValueError(f"cipher must be one of {sorted(SUITE_BY_CIPHER)}")
+        self.accepted_ciphers = frozenset(self.accepted_ciphers)
+        if not self.accepted_ciphers or not self.accepted_ciphers <= set(SUITE_BY_CIPHER):
+            raise ValueError(f"accepted_ciphers must be a non-empty subset of {sorted(SUITE_BY_CIPHER)}")
+        for name in ("connect_timeout", "handshake_retry_initial", "handshake_retry_max",
+                     "half_open_timeout", "idle_timeout", "keep_alive_interval",
+                     "cookie_secret_lifetime", "handshakes_per_second_before_cookies"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if self.close_linger < 0:
+            raise ValueError("close_linger must not be negative")
+        if self.keep_alive_interval >= self.idle_timeout:
+            raise ValueError("keep_alive_interval must be shorter than idle_timeout")
+        for name in ("max_sessions", "max_sessions_per_address", "max_half_open",
+                     "max_pending_connects", "replay_cache_size", "max_events"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not 1200 <= self.max_datagram_size <= 65527:
+            raise ValueError("max_datagram_size must be within 1200..65527")

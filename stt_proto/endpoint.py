@@ -1,0 +1,931 @@
+"""The endpoint: everything one UDP socket's worth of STT needs, without the socket.
+
+Theory of operation
+-------------------
+An :class:`Endpoint` owns the handshakes and sessions reachable through one
+socket. The adapter feeds it every datagram with :meth:`Endpoint.receive_datagram`,
+sends what :meth:`Endpoint.datagrams_to_send` returns to exactly the address given
+with each datagram, keeps one timer at :meth:`Endpoint.get_timer` and calls
+:meth:`Endpoint.handle_timer` when it fires, and pulls events with
+:meth:`Endpoint.next_event`. Nothing here reads a clock: every entry point takes
+``now``, an opaque non-decreasing number of seconds chosen by the caller.
+
+Routing. Every session and every outgoing handshake attempt owns random 32-bit
+*local indices*; the peer puts ours in the clear header of every packet it sends
+us (``docs/protocol.md`` sections 3 and 6). One dictionary maps indices to their
+owner, so demultiplexing is a single lookup and needs no address (a peer may move).
+
+Handshakes (``docs/protocol.md`` section 6). ``connect`` sends an INITIATION
+and retransmits a fresh one with exponential backoff until the RESPONSE arrives
+or the caller's deadline passes (then ``SessionClosed(reason="timeout")``). The
+last few attempts stay valid, so a RESPONSE to an earlier one still completes the
+connect on a slow path. A RESPONSE that does not authenticate means the responder
+holds a different network seed: the connect fails with ``auth_failure`` within
+the round trip. The responder answers an INITIATION only if its ``mac1`` proves
+the sender knows our public key; it creates a *half-open* session, answers with
+a RESPONSE (always smaller than the INITIATION, so it cannot amplify), and sends
+nothing more until the initiator's first DATA packet confirms the keys and proves
+the address. Only then does the application hear of the session.
+
+Load. When more INITIATIONs arrive per second than the configured rate (or
+half-open sessions pile up), the responder is *under load*: an INITIATION must then
+carry a ``mac2`` made with a cookie bound to its source address. Without it the
+answer is a small COOKIE_REPLY and no Diffie-Hellman work or state is spent.
+
+Keys. Each session's packet keys live in a :class:`~stt_proto.crypto.KeyRing`.
+Before their time or volume limit, the side that initiated them starts a fresh
+handshake in the background (a *rekey*, tagged with the session it belongs to);
+the old keys keep decrypting for a grace period so nothing in flight is lost.
+
+Errors follow the three-way model of ``stt_proto.errors``: undecodable or
+unauthenticated datagrams are dropped and counted (see :meth:`statistics`);
+violations by an authenticated peer close its session with an error; local misuse
+raises.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import OrderedDict, deque
+from typing import Any
+
+from . import _wire as wire
+from .config import EndpointConfig
+from .constants import ErrorCode, PacketKind
+from .crypto import KeyExhaustedError, KeyRing, PacketKeys
+from .errors import DecodeError, EncodeError, LocalProtocolError, NoiseError
+from .events import CloseReason, DatagramReceived, Event, SessionClosed, SessionEstablished
+from .handshake import (
+    COOKIE_REPLY_SIZE,
+    MAC_SIZE,
+    MIN_INITIATION_SIZE,
+    PROLOGUE,
+    SUITE_BY_CIPHER,
+    SUITES,
+    TransportParameters,
+    cookie_key,
+    encode_cookie_reply,
+    encode_initiation,
+    encode_response,
+    mac,
+    mac1_key,
+    macs_equal,
+    open_cookie,
+    parse_cookie_reply_untrusted,
+    parse_initiation_untrusted,
+    parse_response_untrusted,
+    seal_cookie,
+)
+from .identity import derive_psk
+from .noise import HandshakeState
+
+__all__ = ["Endpoint", "Address"]
+
+Address = Any
+
+#: Handshake attempts of one connect that stay valid at once (older ones are
+#: forgotten, so a connect never holds more than this many Noise states).
+MAX_ATTEMPTS_PER_CONNECT = 4
+#: Noise message 1 of IKpsk2 without payload: ephemeral, encrypted static, tag.
+_INITIATION_FIXED = 1 + 1 + 4 + 32 + 48 + 16 + 2 * MAC_SIZE
+
+#: Peers whose static-static DH result is kept (least recently used evicted).
+STATIC_DH_CACHE_SIZE = 4096
+
+_SESSION_EVENTS = (SessionEstablished, SessionClosed)
+
+
+class _BoundedCache(OrderedDict):
+    """A mapping that forgets its least recently used entries beyond ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def get(self, key, default=None):
+        value = super().get(key, default)
+        if value is not default:
+            self.move_to_end(key)
+        return value
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        if len(self) > self.limit:
+            self.popitem(last=False)
+
+
+class _Attempt:
+    """One INITIATION in flight: its Noise state, index and ``mac1``."""
+
+    __slots__ = ("handshake", "index", "mac1", "packet")
+
+    def __init__(self, handshake: HandshakeState, index: int, mac1: bytes, packet: bytes):
+        self.handshake = handshake
+        self.index = index
+        self.mac1 = mac1
+        self.packet = packet
+
+
+class _Connect:
+    """An outgoing handshake: a new session, or a rekey of ``session``."""
+
+    __slots__ = ("session_id", "peer_id", "address", "deadline", "attempts", "next_retry",
+                 "interval", "cookie", "cookie_at", "session", "timer_at")
+
+    def __init__(self, session_id: bytes, peer_id: bytes, address: Address, deadline: float,
+                 interval: float, session: _Session | None) -> None:
+        self.session_id = session_id
+        self.peer_id = peer_id
+        self.address = address
+        self.deadline = deadline
+        self.attempts: deque[_Attempt] = deque()
+        self.next_retry = 0.0
+        self.interval = interval
+        self.cookie: bytes | None = None
+        self.cookie_at = 0.0
+        self.session = session
+        self.timer_at: float | None = None
+
+
+class _Session:
+    """A session: its peer, address, keys and liveness clocks."""
+
+    __slots__ = ("session_id", "peer_id", "address", "initiator", "keys", "peer_params",
+                 "established", "created_at", "last_received", "last_sent", "rekey",
+                 "closed_at", "timer_at", "routes")
+
+    def __init__(self, session_id: bytes, peer_id: bytes, address: Address, initiator: bool,
+                 keys: KeyRing, peer_params: TransportParameters, now: float) -> None:
+        self.session_id = session_id
+        self.peer_id = peer_id
+        self.address = address
+        self.initiator = initiator
+        self.keys = keys
+        self.peer_params = peer_params
+        self.established = False
+        self.created_at = now
+        self.last_received = now
+        self.last_sent = now
+        self.rekey: _Connect | None = None
+        self.closed_at: float | None = None
+        self.timer_at: float | None = None
+        #: Local indices routed to this session (one per live key).
+        self.routes: set[int] = set()
+
+
+def _address_key(address: Address) -> bytes:
+    """Bytes that identify a source address, for cookies."""
+    return repr(address).encode()
+
+
+def _host(address: Address) -> Any:
+    return address[0] if isinstance(address, tuple) else address
+
+
+class Endpoint:
+    """Sans-I/O engine for one UDP socket: handshakes, sessions and their packets.
+
+    Args:
+        config: the node's identity, network seed and limits.
+
+    After every call that takes input (``receive_datagram``, ``handle_timer`` and
+    the commands), call :meth:`datagrams_to_send`, :meth:`next_event` until it
+    returns ``None``, and :meth:`get_timer`.
+    """
+
+    def __init__(self, config: EndpointConfig) -> None:
+        self._config = config
+        self._rng = config.rng
+        self._identity = config.identity
+        self._public = config.identity.node_id
+        self._psk = derive_psk(config.shared_seed)
+        self._mac1_key = mac1_key(self._public)
+        self._cookie_key = cookie_key(self._public)
+        self._by_index: dict[int, _Session | _Connect] = {}
+        self._sessions: dict[bytes, _Session] = {}
+        self._connects: dict[bytes, _Connect] = {}
+        self._per_host: dict[Any, int] = {}
+        self._half_open = 0
+        self._outgoing: list[tuple[bytes, Address]] = []
+        self._events: deque[Event] = deque()
+        self._timers: list[tuple[float, int, Any]] = []
+        self._timer_seq = itertools.count()
+        self._replay_cache: OrderedDict[bytes, None] = OrderedDict()
+        # DH(our static, peer static) per peer, reused by every handshake with
+        # that peer (a secret; bounded like every table).
+        self._static_dh: _BoundedCache = _BoundedCache(STATIC_DH_CACHE_SIZE)
+        self._cookie_secret = self._rng(32)
+        self._previous_cookie_secret: bytes | None = None
+        self._cookie_secret_at: float | None = None
+        self._rate_window_start = float("-inf")
+        self._rate_count = 0
+        self._stats = dict.fromkeys(
+            (
+                "datagrams_received", "bytes_received", "datagrams_sent", "bytes_sent",
+                "dropped_undecodable", "dropped_unknown_index", "dropped_unauthenticated",
+                "initiations_received", "initiations_bad_mac", "initiations_replayed",
+                "initiations_failed", "initiations_rejected_limit", "cookie_replies_sent",
+                "cookie_replies_received", "responses_bad_mac", "handshakes_completed",
+                "handshakes_unconfirmed", "connects_timed_out", "auth_failures",
+                "rekeys_completed", "sessions_closed", "events_dropped",
+                "handshake_bytes_received_unvalidated", "handshake_bytes_sent_unvalidated",
+            ),
+            0,
+        )
+
+    # ------------------------------------------------------------------ info
+
+    @property
+    def node_id(self) -> bytes:
+        """This node's id (its static public key)."""
+        return self._public
+
+    def statistics(self) -> dict[str, int]:
+        """Counters of everything dropped, refused, sent and completed, plus the
+        current table sizes. Never contains secrets."""
+        stats = dict(self._stats)
+        stats.update(
+            sessions=len(self._sessions),
+            half_open=self._half_open,
+            pending_connects=len(self._connects),
+            indices=len(self._by_index),
+            replay_cache=len(self._replay_cache),
+            queued_events=len(self._events),
+            timer_entries=len(self._timers),
+        )
+        return stats
+
+    def session_info(self, session_id: bytes) -> dict[str, Any]:
+        """Peer, address, role and key statistics of one session."""
+        session = self._get_session(session_id)
+        info: dict[str, Any] = {
+            "peer_id": session.peer_id,
+            "peer_address": session.address,
+            "initiator": session.initiator,
+            "established": session.established,
+        }
+        info.update(session.keys.statistics())
+        return info
+
+    # ------------------------------------------------------------------ commands
+
+    def connect(self, address: Address, peer_id: bytes, *, now: float,
+                timeout: float | None = None) -> bytes:
+        """Start a handshake with the node ``peer_id`` at ``address``.
+
+        Returns:
+            The new session's id. A :class:`SessionEstablished` or
+            :class:`SessionClosed` event with that id follows.
+
+        Raises:
+            ValueError: ``peer_id`` is not 32 bytes, or is this node's own id.
+            LocalProtocolError: too many connects are pending.
+
+        .. note:: then call :meth:`datagrams_to_send` and :meth:`get_timer`.
+        """
+        peer_id = bytes(peer_id)
+        if len(peer_id) != 32:
+            raise ValueError("peer_id must be 32 bytes")
+        if peer_id == self._public:
+            raise ValueError("cannot connect to this node's own id")
+        if len(self._connects) >= self._config.max_pending_connects:
+            raise LocalProtocolError("too many pending connects")
+        timeout = self._config.connect_timeout if timeout is None else timeout
+        if not timeout > 0:
+            raise ValueError("timeout must be positive")
+        session_id = self._new_session_id()
+        pending = _Connect(session_id, peer_id, address, now + timeout,
+                           self._config.handshake_retry_initial, None)
+        self._connects[session_id] = pending
+        self._send_attempt(pending, now)
+        return session_id
+
+    def send_datagram(self, session_id: bytes, data: bytes, *, now: float) -> None:
+        """Send ``data`` as one unreliable DATAGRAM frame on a session.
+
+        Raises:
+            KeyError: unknown or closed session.
+            LocalProtocolError: the session is not established yet.
+            ValueError: ``data`` does not fit in one packet.
+
+        .. note:: then call :meth:`datagrams_to_send`.
+        """
+        session = self._get_session(session_id)
+        if not session.established:
+            raise LocalProtocolError("session is not established")
+        room = self._payload_room(session)
+        w = wire.Writer(room)
+        try:
+            wire.DatagramFrame(bytes(data)).push(w)
+        except EncodeError as exc:
+            raise ValueError(f"datagram of {len(data)} bytes does not fit in a packet") from exc
+        self._send_payload(session, w.getvalue(), now)
+
+    def max_datagram_payload(self, session_id: bytes) -> int:
+        """Largest ``data`` :meth:`send_datagram` accepts on this session."""
+        room = self._payload_room(self._get_session(session_id))
+        return room - 1 - wire.varint_size(room)
+
+    def close(self, session_id: bytes, *, now: float, error_code: int = 0,
+              reason: str = "") -> None:
+        """Close a session (or abandon a pending connect) and tell the peer.
+
+        A :class:`SessionClosed` event follows, with reason ``graceful`` for
+        ``error_code`` 0 and ``error`` otherwise. Closing an unknown or already
+        closed session does nothing.
+
+        .. note:: then call :meth:`datagrams_to_send`.
+        """
+        pending = self._connects.get(session_id)
+        if pending is not None:
+            self._fail_connect(pending, CloseReason.GRACEFUL, ErrorCode.NO_ERROR, "closed locally")
+            return
+        session = self._sessions.get(session_id)
+        if session is None or session.closed_at is not None:
+            return
+        if session.established:
+            frame = wire.CloseFrame(error_code, reason[:200])
+            try:
+                self._send_payload(session, wire.encode_frames([frame]), now)
+            except KeyExhaustedError:
+                pass  # keys already expired: the peer will time out instead
+        label = CloseReason.GRACEFUL if error_code == 0 else CloseReason.ERROR
+        self._close_session(session, label, error_code, reason or "closed locally", now)
+
+    # ------------------------------------------------------------------ I/O
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        """Return the datagrams queued since the last call, each with the address
+        it must be sent to (``sendto``; never a connected socket)."""
+        out = self._outgoing
+        self._outgoing = []
+        return out
+
+    def next_event(self) -> Event | None:
+        """Return the oldest event not handled yet, or ``None``."""
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        """The earliest deadline at which :meth:`handle_timer` has work, or ``None``."""
+        timers = self._timers
+        while timers:
+            at, _, owner = timers[0]
+            if owner.timer_at == at:
+                return at
+            heapq.heappop(timers)  # stale entry: the owner's deadline moved
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        """Run everything due at ``now`` (retransmissions, keep-alives, idle
+        timeouts, rekeys, expiry of old keys and half-open handshakes).
+
+        .. note:: then call :meth:`datagrams_to_send` and :meth:`next_event`.
+        """
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            at, _, owner = heapq.heappop(timers)
+            if owner.timer_at != at:
+                continue
+            owner.timer_at = None
+            if isinstance(owner, _Connect):
+                self._connect_timer(owner, now)
+            else:
+                self._session_timer(owner, now)
+
+    def receive_datagram(self, data: bytes, address: Address, now: float) -> None:
+        """Process one datagram from ``address``. Never raises for any bytes:
+        what cannot be decoded or authenticated is dropped and counted.
+
+        .. note:: then call :meth:`datagrams_to_send`, :meth:`next_event` and
+           :meth:`get_timer`.
+        """
+        self._stats["datagrams_received"] += 1
+        self._stats["bytes_received"] += len(data)
+        if not data:
+            self._stats["dropped_undecodable"] += 1
+            return
+        data = bytes(data)
+        kind = data[0]
+        try:
+            if kind == PacketKind.DATA:
+                self._receive_data(data, address, now)
+            elif kind == PacketKind.INITIATION:
+                self._receive_initiation(data, address, now)
+            elif kind == PacketKind.RESPONSE:
+                self._receive_response(data, address, now)
+            elif kind == PacketKind.COOKIE_REPLY:
+                self._receive_cookie_reply(data, address, now)
+            else:
+                self._stats["dropped_undecodable"] += 1
+        except DecodeError:
+            self._stats["dropped_undecodable"] += 1
+
+    # ------------------------------------------------------------------ DATA
+
+    def _receive_data(self, data: bytes, address: Address, now: float) -> None:
+        receiver_index, _ = wire.pull_data_header_untrusted(data)
+        session = self._by_index.get(receiver_index)
+        if not isinstance(session, _Session):
+            self._stats["dropped_unknown_index"] += 1
+            return
+        if session.closed_at is not None:
+            return  # draining: late packets are absorbed silently
+        opened = session.keys.open_untrusted(data, receiver_index, now=now)
+        if opened is None:
+            self._stats["dropped_unauthenticated"] += 1
+            return
+        _, _, payload = opened
+        self._sync_indices(session)
+        session.last_received = now
+        # WireGuard-style roaming: the latest authenticated source is where the
+        # peer is now.
+        session.address = address
+        if not session.established:
+            # The initiator's first packet confirms the keys and proves it
+            # receives at this address: the session becomes usable.
+            session.established = True
+            self._half_open -= 1
+            self._stats["handshakes_completed"] += 1
+            self._push_event(SessionEstablished(session_id=session.session_id,
+                                                peer_id=session.peer_id,
+                                                peer_address=address, initiator=False))
+        try:
+            frames = wire.decode_frames_untrusted(payload)
+        except DecodeError as exc:
+            self._protocol_violation(session, ErrorCode.FRAME_ENCODING_ERROR, str(exc), now)
+            return
+        self._handle_frames(session, frames, now)
+        self._schedule(session)
+
+    def _handle_frames(self, session: _Session, frames: list, now: float) -> None:
+        for frame in frames:
+            if session.closed_at is not None:
+                return
+            if isinstance(frame, (wire.PaddingFrame, wire.PingFrame, wire.AckFrame)):
+                continue
+            if isinstance(frame, wire.DatagramFrame):
+                self._push_event(DatagramReceived(session_id=session.session_id, data=frame.data))
+            elif isinstance(frame, wire.CloseFrame):
+                reason = CloseReason.GRACEFUL if frame.error_code == 0 else CloseReason.ERROR
+                self._close_session(session, reason, frame.error_code,
+                                    frame.reason or "closed by peer", now)
+            else:
+                self._protocol_violation(session, ErrorCode.PROTOCOL_VIOLATION,
+                                         f"unexpected {type(frame).__name__}", now)
+
+    # ------------------------------------------------------------------ responder
+
+    def _under_load(self, now: float) -> bool:
+        if now - self._rate_window_start >= 1.0:
+            self._rate_window_start = now
+            self._rate_count = 0
+        self._rate_count += 1
+        return (
+            self._rate_count > self._config.handshakes_per_second_before_cookies
+            or self._half_open * 2 >= self._config.max_half_open
+        )
+
+    def _cookie_for(self, address: Address, secret: bytes) -> bytes:
+        return mac(secret, _address_key(address))
+
+    def _rotate_cookie_secret(self, now: float) -> None:
+        if self._cookie_secret_at is None:
+            self._cookie_secret_at = now
+        elif now - self._cookie_secret_at >= self._config.cookie_secret_lifetime:
+            self._previous_cookie_secret = self._cookie_secret
+            self._cookie_secret = self._rng(32)
+            self._cookie_secret_at = now
+
+    def _valid_mac2(self, body: bytes, mac2: bytes, address: Address) -> bool:
+        for secret in (self._cookie_secret, self._previous_cookie_secret):
+            if secret is not None and macs_equal(mac(self._cookie_for(address, secret), body), mac2):
+                return True
+        return False
+
+    def _send_unvalidated(self, packet: bytes, address: Address, received: int) -> None:
+        # docs/protocol.md section 6.6: before an address is validated we never
+        # send more bytes than it sent us. The layouts guarantee it; this check
+        # makes a future change that breaks it fail loudly in tests.
+        if len(packet) > received:
+            raise AssertionError("handshake answer larger than the packet it answers")
+        self._stats["handshake_bytes_sent_unvalidated"] += len(packet)
+        self._queue(packet, address)
+
+    def _receive_initiation(self, data: bytes, address: Address, now: float) -> None:
+        self._stats["initiations_received"] += 1
+        self._stats["handshake_bytes_received_unvalidated"] += len(data)
+        msg = parse_initiation_untrusted(data)
+        if not macs_equal(mac(self._mac1_key, msg.body_for_mac1), msg.mac1):
+            # The sender does not know our node id: silence, no state, no DH.
+            self._stats["initiations_bad_mac"] += 1
+            return
+        if SUITES[msg.suite].split("_")[3] not in self._config.accepted_ciphers:
+            self._stats["initiations_failed"] += 1
+            return
+        self._rotate_cookie_secret(now)
+        if self._under_load(now) and not self._valid_mac2(msg.body_for_mac2, msg.mac2, address):
+            nonce = self._rng(12)
+            sealed = seal_cookie(self._cookie_key, nonce,
+                                 self._cookie_for(address, self._cookie_secret), msg.mac1)
+            self._stats["cookie_replies_sent"] += 1
+            self._send_unvalidated(encode_cookie_reply(msg.sender_index, nonce, sealed),
+                                   address, len(data))
+            return
+        ephemeral = msg.noise[:32]
+        if ephemeral in self._replay_cache:
+            self._stats["initiations_replayed"] += 1
+            return
+        if (self._half_open >= self._config.max_half_open
+                or len(self._sessions) >= self._config.max_sessions
+                or self._per_host.get(_host(address), 0) >= self._config.max_sessions_per_address):
+            self._stats["initiations_rejected_limit"] += 1
+            return
+        handshake = HandshakeState(SUITES[msg.suite], initiator=False, prologue=PROLOGUE,
+                                   s=self._identity.private_key, psks=[self._psk], rng=self._rng,
+                                   static_dh_cache=self._static_dh)
+        try:
+            payload = handshake.read_message(msg.noise)
+            params = TransportParameters.decode_untrusted(payload)
+        except (NoiseError, DecodeError):
+            self._stats["initiations_failed"] += 1
+            return
+        self._replay_cache[ephemeral] = None
+        if len(self._replay_cache) > self._config.replay_cache_size:
+            self._replay_cache.popitem(last=False)
+        peer_id = handshake.remote_static
+        assert peer_id is not None  # IK always transmits the initiator's static key
+        rekeyed = None
+        if params.rekey_index is not None:
+            rekeyed = self._by_index.get(params.rekey_index)
+            if not (isinstance(rekeyed, _Session) and rekeyed.peer_id == peer_id
+                    and rekeyed.established and rekeyed.closed_at is None):
+                self._stats["initiations_failed"] += 1
+                return
+        local_index = self._new_index()
+        response_noise = handshake.write_message(self._local_params().encode())
+        send, recv = self._split(handshake, initiator=False)
+        keys = PacketKeys(send=send, recv=recv, local_index=local_index,
+                          remote_index=msg.sender_index, created_at=now, initiator=False,
+                          limits=self._config.key_limits)
+        packet = encode_response(local_index, msg.sender_index, response_noise, peer_id)
+        if rekeyed is not None:
+            # A rekey: the new keys wait as ``next`` until the initiator uses them.
+            rekeyed.keys.install(keys, now=now, confirmed=False)
+            self._route(rekeyed, local_index)
+            self._queue(packet, address)
+            self._schedule(rekeyed)
+            return
+        ring = KeyRing(limits=self._config.key_limits)
+        ring.install(keys, now=now, confirmed=True)
+        session = _Session(self._new_session_id(), peer_id, address, False, ring, params, now)
+        self._sessions[session.session_id] = session
+        self._route(session, local_index)
+        self._per_host[_host(address)] = self._per_host.get(_host(address), 0) + 1
+        self._half_open += 1
+        self._send_unvalidated(packet, address, len(data))
+        self._schedule(session)
+
+    # ------------------------------------------------------------------ initiator
+
+    def _local_params(self, rekey_index: int | None = None) -> TransportParameters:
+        return TransportParameters(
+            idle_timeout_ms=int(self._config.idle_timeout * 1000),
+            max_datagram_size=self._config.max_datagram_size,
+            rekey_index=rekey_index,
+        )
+
+    def _send_attempt(self, pending: _Connect, now: float) -> None:
+        """Send a fresh INITIATION (new ephemeral key, new index)."""
+        cipher = self._config.cipher
+        suite = SUITE_BY_CIPHER[cipher]
+        handshake = HandshakeState(SUITES[suite], initiator=True, prologue=PROLOGUE,
+                                   s=self._identity.private_key, rs=pending.peer_id,
+                                   psks=[self._psk], rng=self._rng,
+                                   static_dh_cache=self._static_dh)
+        rekey_index = pending.session.keys.current.remote_index if pending.session else None
+        params = self._local_params(rekey_index).encode(
+            pad_to=MIN_INITIATION_SIZE - _INITIATION_FIXED)
+        noise = handshake.write_message(params)
+        index = self._new_index()
+        cookie = pending.cookie
+        if cookie is not None and now - pending.cookie_at >= self._config.cookie_secret_lifetime:
+            cookie = pending.cookie = None
+        packet, mac1_value = encode_initiation(suite, index, noise, pending.peer_id, cookie)
+        attempt = _Attempt(handshake, index, mac1_value, packet)
+        pending.attempts.append(attempt)
+        self._by_index[index] = pending
+        while len(pending.attempts) > MAX_ATTEMPTS_PER_CONNECT:
+            old = pending.attempts.popleft()
+            self._by_index.pop(old.index, None)
+        self._queue(packet, pending.address)
+        pending.next_retry = now + pending.interval
+        pending.interval = min(pending.interval * 2, self._config.handshake_retry_max)
+        self._schedule(pending)
+
+    def _find_attempt(self, index: int) -> tuple[_Connect, _Attempt] | None:
+        pending = self._by_index.get(index)
+        if not isinstance(pending, _Connect):
+            return None
+        for attempt in pending.attempts:
+            if attempt.index == index:
+                return pending, attempt
+        return None
+
+    def _receive_response(self, data: bytes, address: Address, now: float) -> None:
+        msg = parse_response_untrusted(data)
+        found = self._find_attempt(msg.receiver_index)
+        if found is None:
+            self._stats["dropped_unknown_index"] += 1
+            return
+        pending, attempt = found
+        if not macs_equal(mac(self._mac1_key, msg.body_for_mac1), msg.mac1):
+            self._stats["responses_bad_mac"] += 1
+            return
+        try:
+            payload = attempt.handshake.read_message(msg.noise)
+        except NoiseError:
+            # The responder is who we asked for (mac1 and the index match) but the
+            # handshake does not authenticate: it holds another network seed.
+            self._stats["auth_failures"] += 1
+            if pending.session is None:
+                self._fail_connect(pending, CloseReason.AUTH_FAILURE, ErrorCode.AUTH_FAILURE,
+                                   "handshake did not authenticate (different network seed?)")
+            else:
+                self._forget_attempt(pending, attempt)
+            return
+        try:
+            params = TransportParameters.decode_untrusted(payload)
+        except DecodeError as exc:
+            if pending.session is None:
+                self._fail_connect(pending, CloseReason.ERROR, ErrorCode.PROTOCOL_VIOLATION,
+                                   f"bad transport parameters: {exc}")
+            else:
+                self._forget_attempt(pending, attempt)
+            return
+        send, recv = self._split(attempt.handshake, initiator=True)
+        keys = PacketKeys(send=send, recv=recv, local_index=attempt.index,
+                          remote_index=msg.sender_index, created_at=now, initiator=True,
+                          limits=self._config.key_limits)
+        self._finish_connect(pending, attempt)
+        if pending.session is not None:
+            session = pending.session
+            session.rekey = None
+            session.keys.install(keys, now=now, confirmed=True)
+            self._route(session, attempt.index)
+            self._sync_indices(session)
+            self._stats["rekeys_completed"] += 1
+            # Use the new keys at once: that is what confirms them to the responder.
+            self._send_payload(session, wire.encode_frames([wire.PingFrame()]), now)
+            self._schedule(session)
+            return
+        ring = KeyRing(limits=self._config.key_limits)
+        ring.install(keys, now=now, confirmed=True)
+        session = _Session(pending.session_id, pending.peer_id, address, True, ring, params, now)
+        session.established = True
+        self._sessions[session.session_id] = session
+        self._route(session, attempt.index)
+        self._per_host[_host(address)] = self._per_host.get(_host(address), 0) + 1
+        self._stats["handshakes_completed"] += 1
+        self._push_event(SessionEstablished(session_id=session.session_id,
+                                            peer_id=session.peer_id, peer_address=address,
+                                            initiator=True))
+        # The first DATA packet confirms the keys to the responder (section 6.3).
+        self._send_payload(session, wire.encode_frames([wire.PingFrame()]), now)
+        self._schedule(session)
+
+    def _receive_cookie_reply(self, data: bytes, address: Address, now: float) -> None:
+        msg = parse_cookie_reply_untrusted(data)
+        found = self._find_attempt(msg.receiver_index)
+        if found is None:
+            self._stats["dropped_unknown_index"] += 1
+            return
+        pending, attempt = found
+        cookie = open_cookie(cookie_key(pending.peer_id), msg.nonce, msg.sealed_cookie,
+                             attempt.mac1)
+        if cookie is None:
+            self._stats["dropped_unauthenticated"] += 1
+            return
+        self._stats["cookie_replies_received"] += 1
+        pending.cookie = cookie
+        pending.cookie_at = now
+        # Resend at once with mac2: the cookie reply was smaller than our
+        # INITIATION, so this exchange cannot be used to amplify.
+        self._send_attempt(pending, now)
+
+    def _forget_attempt(self, pending: _Connect, attempt: _Attempt) -> None:
+        pending.attempts.remove(attempt)
+        self._by_index.pop(attempt.index, None)
+
+    def _finish_connect(self, pending: _Connect, keep: _Attempt | None) -> None:
+        for attempt in pending.attempts:
+            if attempt is not keep:
+                self._by_index.pop(attempt.index, None)
+        pending.attempts.clear()
+        pending.timer_at = None
+        if pending.session is None:
+            self._connects.pop(pending.session_id, None)
+
+    def _fail_connect(self, pending: _Connect, reason: str, code: int, message: str) -> None:
+        self._finish_connect(pending, None)
+        self._stats["sessions_closed"] += 1
+        self._push_event(SessionClosed(session_id=pending.session_id, peer_id=pending.peer_id,
+                                       reason=reason, error_code=int(code), message=message))
+
+    def _connect_timer(self, pending: _Connect, now: float) -> None:
+        if now >= pending.deadline:
+            if pending.session is None:
+                self._stats["connects_timed_out"] += 1
+                self._fail_connect(pending, CloseReason.TIMEOUT, ErrorCode.IDLE_TIMEOUT,
+                                   "no handshake response before the deadline")
+            else:
+                self._finish_connect(pending, None)
+                pending.session.rekey = None
+                self._schedule(pending.session)
+            return
+        if now >= pending.next_retry:
+            self._send_attempt(pending, now)
+        self._schedule(pending)
+
+    # ------------------------------------------------------------------ sessions
+
+    def _session_timer(self, session: _Session, now: float) -> None:
+        config = self._config
+        if session.closed_at is not None:
+            if now >= session.closed_at + config.close_linger:
+                self._forget_session(session)
+            else:
+                self._schedule(session)
+            return
+        if not session.established:
+            if now >= session.created_at + config.half_open_timeout:
+                # The initiator never confirmed: a lost confirmation, a peer with
+                # another network seed, or a replayed/forged initiation.
+                self._stats["handshakes_unconfirmed"] += 1
+                self._half_open -= 1
+                session.closed_at = now
+                self._forget_session(session)
+            else:
+                self._schedule(session)
+            return
+        if now >= session.last_received + config.idle_timeout:
+            self._close_session(session, CloseReason.TIMEOUT, ErrorCode.IDLE_TIMEOUT,
+                                "no packet from the peer within the idle timeout", now)
+            return
+        current = session.keys.current
+        if current is None or not current.can_send(now=now):
+            if current is None or not current.can_receive(now=now):
+                self._close_session(session, CloseReason.TIMEOUT, ErrorCode.IDLE_TIMEOUT,
+                                    "keys expired before a rekey completed", now)
+                return
+        elif (session.rekey is None and current.initiator
+              and current.needs_rekey(now=now)):
+            self._start_rekey(session, now)
+        elif session.rekey is None and current.packets_sent >= config.key_limits.rekey_after_packets:
+            # Volume limits apply to whoever sends: either side may rekey.
+            self._start_rekey(session, now)
+        session.keys.expire(now)
+        self._sync_indices(session)
+        if now >= session.last_sent + config.keep_alive_interval:
+            try:
+                self._send_payload(session, wire.encode_frames([wire.PingFrame()]), now)
+            except KeyExhaustedError:
+                pass
+        self._schedule(session)
+
+    def _start_rekey(self, session: _Session, now: float) -> None:
+        limits = self._config.key_limits
+        current = session.keys.current
+        deadline = current.created_at + limits.reject_after_time if current else now
+        pending = _Connect(session.session_id, session.peer_id, session.address,
+                           max(deadline, now + self._config.handshake_retry_initial),
+                           self._config.handshake_retry_initial, session)
+        session.rekey = pending
+        self._send_attempt(pending, now)
+
+    def _send_payload(self, session: _Session, payload: bytes, now: float) -> None:
+        _, datagram = session.keys.seal(payload, now=now)
+        session.last_sent = now
+        self._queue(datagram, session.address)
+
+    def _payload_room(self, session: _Session) -> int:
+        limit = min(self._config.max_datagram_size, session.peer_params.max_datagram_size)
+        return limit - 13 - 16
+
+    def _protocol_violation(self, session: _Session, code: int, message: str, now: float) -> None:
+        try:
+            self._send_payload(session, wire.encode_frames([wire.CloseFrame(int(code), message[:200])]), now)
+        except KeyExhaustedError:
+            pass
+        self._close_session(session, CloseReason.ERROR, code, message, now)
+
+    def _close_session(self, session: _Session, reason: str, code: int, message: str,
+                       now: float) -> None:
+        if session.closed_at is not None:
+            return
+        session.closed_at = now
+        if session.rekey is not None:
+            self._finish_connect(session.rekey, None)
+            session.rekey = None
+        self._stats["sessions_closed"] += 1
+        self._push_event(SessionClosed(session_id=session.session_id, peer_id=session.peer_id,
+                                       reason=reason, error_code=int(code), message=message))
+        self._schedule(session)
+
+    def _forget_session(self, session: _Session) -> None:
+        for index in session.routes:
+            if self._by_index.get(index) is session:
+                del self._by_index[index]
+        session.routes.clear()
+        if self._sessions.pop(session.session_id, None) is not None:
+            host = _host(session.address)
+            left = self._per_host.get(host, 1) - 1
+            if left > 0:
+                self._per_host[host] = left
+            else:
+                self._per_host.pop(host, None)
+        session.timer_at = None
+
+    def _route(self, session: _Session, index: int) -> None:
+        self._by_index[index] = session
+        session.routes.add(index)
+
+    def _sync_indices(self, session: _Session) -> None:
+        """Drop the routes of keys the ring has retired."""
+        live = set(session.keys.indices())
+        for index in [i for i in session.routes if i not in live]:
+            session.routes.discard(index)
+            if self._by_index.get(index) is session:
+                del self._by_index[index]
+
+    # ------------------------------------------------------------------ helpers
+
+    def _get_session(self, session_id: bytes) -> _Session:
+        session = self._sessions.get(session_id)
+        if session is None or session.closed_at is not None:
+            raise KeyError("unknown or closed session")
+        return session
+
+    def _split(self, handshake: HandshakeState, *, initiator: bool):
+        i2r, r2i = handshake.split()
+        return (i2r, r2i) if initiator else (r2i, i2r)
+
+    def _new_index(self) -> int:
+        while True:
+            index = int.from_bytes(self._rng(4), "big")
+            if index not in self._by_index:
+                return index
+
+    def _new_session_id(self) -> bytes:
+        while True:
+            session_id = self._rng(16)
+            if session_id not in self._sessions and session_id not in self._connects:
+                return session_id
+
+    def _queue(self, datagram: bytes, address: Address) -> None:
+        self._stats["datagrams_sent"] += 1
+        self._stats["bytes_sent"] += len(datagram)
+        self._outgoing.append((datagram, address))
+
+    def _push_event(self, event: Event) -> None:
+        if len(self._events) >= self._config.max_events and not isinstance(event, _SESSION_EVENTS):
+            self._stats["events_dropped"] += 1
+            return
+        self._events.append(event)
+
+    def _schedule(self, owner: _Session | _Connect) -> None:
+        at = self._deadline_of(owner)
+        if at is None or at == owner.timer_at:
+            if at is None:
+                owner.timer_at = None
+            return
+        owner.timer_at = at
+        heapq.heappush(self._timers, (at, next(self._timer_seq), owner))
+
+    def _deadline_of(self, owner: _Session | _Connect) -> float | None:
+        config = self._config
+        if isinstance(owner, _Connect):
+            if not owner.attempts and owner.session is None and owner.session_id not in self._connects:
+                return None
+            if owner.session is not None and owner.session.rekey is not owner:
+                return None
+            return min(owner.deadline, owner.next_retry)
+        if owner.session_id not in self._sessions:
+            return None
+        if owner.closed_at is not None:
+            return owner.closed_at + config.close_linger
+        if not owner.established:
+            return owner.created_at + config.half_open_timeout
+        deadlines = [owner.last_received + config.idle_timeout,
+                     owner.last_sent + config.keep_alive_interval]
+        current = owner.keys.current
+        if current is not None:
+            limits = config.key_limits
+            if owner.rekey is None and current.initiator:
+                deadlines.append(current.created_at + limits.rekey_after_time)
+            deadlines.append(current.created_at + limits.reject_after_time)
+        key_deadline = owner.keys.next_deadline()
+        if key_deadline is not None:
+            deadlines.append(key_deadline)
+        return min(deadlines)
+
