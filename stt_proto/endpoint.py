@@ -626,19 +626,20 @@ class Endpoint:
         self._schedule(pending)
 
     def _find_attempt(self, index: int) -> tuple[_Connect, _Attempt] | None:
+        """The handshake attempt a RESPONSE or COOKIE_REPLY answers; counts and
+        returns ``None`` when there is none."""
         pending = self._by_index.get(index)
-        if not isinstance(pending, _Connect):
-            return None
-        for attempt in pending.attempts:
-            if attempt.index == index:
-                return pending, attempt
+        if isinstance(pending, _Connect):
+            for attempt in pending.attempts:
+                if attempt.index == index:
+                    return pending, attempt
+        self._stats["dropped_unknown_index"] += 1
         return None
 
     def _receive_response(self, data: bytes, address: Address, now: float) -> None:
         msg = parse_response_untrusted(data)
         found = self._find_attempt(msg.receiver_index)
         if found is None:
-            self._stats["dropped_unknown_index"] += 1
             return
         pending, attempt = found
         if not macs_equal(mac(self._mac1_key, msg.body_for_mac1), msg.mac1):
@@ -700,7 +701,6 @@ class Endpoint:
         msg = parse_cookie_reply_untrusted(data)
         found = self._find_attempt(msg.receiver_index)
         if found is None:
-            self._stats["dropped_unknown_index"] += 1
             return
         pending, attempt = found
         cookie = open_cookie(cookie_key(pending.peer_id), msg.nonce, msg.sealed_cookie,

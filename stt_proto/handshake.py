@@ -267,6 +267,14 @@ class CookieReply:
     sealed_cookie: bytes
 
 
+def _split_macs(data: bytes, head: int) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    """Split ``head | noise | mac1 | mac2`` into the Noise message, both MACs and
+    the two prefixes the MACs cover."""
+    end2 = len(data) - MAC_SIZE
+    end1 = end2 - MAC_SIZE
+    return data[head:end1], data[end1:end2], data[end2:], data[:end1], data[:end2]
+
+
 def _with_macs(body: bytes, mac1_k: bytes, cookie: bytes | None) -> tuple[bytes, bytes]:
     m1 = mac(mac1_k, body)
     m2 = mac(cookie, body + m1) if cookie is not None else bytes(MAC_SIZE)
@@ -297,17 +305,8 @@ def parse_initiation_untrusted(data: bytes) -> Initiation:
         raise DecodeError("not an INITIATION")
     if suite not in SUITES:
         raise DecodeError("unknown cipher suite")
-    end2 = len(data) - MAC_SIZE
-    end1 = end2 - MAC_SIZE
-    return Initiation(
-        suite=suite,
-        sender_index=sender_index,
-        noise=data[_INIT_HEAD.size : end1],
-        mac1=data[end1:end2],
-        mac2=data[end2:],
-        body_for_mac1=data[:end1],
-        body_for_mac2=data[:end2],
-    )
+    noise, mac1_value, mac2_value, body1, body2 = _split_macs(data, _INIT_HEAD.size)
+    return Initiation(suite, sender_index, noise, mac1_value, mac2_value, body1, body2)
 
 
 def encode_response(
@@ -330,17 +329,8 @@ def parse_response_untrusted(data: bytes) -> Response:
     kind, sender_index, receiver_index = _RESP_HEAD.unpack_from(data)
     if kind != PacketKind.RESPONSE:
         raise DecodeError("not a RESPONSE")
-    end2 = len(data) - MAC_SIZE
-    end1 = end2 - MAC_SIZE
-    return Response(
-        sender_index=sender_index,
-        receiver_index=receiver_index,
-        noise=data[_RESP_HEAD.size : end1],
-        mac1=data[end1:end2],
-        mac2=data[end2:],
-        body_for_mac1=data[:end1],
-        body_for_mac2=data[:end2],
-    )
+    noise, mac1_value, mac2_value, body1, body2 = _split_macs(data, _RESP_HEAD.size)
+    return Response(sender_index, receiver_index, noise, mac1_value, mac2_value, body1, body2)
 
 
 def encode_cookie_reply(receiver_index: int, nonce: bytes, sealed_cookie: bytes) -> bytes:
