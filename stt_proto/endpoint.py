@@ -307,7 +307,9 @@ class Endpoint:
 
         Raises:
             KeyError: unknown or closed session.
-            LocalProtocolError: the session is not established yet.
+            LocalProtocolError: the session is not established yet, or its keys
+                may no longer send and the background rekey has not completed
+                (``KeyExhaustedError``).
             ValueError: ``data`` does not fit in one packet.
 
         .. note:: then call :meth:`datagrams_to_send`.
@@ -775,16 +777,17 @@ class Endpoint:
                                 "no packet from the peer within the idle timeout", now)
             return
         current = session.keys.current
-        if current is None or not current.can_send(now=now):
-            if current is None or not current.can_receive(now=now):
-                self._close_session(session, CloseReason.TIMEOUT, ErrorCode.IDLE_TIMEOUT,
-                                    "keys expired before a rekey completed", now)
-                return
-        elif (session.rekey is None and current.initiator
-              and current.needs_rekey(now=now)):
-            self._start_rekey(session, now)
-        elif session.rekey is None and current.packets_sent >= config.key_limits.rekey_after_packets:
+        if current is None or not current.can_receive(now=now):
+            self._close_session(session, CloseReason.TIMEOUT, ErrorCode.IDLE_TIMEOUT,
+                                "keys expired before a rekey completed", now)
+            return
+        if session.rekey is None and (
+            # Time limits: the side that initiated the keys rekeys (WireGuard).
+            (current.initiator and current.needs_rekey(now=now))
             # Volume limits apply to whoever sends: either side may rekey.
+            or current.packets_sent >= config.key_limits.rekey_after_packets
+            or not current.can_send(now=now)
+        ):
             self._start_rekey(session, now)
         session.keys.expire(now)
         self._sync_indices(session)
