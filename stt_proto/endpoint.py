@@ -799,9 +799,8 @@ class Endpoint:
         self._schedule(session)
 
     def _start_rekey(self, session: _Session, now: float) -> None:
-        limits = self._config.key_limits
         current = session.keys.current
-        deadline = current.created_at + limits.reject_after_time if current else now
+        deadline = current.expires_at if current else now
         pending = _Connect(session.session_id, session.peer_id, session.address,
                            max(deadline, now + self._config.handshake_retry_initial),
                            self._config.handshake_retry_initial, session)
@@ -910,11 +909,10 @@ class Endpoint:
     def _deadline_of(self, owner: _Session | _Connect) -> float | None:
         config = self._config
         if isinstance(owner, _Connect):
-            if not owner.attempts and owner.session is None and owner.session_id not in self._connects:
-                return None
-            if owner.session is not None and owner.session.rekey is not owner:
-                return None
-            return min(owner.deadline, owner.next_retry)
+            # A connect is live while listed; a rekey while its session points at it.
+            live = (owner.session_id in self._connects if owner.session is None
+                    else owner.session.rekey is owner)
+            return min(owner.deadline, owner.next_retry) if live else None
         if owner.session_id not in self._sessions:
             return None
         if owner.closed_at is not None:
@@ -925,10 +923,9 @@ class Endpoint:
                      owner.last_sent + config.keep_alive_interval]
         current = owner.keys.current
         if current is not None:
-            limits = config.key_limits
             if owner.rekey is None and current.initiator:
-                deadlines.append(current.created_at + limits.rekey_after_time)
-            deadlines.append(current.created_at + limits.reject_after_time)
+                deadlines.append(current.rekey_at)
+            deadlines.append(current.expires_at)
         key_deadline = owner.keys.next_deadline()
         if key_deadline is not None:
             deadlines.append(key_deadline)
