@@ -343,6 +343,8 @@ class PacketKeys:
         "_reject_packets",
         "_integrity_limit",
         "_next_pn",
+        "_first_pn",
+        "_recv_base",
         "_received",
         "_auth_failures",
         "_replayed",
@@ -386,6 +388,11 @@ class PacketKeys:
         self._reject_packets = limits.reject_after_packets
         self._integrity_limit = limits.integrity_limit_failures
         self._next_pn = 0
+        #: Packet numbers of a session run on across its keys (see continue_from).
+        self._first_pn = 0
+        #: Lowest packet number opened under this key; the peer's own limit counts
+        #: from its first packet, so the receiving check does too.
+        self._recv_base: int | None = None
         self._received = 0
         self._auth_failures = 0
         self._replayed = 0
@@ -400,7 +407,7 @@ class PacketKeys:
         return (
             f"PacketKeys(cipher={self._send.cipher_name!r}, role={role!r}, "
             f"local_index={self.local_index:#010x}, remote_index={self.remote_index:#010x}, "
-            f"sent={self._next_pn}, received={self._received})"
+            f"sent={self._next_pn - self._first_pn}, received={self._received})"
         )
 
     # -- properties ------------------------------------------------------------
@@ -412,8 +419,24 @@ class PacketKeys:
 
     @property
     def packets_sent(self) -> int:
-        """Packets sealed so far, which is also the next packet number."""
+        """Packets sealed so far with this key."""
+        return self._next_pn - self._first_pn
+
+    @property
+    def next_pn(self) -> int:
+        """The packet number the next :meth:`seal` will use."""
         return self._next_pn
+
+    def continue_from(self, pn: int) -> None:
+        """Number this key's packets from ``pn`` on, so that a session's packet
+        numbers keep increasing across rekeys and acknowledgements stay
+        unambiguous. Only allowed before the key sealed anything; lifetime limits
+        count from here."""
+        if self._next_pn != self._first_pn:
+            raise LocalProtocolError("continue_from() after the key sealed packets")
+        if not _is_count(pn) or pn < 0:
+            raise ValueError("packet number must be a non-negative int")
+        self._next_pn = self._first_pn = pn
 
     @property
     def highest_received(self) -> int:
@@ -434,7 +457,7 @@ class PacketKeys:
 
     def can_send(self, *, now: float) -> bool:
         """Whether :meth:`seal` would succeed now."""
-        return self._next_pn < self._reject_packets and now < self._reject_at
+        return self._next_pn - self._first_pn < self._reject_packets and now < self._reject_at
 
     def can_receive(self, *, now: float) -> bool:
         """Whether :meth:`open_untrusted` may still accept packets: the key is not past
@@ -449,7 +472,7 @@ class PacketKeys:
         """
         return (
             now >= self._rekey_at
-            or self._next_pn >= self.limits.rekey_after_packets
+            or self._next_pn - self._first_pn >= self.limits.rekey_after_packets
             or self._auth_failures >= self._integrity_limit
         )
 
@@ -464,7 +487,7 @@ class PacketKeys:
             keys first (:meth:`needs_rekey` asked for them long before).
         """
         pn = self._next_pn
-        if pn >= self._reject_packets or now >= self._reject_at:
+        if pn - self._first_pn >= self._reject_packets or now >= self._reject_at:
             raise KeyExhaustedError("key exhausted: rekey before sending")
         # Take the number before encrypting: even a call that fails half-way must not
         # leave a number that a later call could reuse under the same key.
@@ -495,7 +518,7 @@ class PacketKeys:
         if (
             now >= self._reject_at
             or self._auth_failures >= self._integrity_limit
-            or pn >= self._reject_packets
+            or (self._recv_base is not None and pn - self._recv_base >= self._reject_packets)
         ):
             self._rejected_expired += 1
             return None
@@ -514,13 +537,15 @@ class PacketKeys:
             return None
         # Only now, with the packet authentic, may the window move (see accept()).
         window.accept(pn)
+        if self._recv_base is None or pn < self._recv_base:
+            self._recv_base = pn
         self._received += 1
         return pn, payload
 
     def statistics(self) -> dict[str, int]:
         """Counters of this key: packets sealed and opened, and drops by reason."""
         return {
-            "packets_sent": self._next_pn,
+            "packets_sent": self._next_pn - self._first_pn,
             "packets_received": self._received,
             "auth_failures": self._auth_failures,
             "replayed": self._replayed,
@@ -630,12 +655,21 @@ class KeyRing:
             self.next = keys
             return
         if self.next is not None:
+            self._continue(keys, self.next)
+            self._continue(keys, self.current)
             self._drop(self.current)
             self._retire(self.next, now)
             self.next = None
         elif self.current is not None:
+            self._continue(keys, self.current)
             self._retire(self.current, now)
         self.current = keys
+
+    @staticmethod
+    def _continue(keys: PacketKeys, old: PacketKeys | None) -> None:
+        # One packet-number space per session: a new key starts after the old.
+        if old is not None and keys.next_pn < old.next_pn and keys.packets_sent == 0:
+            keys.continue_from(old.next_pn)
 
     def expire(self, now: float) -> None:
         """Drop ``previous`` once its grace period is over. Call at
@@ -706,6 +740,7 @@ class KeyRing:
                 return None
             # The peer sealed this under the new key, so it has it: switch.
             self.next = None
+            self._continue(pending, current)
             if current is not None:
                 self._retire(current, now)
             self.current = pending

@@ -244,7 +244,11 @@ def test_forged_packets_dropped(cipher: str) -> None:
     a, b = make_pair(cipher, limits=KeyLimits(reject_after_packets=2**64 - 1,
                                               rekey_after_packets=2**62))
     rnd = random.Random(1)
-    numbers = [0, 1, 2, 1000, 10**12, 2**63, 2**64 - 2, 2**64 - 1]
+    numbers = [1, 2, 1000, 10**12, 2**63, 2**64 - 2, 2**64 - 1]
+    # Packet numbers run on across a session's keys, so the receiver counts the
+    # sender's limit from the first packet it opened under this key.
+    _, first = a.seal(b"first", now=0.0)
+    assert b.open_untrusted(first, now=0.0) == (0, b"first")
     for pn in numbers:
         body = rnd.randbytes(rnd.randrange(AEAD_TAG_SIZE, 200))
         assert b.open_untrusted(HEADER.pack(0x04, R_INDEX, pn) + body, now=0.0) is None
@@ -252,9 +256,9 @@ def test_forged_packets_dropped(cipher: str) -> None:
     # 2**64 - 1 is not a number the sender may use, so it never reaches the AEAD.
     assert stats["auth_failures"] == len(numbers) - 1
     assert stats["rejected_expired"] == 1
-    assert b.highest_received == -1
+    assert b.highest_received == 0
     _, genuine = a.seal(b"still here", now=0.0)
-    assert b.open_untrusted(genuine, now=0.0) == (0, b"still here")
+    assert b.open_untrusted(genuine, now=0.0) == (1, b"still here")
 
 
 def test_wrong_index_dropped(cipher: str) -> None:
@@ -475,7 +479,10 @@ def test_seal_refuses_after_packet_limit(cipher: str) -> None:
     a, b = make_pair(cipher, limits=limits)
     for i in range(4):
         assert a.can_send(now=0.0)
-        assert a.seal(b"", now=0.0)[0] == i
+        pn, datagram = a.seal(b"", now=0.0)
+        assert pn == i
+        if i == 0:
+            assert b.open_untrusted(datagram, now=0.0) == (0, b"")
     assert not a.can_send(now=0.0)
     with pytest.raises(KeyExhaustedError):
         a.seal(b"", now=0.0)
@@ -620,14 +627,14 @@ def test_keyring_responder_next_confirmed_by_first_packet(cipher: str) -> None:
     assert ring_r.next is kr
 
     # The initiator's first packet under the new key confirms it.
-    _, new = ring_i.seal(b"new key", now=10.6)
+    new_pn, new = ring_i.seal(b"new key", now=10.6)
     assert _index(new) == 0x201
-    assert ring_r.open_untrusted(new, 0x201, now=10.6) == (kr, 0, b"new key")
+    assert ring_r.open_untrusted(new, 0x201, now=10.6) == (kr, new_pn, b"new key")
     assert ring_r.current is kr and ring_r.previous is old_r and ring_r.next is None
     assert ring_r.next_deadline() == 10.6 + PREVIOUS_KEY_GRACE
-    _, reply = ring_r.seal(b"switched", now=10.7)
+    reply_pn, reply = ring_r.seal(b"switched", now=10.7)
     assert _index(reply) == 0x101
-    assert ring_i.open_untrusted(reply, 0x101, now=10.7) == (ki, 0, b"switched")
+    assert ring_i.open_untrusted(reply, 0x101, now=10.7) == (ki, reply_pn, b"switched")
 
 
 def test_keyring_nothing_in_flight_lost(cipher: str) -> None:
@@ -687,5 +694,22 @@ def test_keyring_simultaneous_rekey_keeps_peer_key() -> None:
     mine_i, mine_r = make_pair("AESGCM", seed=14, i_index=0x700, r_index=0x800)
     ring_r.install(mine_i, now=5.1, confirmed=True)
     assert ring_r.current is mine_i and ring_r.previous is ours and ring_r.next is None
-    _, datagram = ring_i.seal(b"peer", now=5.2)
-    assert ring_r.open_untrusted(datagram, 0x600, now=5.2) == (ours, 0, b"peer")
+    peer_pn, datagram = ring_i.seal(b"peer", now=5.2)
+    assert ring_r.open_untrusted(datagram, 0x600, now=5.2) == (ours, peer_pn, b"peer")
+
+
+def test_keyring_packet_numbers_continue_across_keys(cipher: str) -> None:
+    # Loss recovery keeps one packet-number space per session: a new key starts
+    # where the key it replaces stopped, on both sides of a rekey.
+    ring_i, ring_r = _session(cipher)
+    sent_i = [ring_i.seal(b"i", now=1.0)[0] for _ in range(5)]
+    sent_r = [ring_r.seal(b"r", now=1.0)[0] for _ in range(3)]
+    ki, kr = _rekey(cipher, ring_i, ring_r, now=10.0)
+    first_i, datagram = ring_i.seal(b"new", now=10.1)
+    assert first_i == sent_i[-1] + 1 and ki.packets_sent == 1
+    ring_r.seal(b"old key still", now=10.1)
+    assert ring_r.open_untrusted(datagram, 0x201, now=10.1) == (kr, first_i, b"new")
+    first_r, _ = ring_r.seal(b"new", now=10.2)
+    assert first_r == sent_r[-1] + 2 and kr.packets_sent == 1
+    with pytest.raises(LocalProtocolError):
+        kr.continue_from(0)
