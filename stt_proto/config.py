@@ -73,6 +73,45 @@ class EndpointConfig:
     key_limits: KeyLimits = field(default_factory=KeyLimits)
     """When keys are replaced and when they are refused."""
 
+    # -- streams and flow control (docs/protocol.md section 7) ------------------------
+    max_frame_size: int = 16 * 1024 * 1024
+    """Default largest message a stream sends or accepts (``open_stream`` may set
+    another per stream). A larger incoming message resets the stream with
+    ``MESSAGE_TOO_LARGE``; the session survives."""
+    stream_window: int = 256 * 1024
+    """Initial per-stream credit granted to the peer (bytes ahead of what the
+    application consumed)."""
+    max_stream_window: int = 16 * 1024 * 1024
+    """Per-stream credit grows towards the bandwidth-delay product up to this."""
+    session_window: int = 1024 * 1024
+    """Initial session-wide credit."""
+    max_session_window: int = 64 * 1024 * 1024
+    """Session-wide credit grows up to this."""
+    max_send_buffer: int = 4 * 1024 * 1024
+    """Bytes a stream holds unacknowledged before sends are refused
+    (``SendBufferFullError``; wait for ``StreamWritable``)."""
+    max_streams: int = 4096
+    """Streams the peer may have open at once on a session; beyond it a new
+    stream is refused with ``STREAM_LIMIT_ERROR`` (the session survives)."""
+    closed_stream_linger: float = 2.0
+    """How long (at least three probe timeouts) a closed stream's id keeps
+    absorbing late frames; its id cannot be reopened meanwhile."""
+    max_closed_streams: int = 65_536
+    """Closed-stream ids remembered per session (oldest forgotten first)."""
+    auto_credit: bool = True
+    """Return flow-control credit when a stream event is pulled with
+    ``next_event``. Adapters that queue data for the application set this to
+    ``False`` and call ``Endpoint.stream_consumed`` when it reads."""
+    max_ack_delay: float = 0.025
+    """Longest a receiver waits before acknowledging (RFC 9000 ``max_ack_delay``)."""
+    congestion_control: str = "bbr"
+    """Congestion controller: ``"bbr"``, ``"cubic"`` or ``"newreno"``
+    (``stt_proto.recovery``)."""
+    max_queued_datagrams: int = 1024
+    """Unreliable datagrams waiting for congestion window; older ones are dropped."""
+    close_flush_timeout: float = 10.0
+    """A graceful ``close`` first delivers queued stream data for at most this long."""
+
     rng: Callable[[int], bytes] = os.urandom
     """Source of randomness (indices, ephemeral keys, cookies). Must be a CSPRNG
     outside tests."""
@@ -103,3 +142,23 @@ class EndpointConfig:
                 raise ValueError(f"{name} must be at least 1")
         if not 1200 <= self.max_datagram_size <= 65527:
             raise ValueError("max_datagram_size must be within 1200..65527")
+        for name in ("max_frame_size", "stream_window", "max_stream_window", "session_window",
+                     "max_session_window", "max_send_buffer", "max_streams",
+                     "max_closed_streams", "max_queued_datagrams"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int")
+        if self.stream_window < 1024 or self.session_window < 1024:
+            raise ValueError("stream_window and session_window must be at least 1024 bytes")
+        if self.max_stream_window < self.stream_window:
+            raise ValueError("max_stream_window must be at least stream_window")
+        if self.max_session_window < self.session_window:
+            raise ValueError("max_session_window must be at least session_window")
+        if self.max_frame_size >= 1 << 62:
+            raise ValueError("max_frame_size must be below 2**62")
+        for name in ("closed_stream_linger", "max_ack_delay", "close_flush_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        from .recovery import CONGESTION_CONTROLLERS
+        if self.congestion_control not in CONGESTION_CONTROLLERS:
+            raise ValueError(f"congestion_control must be one of {sorted(CONGESTION_CONTROLLERS)}")

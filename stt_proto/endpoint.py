@@ -52,10 +52,19 @@ from typing import Any
 
 from . import _wire as wire
 from .config import EndpointConfig
-from .constants import ErrorCode, PacketKind
+from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, ErrorCode, PacketKind
 from .crypto import KeyExhaustedError, KeyRing, PacketKeys
-from .errors import DecodeError, EncodeError, LocalProtocolError, NoiseError
-from .events import CloseReason, DatagramReceived, Event, SessionClosed, SessionEstablished
+from .errors import DecodeError, LocalProtocolError, NoiseError, ProtocolError
+from .errors import StreamClosedError
+from .events import (
+    STREAM_DATA_EVENTS,
+    CloseReason,
+    DatagramReceived,
+    DhtMessageReceived,
+    Event,
+    SessionClosed,
+    SessionEstablished,
+)
 from .handshake import (
     COOKIE_REPLY_SIZE,
     MAC_SIZE,
@@ -79,6 +88,7 @@ from .handshake import (
 )
 from .identity import derive_psk
 from .noise import HandshakeState
+from .session import MODE_BYTES, MODE_MESSAGES, SessionCore
 
 __all__ = ["Endpoint", "Address"]
 
@@ -93,7 +103,9 @@ _INITIATION_FIXED = 1 + 1 + 4 + 32 + 48 + 16 + 2 * MAC_SIZE
 #: Peers whose static-static DH result is kept (least recently used evicted).
 STATIC_DH_CACHE_SIZE = 4096
 
-_SESSION_EVENTS = (SessionEstablished, SessionClosed)
+#: Events that may be dropped (and counted) when ``max_events`` are waiting:
+#: unreliable ones only. Stream events are bounded by flow control instead.
+_DROPPABLE_EVENTS = (DatagramReceived, DhtMessageReceived)
 
 
 class _BoundedCache(OrderedDict):
@@ -153,7 +165,7 @@ class _Session:
 
     __slots__ = ("session_id", "peer_id", "address", "initiator", "keys", "peer_params",
                  "established", "created_at", "last_received", "last_sent", "rekey",
-                 "closed_at", "timer_at", "routes")
+                 "closed_at", "timer_at", "routes", "core", "closing")
 
     def __init__(self, session_id: bytes, peer_id: bytes, address: Address, initiator: bool,
                  keys: KeyRing, peer_params: TransportParameters, now: float) -> None:
@@ -172,6 +184,11 @@ class _Session:
         self.timer_at: float | None = None
         #: Local indices routed to this session (one per live key).
         self.routes: set[int] = set()
+        #: Streams, recovery and flow control (stt_proto.session).
+        self.core: SessionCore | None = None
+        #: ``(error_code, reason, deadline)`` while a graceful close delivers
+        #: what is queued.
+        self.closing: tuple[int, str, float] | None = None
 
 
 def _address_key(address: Address) -> bytes:
@@ -220,6 +237,9 @@ class Endpoint:
         self._cookie_secret_at: float | None = None
         self._rate_window_start = float("-inf")
         self._rate_count = 0
+        #: Sessions with input since they last transmitted.
+        self._dirty: dict[_Session, None] = {}
+        self._last_now = float("-inf")
         self._stats = dict.fromkeys(
             (
                 "datagrams_received", "bytes_received", "datagrams_sent", "bytes_sent",
@@ -303,43 +323,175 @@ class Endpoint:
         return session_id
 
     def send_datagram(self, session_id: bytes, data: bytes, *, now: float) -> None:
-        """Send ``data`` as one unreliable DATAGRAM frame on a session.
+        """Queue ``data`` as one unreliable DATAGRAM frame on a session. It leaves
+        when the congestion window allows; the oldest queued datagrams are
+        dropped beyond ``max_queued_datagrams``.
 
         Raises:
             KeyError: unknown or closed session.
-            LocalProtocolError: the session is not established yet, or its keys
-                may no longer send and the background rekey has not completed
-                (``KeyExhaustedError``).
-            ValueError: ``data`` does not fit in one packet.
+            LocalProtocolError: the session is not established yet.
+            ValueError: ``data`` is larger than :meth:`max_datagram_payload`.
 
         .. note:: then call :meth:`datagrams_to_send`.
         """
-        session = self._get_session(session_id)
-        if not session.established:
-            raise LocalProtocolError("session is not established")
-        room = self._payload_room(session)
-        w = wire.Writer(room)
-        try:
-            wire.DatagramFrame(bytes(data)).push(w)
-        except EncodeError as exc:
-            raise ValueError(f"datagram of {len(data)} bytes does not fit in a packet") from exc
-        self._send_payload(session, w.getvalue(), now)
+        session = self._usable_session(session_id, now)
+        data = bytes(data)
+        if len(data) > self.max_datagram_payload(session_id):
+            raise ValueError(f"datagram of {len(data)} bytes does not fit in a packet")
+        session.core.queue_datagram(data)
+        self._mark(session)
 
     def max_datagram_payload(self, session_id: bytes) -> int:
         """Largest ``data`` :meth:`send_datagram` accepts on this session."""
         room = self._payload_room(self._get_session(session_id))
         return room - 1 - wire.varint_size(room)
 
-    def close(self, session_id: bytes, *, now: float, error_code: int = 0,
-              reason: str = "") -> None:
-        """Close a session (or abandon a pending connect) and tell the peer.
+    # ------------------------------------------------------------------ streams
 
-        A :class:`SessionClosed` event follows, with reason ``graceful`` for
-        ``error_code`` 0 and ``error`` otherwise. Closing an unknown or already
-        closed session does nothing.
+    def open_stream(self, session_id: bytes, stream_id: int | None = None, *,
+                    max_frame_size: int | None = None) -> int:
+        """Open a stream (or adjust an open one) and return its id.
+
+        ``stream_id=None`` allocates an unused id: odd on the side that initiated
+        the session, even on the other, so the two sides never collide. Any other
+        id may be chosen by the application, and either side may send first on
+        it. ``max_frame_size`` (default from the configuration) is the largest
+        message this side sends or accepts on the stream. Opening an id that is
+        open already returns it (and applies ``max_frame_size``): that is how an
+        application gets hold of a stream the peer opened.
+
+        Raises:
+            KeyError: unknown or closed session.
+            LocalProtocolError: the session is not established or is closing,
+                ``max_streams`` streams are open, or ``stream_id`` closed less
+                than ``closed_stream_linger`` ago.
+            ValueError: ``stream_id`` or ``max_frame_size`` out of range.
+        """
+        session = self._usable_session(session_id, None)
+        return session.core.open_stream(stream_id, max_frame_size=max_frame_size)
+
+    def send_message(self, session_id: bytes, stream_id: int, data: bytes, *, now: float,
+                     end_stream: bool = False) -> None:
+        """Queue one message on a stream (opening it if needed); the peer receives
+        it whole, in order, exactly once, as a ``MessageReceived`` event.
+        ``end_stream`` ends this side of the stream after it.
+
+        Raises:
+            KeyError: unknown or closed session.
+            StreamClosedError: this side of the stream was ended, reset or
+                stopped by the peer; or the session is closing.
+            MessageTooLargeError: ``data`` exceeds the stream's ``max_frame_size``.
+            SendBufferFullError: ``max_send_buffer`` bytes are still
+                unacknowledged; nothing was queued. Send again after
+                ``StreamWritable``.
 
         .. note:: then call :meth:`datagrams_to_send`.
         """
+        session = self._usable_session(session_id, now)
+        session.core.send(stream_id, data, mode=MODE_MESSAGES, end_stream=end_stream)
+        self._mark(session)
+
+    def send_stream_data(self, session_id: bytes, stream_id: int, data: bytes, *,
+                         now: float, end_stream: bool = False) -> None:
+        """Queue bytes on a stream used as a byte stream (no message boundaries);
+        the peer receives ``StreamDataReceived`` events. A stream's side sends
+        either messages or bytes, never both. Errors as for :meth:`send_message`.
+
+        .. note:: then call :meth:`datagrams_to_send`.
+        """
+        session = self._usable_session(session_id, now)
+        session.core.send(stream_id, data, mode=MODE_BYTES, end_stream=end_stream)
+        self._mark(session)
+
+    def end_stream(self, session_id: bytes, stream_id: int, *, now: float) -> None:
+        """End this side of a stream (FIN after what is queued). The peer sees
+        ``StreamEnded``; it may still send on its side.
+
+        .. note:: then call :meth:`datagrams_to_send`.
+        """
+        session = self._usable_session(session_id, now)
+        session.core.end_stream(stream_id)
+        self._mark(session)
+
+    def reset_stream(self, session_id: bytes, stream_id: int, error_code: int = 0, *,
+                     now: float) -> None:
+        """Abandon this side of a stream: unsent data is dropped and the peer sees
+        ``StreamReset(error_code)``. Does nothing if everything was already
+        acknowledged.
+
+        .. note:: then call :meth:`datagrams_to_send`.
+        """
+        session = self._usable_session(session_id, now, closing_ok=True)
+        session.core.reset_stream(stream_id, error_code, now=now)
+        self._mark(session)
+
+    def stop_stream(self, session_id: bytes, stream_id: int, error_code: int = 0, *,
+                    now: float) -> None:
+        """Stop reading a stream: data that arrives is discarded and the peer is
+        asked to stop sending (it sees ``StreamStopped(error_code)``).
+
+        .. note:: then call :meth:`datagrams_to_send`.
+        """
+        session = self._usable_session(session_id, now, closing_ok=True)
+        session.core.stop_stream(stream_id, error_code, now=now)
+        self._mark(session)
+
+    def stream_consumed(self, session_id: bytes, stream_id: int, nbytes: int, *,
+                        now: float) -> None:
+        """Return flow-control credit for ``nbytes`` the application consumed
+        (the ``flow_controlled_length`` of stream events). Only needed with
+        ``auto_credit=False``; unknown sessions and streams are ignored.
+
+        .. note:: then call :meth:`datagrams_to_send`.
+        """
+        self._last_now = max(self._last_now, now)
+        session = self._sessions.get(session_id)
+        if session is None or session.core is None or session.closed_at is not None:
+            return
+        session.core.stream_consumed(stream_id, nbytes, now=now)
+        self._mark(session)
+
+    def stream_writable(self, session_id: bytes, stream_id: int) -> bool:
+        """Whether a send on the stream would be accepted now."""
+        session = self._get_session(session_id)
+        return session.core is not None and session.core.stream_writable(stream_id)
+
+    def stream_info(self, session_id: bytes, stream_id: int) -> dict[str, Any]:
+        """States, buffered bytes and credit of one open stream (``KeyError`` if
+        it is not open)."""
+        session = self._get_session(session_id)
+        if session.core is None:
+            raise KeyError("session not established")
+        return session.core.stream_info(stream_id)
+
+    def stream_ids(self, session_id: bytes) -> list[int]:
+        """Ids of the session's open streams."""
+        session = self._get_session(session_id)
+        return [] if session.core is None else session.core.stream_ids()
+
+    def session_statistics(self, session_id: bytes) -> dict[str, Any]:
+        """RTT (latest, smoothed, variance, min), congestion window, bytes and
+        packets sent/received/lost/retransmitted, streams open, buffers and
+        credit, plus the key counters of :meth:`session_info`."""
+        session = self._get_session(session_id)
+        stats = self.session_info(session_id)
+        if session.core is not None:
+            stats.update(session.core.statistics())
+        return stats
+
+    def close(self, session_id: bytes, *, now: float, error_code: int = 0,
+              reason: str = "", flush: bool | None = None) -> None:
+        """Close a session (or abandon a pending connect) and tell the peer.
+
+        With ``flush`` (the default for ``error_code`` 0) stream data already
+        queued is delivered first, for at most ``close_flush_timeout``; new sends
+        are refused meanwhile. A :class:`SessionClosed` event follows, with
+        reason ``graceful`` for ``error_code`` 0 and ``error`` otherwise.
+        Closing an unknown or already closed session does nothing.
+
+        .. note:: then call :meth:`datagrams_to_send`.
+        """
+        self._last_now = max(self._last_now, now)
         pending = self._connects.get(session_id)
         if pending is not None:
             self._fail_connect(pending, CloseReason.GRACEFUL, ErrorCode.NO_ERROR, "closed locally")
@@ -347,7 +499,21 @@ class Endpoint:
         session = self._sessions.get(session_id)
         if session is None or session.closed_at is not None:
             return
+        if flush is None:
+            flush = error_code == 0
+        if flush and session.core is not None and session.core.has_unfinished_sends():
+            if session.closing is None:
+                session.closing = (error_code, reason,
+                                   now + self._config.close_flush_timeout)
+                self._schedule(session)
+            return
+        self._close_now(session, error_code, reason, now)
+
+    def _close_now(self, session: _Session, error_code: int, reason: str, now: float) -> None:
         if session.established:
+            # What is queued (datagrams, acknowledgements) leaves before the CLOSE.
+            self._transmit(session, now)
+            self._dirty.pop(session, None)
             frame = wire.CloseFrame(error_code, reason[:200])
             try:
                 self._send_payload(session, wire.encode_frames([frame]), now)
@@ -356,21 +522,74 @@ class Endpoint:
         label = CloseReason.GRACEFUL if error_code == 0 else CloseReason.ERROR
         self._close_session(session, label, error_code, reason or "closed locally", now)
 
+    def _usable_session(self, session_id: bytes, now: float | None, *,
+                        closing_ok: bool = False) -> _Session:
+        if now is not None:
+            self._last_now = max(self._last_now, now)
+        session = self._get_session(session_id)
+        if not session.established or session.core is None:
+            raise LocalProtocolError("session is not established")
+        if session.closing is not None and not closing_ok:
+            raise StreamClosedError("session is closing")
+        return session
+
+    def _mark(self, session: _Session) -> None:
+        self._dirty[session] = None
+
     # ------------------------------------------------------------------ I/O
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         """Return the datagrams queued since the last call, each with the address
         it must be sent to (``sendto``; never a connected socket)."""
+        self._last_now = max(self._last_now, now)
+        if self._dirty:
+            dirty = self._dirty
+            self._dirty = {}
+            for session in dirty:
+                self._transmit(session, now)
         out = self._outgoing
         self._outgoing = []
         return out
 
+    def _transmit(self, session: _Session, now: float) -> None:
+        core = session.core
+        if core is None or not session.established or session.closed_at is not None:
+            return
+        datagrams = core.transmit(now, session.keys.seal)
+        if datagrams:
+            session.last_sent = now
+            address = session.address
+            for datagram in datagrams:
+                self._queue(datagram, address)
+        self._schedule(session)
+
     def next_event(self) -> Event | None:
-        """Return the oldest event not handled yet, or ``None``."""
-        return self._events.popleft() if self._events else None
+        """Return the oldest event not handled yet, or ``None``.
+
+        With ``auto_credit`` (the default), pulling a stream data event returns
+        its flow-control credit to the peer.
+        """
+        if not self._events:
+            return None
+        event = self._events.popleft()
+        if self._config.auto_credit and type(event) in STREAM_DATA_EVENTS \
+                and event.flow_controlled_length:
+            session = self._sessions.get(event.session_id)
+            if session is not None and session.core is not None and session.closed_at is None:
+                session.core.stream_consumed(event.stream_id, event.flow_controlled_length,
+                                             now=self._last_now)
+                self._mark(session)
+        return event
 
     def get_timer(self) -> float | None:
-        """The earliest deadline at which :meth:`handle_timer` has work, or ``None``."""
+        """The earliest deadline at which :meth:`handle_timer` has work, or ``None``.
+
+        When output is waiting (for instance credit returned by
+        :meth:`next_event`), this is the time of the latest call: fire at once,
+        then call :meth:`datagrams_to_send`.
+        """
+        if self._dirty:
+            return self._last_now
         timers = self._timers
         while timers:
             at, _, owner = timers[0]
@@ -385,12 +604,18 @@ class Endpoint:
 
         .. note:: then call :meth:`datagrams_to_send` and :meth:`next_event`.
         """
+        self._last_now = max(self._last_now, now)
         timers = self._timers
+        due = []
         while timers and timers[0][0] <= now:
             at, _, owner = heapq.heappop(timers)
             if owner.timer_at != at:
                 continue
             owner.timer_at = None
+            due.append(owner)
+        # Each owner runs once per call, so a deadline that is still due after
+        # its handler ran cannot spin here (it is handled by the next call).
+        for owner in due:
             if isinstance(owner, _Connect):
                 self._connect_timer(owner, now)
             else:
@@ -403,6 +628,7 @@ class Endpoint:
         .. note:: then call :meth:`datagrams_to_send`, :meth:`next_event` and
            :meth:`get_timer`.
         """
+        self._last_now = max(self._last_now, now)
         self._stats["datagrams_received"] += 1
         self._stats["bytes_received"] += len(data)
         if not data:
@@ -439,6 +665,7 @@ class Endpoint:
             self._stats["dropped_unauthenticated"] += 1
             return
         _, _, payload = opened
+        opened = opened[1:]
         self._sync_indices(session)
         session.last_received = now
         # WireGuard-style roaming: the latest authenticated source is where the
@@ -453,29 +680,22 @@ class Endpoint:
             self._push_event(SessionEstablished(session_id=session.session_id,
                                                 peer_id=session.peer_id,
                                                 peer_address=address, initiator=False))
+        core = session.core
         try:
-            frames = wire.decode_frames_untrusted(payload)
-        except DecodeError as exc:
-            self._protocol_violation(session, ErrorCode.FRAME_ENCODING_ERROR, str(exc), now)
+            core.receive_packet(opened[0], payload, now)
+        except ProtocolError as exc:
+            self._protocol_violation(session, exc.error_code, str(exc), now)
             return
-        self._handle_frames(session, frames, now)
+        if core.peer_close is not None:
+            code, message = core.peer_close
+            reason = CloseReason.GRACEFUL if code == 0 else CloseReason.ERROR
+            self._close_session(session, reason, code, message or "closed by peer", now)
+            return
+        if session.closing is not None and not core.has_unfinished_sends():
+            self._close_now(session, session.closing[0], session.closing[1], now)
+            return
+        self._mark(session)
         self._schedule(session)
-
-    def _handle_frames(self, session: _Session, frames: list, now: float) -> None:
-        for frame in frames:
-            if session.closed_at is not None:
-                return
-            if isinstance(frame, (wire.PaddingFrame, wire.PingFrame, wire.AckFrame)):
-                continue
-            if isinstance(frame, wire.DatagramFrame):
-                self._push_event(DatagramReceived(session_id=session.session_id, data=frame.data))
-            elif isinstance(frame, wire.CloseFrame):
-                reason = CloseReason.GRACEFUL if frame.error_code == 0 else CloseReason.ERROR
-                self._close_session(session, reason, frame.error_code,
-                                    frame.reason or "closed by peer", now)
-            else:
-                self._protocol_violation(session, ErrorCode.PROTOCOL_VIOLATION,
-                                         f"unexpected {type(frame).__name__}", now)
 
     # ------------------------------------------------------------------ responder
 
@@ -583,6 +803,7 @@ class Endpoint:
         ring = KeyRing(limits=self._config.key_limits)
         ring.install(keys, now=now, confirmed=True)
         session = _Session(self._new_session_id(), peer_id, address, False, ring, params, now)
+        session.core = self._new_core(session)
         self._sessions[session.session_id] = session
         self._route(session, local_index)
         self._per_host[_host(address)] = self._per_host.get(_host(address), 0) + 1
@@ -593,9 +814,13 @@ class Endpoint:
     # ------------------------------------------------------------------ initiator
 
     def _local_params(self, rekey_index: int | None = None) -> TransportParameters:
+        config = self._config
         return TransportParameters(
-            idle_timeout_ms=int(self._config.idle_timeout * 1000),
-            max_datagram_size=self._config.max_datagram_size,
+            idle_timeout_ms=int(config.idle_timeout * 1000),
+            max_datagram_size=config.max_datagram_size,
+            initial_max_data=config.session_window,
+            initial_max_stream_data=config.stream_window,
+            initial_max_streams=config.max_streams,
             rekey_index=rekey_index,
         )
 
@@ -681,12 +906,14 @@ class Endpoint:
             self._sync_indices(session)
             self._stats["rekeys_completed"] += 1
             # Use the new keys at once: that is what confirms them to the responder.
-            self._send_payload(session, wire.encode_frames([wire.PingFrame()]), now)
+            session.core.queue_ping()
+            self._mark(session)
             self._schedule(session)
             return
         ring = KeyRing(limits=self._config.key_limits)
         ring.install(keys, now=now, confirmed=True)
         session = _Session(pending.session_id, pending.peer_id, address, True, ring, params, now)
+        session.core = self._new_core(session)
         session.established = True
         self._sessions[session.session_id] = session
         self._route(session, attempt.index)
@@ -696,7 +923,9 @@ class Endpoint:
                                             peer_id=session.peer_id, peer_address=address,
                                             initiator=True))
         # The first DATA packet confirms the keys to the responder (section 6.3).
-        self._send_payload(session, wire.encode_frames([wire.PingFrame()]), now)
+        # It is ack-eliciting, so loss recovery repeats it until it arrives.
+        session.core.queue_ping()
+        self._mark(session)
         self._schedule(session)
 
     def _receive_cookie_reply(self, data: bytes, address: Address, now: float) -> None:
@@ -791,11 +1020,14 @@ class Endpoint:
             self._start_rekey(session, now)
         session.keys.expire(now)
         self._sync_indices(session)
+        session.core.handle_timer(now)
         if now >= session.last_sent + config.keep_alive_interval:
-            try:
-                self._send_payload(session, wire.encode_frames([wire.PingFrame()]), now)
-            except KeyExhaustedError:
-                pass
+            session.core.queue_ping()
+        if session.closing is not None and (not session.core.has_unfinished_sends()
+                                            or now >= session.closing[2]):
+            self._close_now(session, session.closing[0], session.closing[1], now)
+            return
+        self._mark(session)
         self._schedule(session)
 
     def _start_rekey(self, session: _Session, now: float) -> None:
@@ -814,7 +1046,12 @@ class Endpoint:
 
     def _payload_room(self, session: _Session) -> int:
         limit = min(self._config.max_datagram_size, session.peer_params.max_datagram_size)
-        return limit - 13 - 16
+        return limit - DATA_HEADER_SIZE - AEAD_TAG_SIZE
+
+    def _new_core(self, session: _Session) -> SessionCore:
+        return SessionCore(self._config, session_id=session.session_id,
+                           initiator=session.initiator, peer_params=session.peer_params,
+                           emit=self._push_event)
 
     def _protocol_violation(self, session: _Session, code: int, message: str, now: float) -> None:
         try:
@@ -892,7 +1129,7 @@ class Endpoint:
         self._outgoing.append((datagram, address))
 
     def _push_event(self, event: Event) -> None:
-        if len(self._events) >= self._config.max_events and not isinstance(event, _SESSION_EVENTS):
+        if len(self._events) >= self._config.max_events and isinstance(event, _DROPPABLE_EVENTS):
             self._stats["events_dropped"] += 1
             return
         self._events.append(event)
@@ -921,6 +1158,11 @@ class Endpoint:
             return owner.created_at + config.half_open_timeout
         deadlines = [owner.last_received + config.idle_timeout,
                      owner.last_sent + config.keep_alive_interval]
+        core_at = owner.core.get_timer()
+        if core_at is not None:
+            deadlines.append(core_at)
+        if owner.closing is not None:
+            deadlines.append(owner.closing[2])
         current = owner.keys.current
         if current is not None:
             if owner.rekey is None and current.initiator:

@@ -23,6 +23,9 @@ __all__ = [
     "EncodeError",
     "LocalProtocolError",
     "NoiseError",
+    "StreamClosedError",
+    "MessageTooLargeError",
+    "SendBufferFullError",
 ]
 
 
@@ -69,3 +72,18 @@ class NoiseError(STTError):
     """A Noise handshake or cipher operation failed: authentication failure, a
     malformed or wrongly sized message, a call out of turn, or use of a dead or
     finished handshake. The message never contains key material."""
+
+
+class StreamClosedError(LocalProtocolError):
+    """The stream can no longer send: its sending side was ended (FIN), reset
+    locally, or stopped by the peer (STOP_SENDING); or the session is closed or
+    closing."""
+
+
+class MessageTooLargeError(LocalProtocolError, ValueError):
+    """A message is larger than the stream's ``max_frame_size``."""
+
+
+class SendBufferFullError(LocalProtocolError):
+    """The stream already holds ``max_send_buffer`` bytes not yet acknowledged by
+    the peer. Nothing was queued; wait for ``StreamWritable`` and send again."""

@@ -16,6 +16,16 @@ __all__ = [
     "SessionEstablished",
     "SessionClosed",
     "DatagramReceived",
+    "StreamOpened",
+    "MessageReceived",
+    "StreamDataReceived",
+    "StreamEnded",
+    "StreamReset",
+    "StreamStopped",
+    "StreamWritable",
+    "StreamClosed",
+    "DhtMessageReceived",
+    "STREAM_DATA_EVENTS",
 ]
 
 Address = Any  # whatever the adapter uses for a UDP address, e.g. ("127.0.0.1", 4000)
@@ -86,3 +96,97 @@ class DatagramReceived(Event):
 
     session_id: bytes
     data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamOpened(Event):
+    """The peer sent the first frame of a stream this side had not opened. Its
+    data events follow."""
+
+    session_id: bytes
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageReceived(Event):
+    """One whole message arrived on a stream (in order, exactly once)."""
+
+    session_id: bytes
+    stream_id: int
+    data: bytes
+    flow_controlled_length: int
+    """Stream bytes this event accounts for (message, framing, and the stream's
+    mode byte on the first). Give it to ``Endpoint.stream_consumed`` when the
+    application has taken the message, unless ``auto_credit`` is on."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamDataReceived(Event):
+    """Bytes arrived, in order, on a stream the peer sends as a byte stream."""
+
+    session_id: bytes
+    stream_id: int
+    data: bytes
+    flow_controlled_length: int
+    """As for :class:`MessageReceived`."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamEnded(Event):
+    """The peer ended its side of the stream (FIN) and everything before it was
+    delivered. The stream's other side may still send."""
+
+    session_id: bytes
+    stream_id: int
+    flow_controlled_length: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamReset(Event):
+    """The peer's side of the stream was abandoned: the peer reset it
+    (RESET_STREAM), or this side refused it (``MESSAGE_TOO_LARGE`` for a message
+    above ``max_frame_size``, ``STREAM_LIMIT_ERROR`` beyond ``max_streams``).
+    Undelivered data is discarded; the session carries on."""
+
+    session_id: bytes
+    stream_id: int
+    error_code: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamStopped(Event):
+    """The peer asked this side to stop sending on the stream (STOP_SENDING):
+    unsent data was discarded and further sends raise ``StreamClosedError``."""
+
+    session_id: bytes
+    stream_id: int
+    error_code: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamWritable(Event):
+    """A stream that refused a send (``SendBufferFullError``) has room again."""
+
+    session_id: bytes
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamClosed(Event):
+    """Both sides of a stream are finished; the engine forgets it (its id absorbs
+    late frames for ``closed_stream_linger``)."""
+
+    session_id: bytes
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DhtMessageReceived(Event):
+    """A DHT frame arrived on a session (consumed by the DHT layer)."""
+
+    session_id: bytes
+    data: bytes
+
+
+#: Events whose data counts against flow control (see ``auto_credit``).
+STREAM_DATA_EVENTS = (MessageReceived, StreamDataReceived, StreamEnded)

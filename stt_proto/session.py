@@ -1,0 +1,1069 @@
+"""The reliable transport inside one session: streams, acknowledgements, loss
+recovery, congestion control and flow control.
+
+Theory of operation
+-------------------
+A :class:`SessionCore` belongs to one established session of an
+:class:`~stt_proto.endpoint.Endpoint`. The endpoint owns keys, addresses and
+liveness; it hands the core every authenticated packet payload with its packet
+number (:meth:`SessionCore.receive_packet`), asks it for packets to send
+(:meth:`SessionCore.transmit`, given the function that seals them), and runs its
+timer (:meth:`SessionCore.get_timer`, :meth:`SessionCore.handle_timer`). Events
+go out through the ``emit`` callable given at construction. Nothing here reads a
+clock: every entry point takes ``now``.
+
+Packet numbers come from the session's keys and keep increasing across rekeys
+(:meth:`~stt_proto.crypto.PacketKeys.continue_from`), so one number space serves
+acknowledgements for the whole session.
+
+Sending. Packets are built on demand. Each carries, in order: an ACK frame if
+one is owed, control frames (credit, resets, stops, blocked signals, pings),
+queued datagrams, then STREAM frames taken round-robin from the streams that have
+something to send, retransmissions first. A packet that carries anything but
+ACK and PADDING is *ack-eliciting*, counts as in flight, and is remembered with
+the frames it carried, so that an acknowledgement or a loss can be applied to
+exactly those frames. Ack-eliciting packets leave only while the congestion
+window has room and the pacer allows.
+
+Loss recovery follows RFC 9002: a packet is lost when a packet sent at least
+``K_PACKET_THRESHOLD`` later is acknowledged, or when it is older than
+9/8 of the RTT behind an acknowledged one; the probe timeout sends one or two
+probes (retransmitting the oldest data in flight) with exponential backoff. Lost
+stream data is queued again for the stream and goes out in new packets; the
+receiver's reassembly drops any duplicate, so nothing is delivered twice.
+
+Acknowledging. Every second ack-eliciting packet (every tenth after the first
+hundred, as many stacks do at high rates) is acknowledged at once, and any packet
+that arrives out of order too; otherwise an ACK leaves within ``max_ack_delay``.
+
+Flow control and streams: see :mod:`stt_proto.stream`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable
+
+from . import _wire as wire
+from .config import EndpointConfig
+from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, MAX_ACK_RANGES, ErrorCode
+from .crypto import KeyExhaustedError
+from .errors import LocalProtocolError, ProtocolError
+from .events import (
+    DatagramReceived,
+    DhtMessageReceived,
+    Event,
+    MessageReceived,
+    StreamClosed,
+    StreamDataReceived,
+    StreamEnded,
+    StreamOpened,
+    StreamReset,
+    StreamStopped,
+    StreamWritable,
+)
+from .handshake import TransportParameters
+from .recovery import (
+    K_GRANULARITY,
+    K_PACKET_THRESHOLD,
+    K_PERSISTENT_CONGESTION_THRESHOLD,
+    Pacer,
+    RttEstimator,
+    SentPacket,
+    create_congestion_controller,
+)
+from .stream import MODE_BYTES, MODE_MESSAGES, RecvStream, SendStream
+
+__all__ = ["SessionCore", "MODE_MESSAGES", "MODE_BYTES"]
+
+_VARINT_MAX = (1 << 62) - 1
+
+#: Frame records kept with a sent packet (first item of each tuple).
+_F_STREAM = 0
+_F_MAX_DATA = 1
+_F_MAX_STREAM_DATA = 2
+_F_RESET = 3
+_F_STOP = 4
+
+#: Ack ranges carried in one ACK frame (the newest ones).
+_ACK_RANGES_PER_FRAME = 64
+#: Ack-eliciting packets received before an ACK is sent at once.
+_ACK_EVERY_EARLY = 2
+_ACK_EVERY = 10
+_ACK_EARLY_PACKETS = 100
+#: Smallest space worth starting a STREAM frame in.
+_MIN_STREAM_ROOM = 24
+
+_StreamFrame = wire.StreamFrame
+_AckFrame = wire.AckFrame
+_PaddingFrame = wire.PaddingFrame
+_PingFrame = wire.PingFrame
+_CloseFrame = wire.CloseFrame
+_push_stream_frame = wire.push_stream_frame
+_push_ack_frame = wire.push_ack_frame
+
+
+class _Stream:
+    """A stream's two halves and its bookkeeping in the session."""
+
+    __slots__ = ("stream_id", "send", "recv", "remote")
+
+    def __init__(self, stream_id: int, send: SendStream, recv: RecvStream, remote: bool):
+        self.stream_id = stream_id
+        self.send = send
+        self.recv = recv
+        self.remote = remote
+
+    def __repr__(self) -> str:
+        return f"_Stream({self.send!r}, {self.recv!r})"
+
+
+class SessionCore:
+    """Streams, acknowledgements, loss recovery, congestion and flow control of one
+    session (see the module docstring).
+
+    :param config: the endpoint's configuration (windows, limits, controller).
+    :param session_id: the session's handle, put in every event.
+    :param initiator: whether this side started the session (it allocates odd
+        stream ids, the responder even ones).
+    :param peer_params: the peer's transport parameters (its credit and sizes).
+    :param emit: called with every event, in order.
+    """
+
+    def __init__(self, config: EndpointConfig, *, session_id: bytes, initiator: bool,
+                 peer_params: TransportParameters, emit: Callable[[Event], None]) -> None:
+        self._config = config
+        self.session_id = session_id
+        self.initiator = initiator
+        self._emit = emit
+        size = min(config.max_datagram_size, peer_params.max_datagram_size)
+        self.max_datagram_size = size
+        self.max_payload = size - DATA_HEADER_SIZE - AEAD_TAG_SIZE
+        self._max_ack_delay = config.max_ack_delay
+
+        # -- recovery
+        self.rtt = RttEstimator()
+        self.cc = create_congestion_controller(config.congestion_control,
+                                               max_datagram_size=size)
+        self.pacer = Pacer(max_datagram_size=size)
+        self._sent: dict[int, SentPacket] = {}
+        self.bytes_in_flight = 0
+        self._largest_acked = -1
+        self._largest_sent = -1
+        self._last_eliciting_at = 0.0
+        self._loss_time: float | None = None
+        self._pto_count = 0
+        self._probes = 0
+        self._latest_acked_sent_at = float("-inf")
+        self._pacing_at: float | None = None
+
+        # -- acknowledging
+        self._received = wire.RangeSet()
+        self._largest_received = -1
+        self._largest_received_at = 0.0
+        self._unacked_eliciting = 0
+        self._ack_deadline: float | None = None
+        self._ack_now = False
+
+        # -- streams
+        self._streams: dict[int, _Stream] = {}
+        self._closed: OrderedDict[int, float] = OrderedDict()
+        self._refused: OrderedDict[int, None] = OrderedDict()
+        self._send_queue: dict[int, _Stream] = {}
+        self._credit_waiters: dict[int, _Stream] = {}
+        self._next_stream_id = 1 if initiator else 0
+        self._peer_streams = 0
+        self._local_streams = 0
+
+        # -- flow control
+        self._peer_max_data = peer_params.initial_max_data
+        self._peer_stream_credit = peer_params.initial_max_stream_data
+        self._sent_total = 0
+        self._session_window = config.session_window
+        self._local_max_data = config.session_window
+        self._recv_total = 0
+        self._consumed_total = 0
+        self._reserving: set[_Stream] = set()
+        self._max_data_pending = False
+        self._max_data_updated_at = float("-inf")
+        self._data_blocked_at = -1
+        self._data_blocked_pending = False
+
+        # -- control frames waiting for a packet
+        self._updates: dict[int, _Stream] = {}
+        self._resets: dict[int, _Stream] = {}
+        self._stops: dict[int, _Stream] = {}
+        self._stream_blocked: dict[int, _Stream] = {}
+        self._refusals: deque[int] = deque()
+        self._path_responses: deque[bytes] = deque()
+        self._ping_pending = False
+        self._datagrams: deque[bytes] = deque()
+
+        #: ``(error_code, reason)`` once the peer sent CLOSE.
+        self.peer_close: tuple[int, str] | None = None
+
+        self._stats = dict.fromkeys((
+            "packets_sent", "packets_received", "bytes_sent", "bytes_received",
+            "packets_lost", "bytes_lost", "bytes_retransmitted", "probe_timeouts",
+            "acks_sent", "stream_bytes_sent", "stream_bytes_received", "messages_sent",
+            "messages_received", "streams_refused", "datagrams_dropped",
+            "spurious_frames_absorbed", "persistent_congestion",
+        ), 0)
+
+    # ------------------------------------------------------------------ streams (API)
+
+    def open_stream(self, stream_id: int | None = None, *,
+                    max_frame_size: int | None = None) -> int:
+        """Open a stream, or return (and adjust) an existing one; see
+        :meth:`Endpoint.open_stream <stt_proto.endpoint.Endpoint.open_stream>`."""
+        config = self._config
+        if max_frame_size is not None:
+            if (isinstance(max_frame_size, bool) or not isinstance(max_frame_size, int)
+                    or not 0 <= max_frame_size <= _VARINT_MAX):
+                raise ValueError("max_frame_size must be a non-negative int")
+        if stream_id is None:
+            stream_id = self._next_stream_id
+            while stream_id in self._streams or stream_id in self._closed:
+                stream_id += 2
+            self._next_stream_id = stream_id + 2
+        elif isinstance(stream_id, bool) or not isinstance(stream_id, int) \
+                or not 0 <= stream_id <= _VARINT_MAX:
+            raise ValueError("stream_id must be an int in 0..2**62-1")
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            if max_frame_size is not None:
+                stream.send.max_frame_size = max_frame_size
+                stream.recv.max_frame_size = max_frame_size
+            return stream_id
+        if stream_id in self._closed:
+            raise LocalProtocolError(
+                f"stream {stream_id} closed recently; its id is free again after "
+                f"closed_stream_linger")
+        if self._local_streams >= config.max_streams:
+            raise LocalProtocolError(f"{config.max_streams} streams are open already")
+        self._local_streams += 1
+        self._new_stream(stream_id, remote=False, max_frame_size=max_frame_size)
+        return stream_id
+
+    def _new_stream(self, stream_id: int, *, remote: bool,
+                    max_frame_size: int | None = None) -> _Stream:
+        config = self._config
+        size = config.max_frame_size if max_frame_size is None else max_frame_size
+        send = SendStream(stream_id, max_data=self._peer_stream_credit,
+                          max_buffer=config.max_send_buffer, max_frame_size=size)
+        recv = RecvStream(stream_id, window=config.stream_window,
+                          max_window=config.max_stream_window, max_frame_size=size)
+        stream = self._streams[stream_id] = _Stream(stream_id, send, recv, remote)
+        return stream
+
+    def _local_stream(self, stream_id: int) -> _Stream:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            # Either side may send first on any id: sending opens the stream.
+            self.open_stream(stream_id)
+            stream = self._streams[stream_id]
+        return stream
+
+    def send(self, stream_id: int, data: bytes, *, mode: int, end_stream: bool) -> None:
+        """Queue a message (``MODE_MESSAGES``) or bytes (``MODE_BYTES``)."""
+        stream = self._local_stream(stream_id)
+        stream.send.write(data, mode=mode, end_stream=end_stream)
+        if mode == MODE_MESSAGES:
+            self._stats["messages_sent"] += 1
+        self._want_send(stream)
+
+    def end_stream(self, stream_id: int) -> None:
+        """End this side of the stream (FIN after what is queued)."""
+        stream = self._local_stream(stream_id)
+        stream.send.end()
+        self._want_send(stream)
+
+    def reset_stream(self, stream_id: int, error_code: int, *, now: float) -> None:
+        """Abandon this side's unsent data and tell the peer (RESET_STREAM)."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise LocalProtocolError(f"no open stream {stream_id}")
+        if stream.send.reset(error_code):
+            self._resets[stream_id] = stream
+            self._send_queue.pop(stream_id, None)
+            self._credit_waiters.pop(stream_id, None)
+        self._check_closed(stream, now)
+
+    def stop_stream(self, stream_id: int, error_code: int, *, now: float) -> None:
+        """Stop reading the stream: discard what arrives and ask the peer to stop
+        sending (STOP_SENDING)."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise LocalProtocolError(f"no open stream {stream_id}")
+        recv = stream.recv
+        before = recv.consumed
+        if recv.stop(error_code):
+            self._consumed(recv.consumed - before)
+            if recv.stop_pending:
+                self._stops[stream_id] = stream
+            self._session_credit(now)
+        self._check_closed(stream, now)
+
+    def stream_consumed(self, stream_id: int, nbytes: int, *, now: float) -> None:
+        """The application took ``nbytes`` (an event's ``flow_controlled_length``)
+        of the stream's delivered data: return that much credit to the peer."""
+        if nbytes <= 0:
+            return
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return  # closed: its credit went back when it was closed
+        recv = stream.recv
+        before = recv.consumed
+        recv.consume(nbytes)
+        self._consumed(recv.consumed - before)
+        self._stream_credit(stream, now)
+        self._session_credit(now)
+        self._check_closed(stream, now)
+
+    def stream_writable(self, stream_id: int) -> bool:
+        stream = self._streams.get(stream_id)
+        return stream is not None and stream.send.writable
+
+    def stream_info(self, stream_id: int) -> dict:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise KeyError(f"no open stream {stream_id}")
+        send, recv = stream.send, stream.recv
+        return {
+            "stream_id": stream_id,
+            "opened_by_peer": stream.remote,
+            "send_state": send.state.value,
+            "recv_state": recv.state.value,
+            "send_buffered": send.buffered,
+            "send_credit": send.max_data - send.sent_end,
+            "recv_buffered": recv.buffered,
+            "recv_window": recv.window,
+            "max_frame_size": send.max_frame_size,
+        }
+
+    def stream_ids(self) -> list[int]:
+        return list(self._streams)
+
+    def queue_datagram(self, data: bytes) -> None:
+        queue = self._datagrams
+        if len(queue) >= self._config.max_queued_datagrams:
+            queue.popleft()
+            self._stats["datagrams_dropped"] += 1
+        queue.append(data)
+
+    def queue_ping(self) -> None:
+        self._ping_pending = True
+
+    def has_unfinished_sends(self) -> bool:
+        """Whether stream data or control frames still wait for acknowledgement
+        (a graceful close waits until this is false)."""
+        if self._sent or self._resets or self._send_queue or self._credit_waiters:
+            return True
+        for stream in self._streams.values():
+            send = stream.send
+            if send.buffered or (send.fin and not send.fin_acked and send.reset_code is None):
+                return True
+        return False
+
+    def _want_send(self, stream: _Stream) -> None:
+        sid = stream.stream_id
+        if sid not in self._send_queue:
+            self._send_queue[sid] = stream
+        self._credit_waiters.pop(sid, None)
+
+    # ------------------------------------------------------------------ receiving
+
+    def receive_packet(self, pn: int, payload: bytes, now: float) -> None:
+        """Process the frames of an authenticated packet.
+
+        :raises ProtocolError: the peer violated the protocol; the endpoint closes
+            the session with ``error_code``. (``DecodeError`` is one.)
+        """
+        frames = wire.decode_frames_untrusted(payload)
+        stats = self._stats
+        stats["packets_received"] += 1
+        stats["bytes_received"] += len(payload)
+        eliciting = False
+        for frame in frames:
+            kind = type(frame)
+            if kind is _StreamFrame:
+                eliciting = True
+                self._on_stream_frame(frame, now)
+            elif kind is _AckFrame:
+                self._on_ack(frame, now)
+            elif kind is _PaddingFrame:
+                pass
+            elif kind is _CloseFrame:
+                self.peer_close = (frame.error_code, frame.reason)
+                break
+            else:
+                eliciting = True
+                handler = _HANDLERS.get(kind)
+                if handler is None:
+                    raise ProtocolError(f"unexpected {kind.__name__}")
+                handler(self, frame, now)
+        received = self._received
+        received.add(pn, pn + 1)
+        if len(received) > MAX_ACK_RANGES:
+            received.trim_lowest(MAX_ACK_RANGES)
+        largest = self._largest_received
+        if pn > largest:
+            if largest >= 0 and pn != largest + 1 and eliciting:
+                self._ack_now = True  # a gap: tell the sender quickly
+            self._largest_received = pn
+            self._largest_received_at = now
+        elif eliciting:
+            self._ack_now = True  # reordered: fill the sender in at once
+        if eliciting:
+            self._unacked_eliciting += 1
+            every = (_ACK_EVERY_EARLY if stats["packets_received"] < _ACK_EARLY_PACKETS
+                     else _ACK_EVERY)
+            if self._unacked_eliciting >= every:
+                self._ack_now = True
+            elif self._ack_deadline is None:
+                self._ack_deadline = now + self._max_ack_delay
+
+    def _incoming_stream(self, stream_id: int, now: float) -> _Stream | None:
+        """The stream a peer's frame is for, created if new; ``None`` to absorb."""
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            return stream
+        until = self._closed.get(stream_id)
+        if until is not None:
+            if now < until:
+                self._stats["spurious_frames_absorbed"] += 1
+                return None
+            del self._closed[stream_id]
+        if stream_id in self._refused:
+            # Refused for the stream limit: remind the peer, absorb the data.
+            self._refusals.append(stream_id)
+            return None
+        if self._peer_streams >= self._config.max_streams:
+            self._stats["streams_refused"] += 1
+            self._refused[stream_id] = None
+            if len(self._refused) > self._config.max_closed_streams:
+                self._refused.popitem(last=False)
+            self._refusals.append(stream_id)
+            return None
+        self._peer_streams += 1
+        stream = self._new_stream(stream_id, remote=True)
+        self._emit(StreamOpened(session_id=self.session_id, stream_id=stream_id))
+        return stream
+
+    def _on_stream_frame(self, frame, now: float) -> None:
+        stream = self._incoming_stream(frame.stream_id, now)
+        if stream is None:
+            return
+        recv = stream.recv
+        out: list = []
+        before = recv.consumed
+        grown = recv.receive(frame.offset, frame.data, frame.fin, out)
+        if grown:
+            total = self._recv_total + grown
+            if total > self._local_max_data:
+                raise ProtocolError("session data beyond the credit granted",
+                                    error_code=ErrorCode.FLOW_CONTROL_ERROR)
+            self._recv_total = total
+            self._stats["stream_bytes_received"] += grown
+        if recv.consumed != before:
+            self._consumed(recv.consumed - before)
+        if out:
+            self._deliver(stream, out, now)
+        self._stream_credit(stream, now)
+
+    def _deliver(self, stream: _Stream, out: list, now: float) -> None:
+        emit = self._emit
+        session_id = self.session_id
+        sid = stream.stream_id
+        for kind, data, span in out:
+            if kind == "message":
+                self._stats["messages_received"] += 1
+                emit(MessageReceived(session_id=session_id, stream_id=sid, data=data,
+                                     flow_controlled_length=span))
+            elif kind == "data":
+                emit(StreamDataReceived(session_id=session_id, stream_id=sid, data=data,
+                                        flow_controlled_length=span))
+            elif kind == "end":
+                emit(StreamEnded(session_id=session_id, stream_id=sid,
+                                 flow_controlled_length=span))
+            else:  # too_large: the stream stopped itself
+                self._stops[sid] = stream
+                emit(StreamReset(session_id=session_id, stream_id=sid,
+                                 error_code=ErrorCode.MESSAGE_TOO_LARGE))
+                self._session_credit(now)
+        self._check_closed(stream, now)
+
+    def _on_reset_stream(self, frame, now: float) -> None:
+        stream = self._incoming_stream(frame.stream_id, now)
+        if stream is None:
+            return
+        recv = stream.recv
+        before = recv.consumed
+        report, grown = recv.on_reset(frame.error_code, frame.final_size)
+        if grown:
+            total = self._recv_total + grown
+            if total > self._local_max_data:
+                raise ProtocolError("session data beyond the credit granted",
+                                    error_code=ErrorCode.FLOW_CONTROL_ERROR)
+            self._recv_total = total
+        self._consumed(recv.consumed - before)
+        self._stops.pop(stream.stream_id, None)
+        self._updates.pop(stream.stream_id, None)
+        if report:
+            self._emit(StreamReset(session_id=self.session_id, stream_id=stream.stream_id,
+                                   error_code=frame.error_code))
+            recv.reported()
+        self._session_credit(now)
+        self._check_closed(stream, now)
+
+    def _on_stop_sending(self, frame, now: float) -> None:
+        stream = self._streams.get(frame.stream_id)
+        if stream is None:
+            self._stats["spurious_frames_absorbed"] += 1
+            return
+        if stream.send.reset(frame.error_code):
+            sid = stream.stream_id
+            self._resets[sid] = stream
+            self._send_queue.pop(sid, None)
+            self._credit_waiters.pop(sid, None)
+            self._emit(StreamStopped(session_id=self.session_id, stream_id=sid,
+                                     error_code=frame.error_code))
+        self._check_closed(stream, now)
+
+    def _on_max_data(self, frame, now: float) -> None:
+        if frame.maximum > self._peer_max_data:
+            self._peer_max_data = frame.maximum
+            if self._credit_waiters:
+                self._send_queue.update(self._credit_waiters)
+                self._credit_waiters.clear()
+
+    def _on_max_stream_data(self, frame, now: float) -> None:
+        stream = self._streams.get(frame.stream_id)
+        if stream is None:
+            return
+        if stream.send.on_max_data(frame.maximum) and stream.send.wants_to_send(1):
+            self._want_send(stream)
+
+    def _on_data_blocked(self, frame, now: float) -> None:
+        # The peer says it is blocked at ``limit``: if we granted more already the
+        # update is in flight; if not, re-announce what we have (it may be lost).
+        if frame.limit >= self._local_max_data:
+            self._session_credit(now, force=True)
+
+    def _on_stream_data_blocked(self, frame, now: float) -> None:
+        stream = self._streams.get(frame.stream_id)
+        if stream is not None and frame.limit >= stream.recv.max_data:
+            self._stream_credit(stream, now)
+
+    def _on_ping(self, frame, now: float) -> None:
+        pass  # ack-eliciting is all it is for
+
+    def _on_max_streams(self, frame, now: float) -> None:
+        pass  # informational: refusals carry the limit's effect
+
+    def _on_datagram(self, frame, now: float) -> None:
+        self._emit(DatagramReceived(session_id=self.session_id, data=frame.data))
+
+    def _on_dht(self, frame, now: float) -> None:
+        self._emit(DhtMessageReceived(session_id=self.session_id, data=frame.data))
+
+    def _on_path_challenge(self, frame, now: float) -> None:
+        if len(self._path_responses) < 8:
+            self._path_responses.append(frame.data)
+
+    def _on_path_response(self, frame, now: float) -> None:
+        pass
+
+    # ------------------------------------------------------------------ ACKs and loss
+
+    def _on_ack(self, frame, now: float) -> None:
+        ranges = frame.ranges
+        largest = ranges[0][1]
+        if largest > self._largest_sent:
+            raise ProtocolError("ACK of a packet number never sent")
+        sent = self._sent
+        if not sent:
+            return
+        acked: list[SentPacket] = []
+        first = next(iter(sent))
+        for lo, hi in reversed(ranges):
+            if hi < first:
+                continue
+            if hi - lo < len(sent):
+                pop = sent.pop
+                for pn in range(max(lo, first), hi + 1):
+                    packet = pop(pn, None)
+                    if packet is not None:
+                        acked.append(packet)
+            else:
+                hits = [pn for pn in sent if lo <= pn <= hi]
+                for pn in hits:
+                    acked.append(sent.pop(pn))
+        if not acked:
+            return
+        if largest > self._largest_acked:
+            self._largest_acked = largest
+        newest = acked[-1]
+        if newest.pn == largest:
+            self.rtt.update(now - newest.time_sent, frame.delay / 1e6,
+                            max_ack_delay=self._max_ack_delay)
+        if newest.time_sent > self._latest_acked_sent_at:
+            self._latest_acked_sent_at = newest.time_sent
+        in_flight = self.bytes_in_flight
+        for packet in acked:
+            in_flight -= packet.size
+            frames = packet.frames
+            if frames:
+                self._frames_acked(frames, now)
+        self.bytes_in_flight = in_flight
+        lost = self._detect_lost(now)
+        if lost:
+            self._on_lost(lost, now)
+        self.cc.on_packets_acked(acked, bytes_in_flight=self.bytes_in_flight, rtt=self.rtt,
+                                 now=now)
+        self._pto_count = 0
+        self.pacer.set_rate(self.cc.pacing_rate(self.rtt), now)
+
+    def _frames_acked(self, frames: list, now: float) -> None:
+        for record in frames:
+            kind = record[0]
+            if kind == _F_STREAM:
+                stream = record[1]
+                send = stream.send
+                if send.on_acked(record[2], record[3], record[4]):
+                    self._check_closed(stream, now)
+                elif send.buffer_was_full and send.writable:
+                    send.buffer_was_full = False
+                    if stream.stream_id in self._streams:
+                        self._emit(StreamWritable(session_id=self.session_id,
+                                                  stream_id=stream.stream_id))
+            elif kind == _F_RESET:
+                stream = record[1]
+                if stream.send.on_reset_acked():
+                    self._check_closed(stream, now)
+
+    def _frames_lost(self, frames: list) -> None:
+        streams = self._streams
+        for record in frames:
+            kind = record[0]
+            if kind == _F_STREAM:
+                stream = record[1]
+                send = stream.send
+                send.on_lost(record[2], record[3], record[4])
+                if stream.stream_id in streams and (send.lost or send.fin_pending):
+                    self._want_send(stream)
+            elif kind == _F_MAX_DATA:
+                self._max_data_pending = True
+            elif kind == _F_MAX_STREAM_DATA:
+                stream = record[1]
+                if stream.stream_id in streams and not stream.recv.finished:
+                    self._updates[stream.stream_id] = stream
+            elif kind == _F_RESET:
+                stream = record[1]
+                if stream.stream_id in streams and stream.send.state.value == "reset_sent":
+                    self._resets[stream.stream_id] = stream
+            elif kind == _F_STOP:
+                stream = record[1]
+                if stream.stream_id in streams and stream.recv.reset_code is not None:
+                    self._stops[stream.stream_id] = stream
+
+    def _detect_lost(self, now: float) -> list[SentPacket]:
+        """RFC 9002 section 6.1: packet and time thresholds."""
+        self._loss_time = None
+        largest = self._largest_acked
+        delay = self.rtt.loss_delay()
+        lost = []
+        for pn, packet in self._sent.items():
+            if pn > largest:
+                break
+            # (time_sent + delay, not now - delay: the loss timer is set to exactly
+            # this sum, and must find the packet lost when it fires.)
+            if packet.time_sent + delay <= now or largest - pn >= K_PACKET_THRESHOLD:
+                lost.append(packet)
+            else:
+                self._loss_time = packet.time_sent + delay
+                break
+        sent = self._sent
+        for packet in lost:
+            del sent[packet.pn]
+        return lost
+
+    def _on_lost(self, lost: list[SentPacket], now: float) -> None:
+        stats = self._stats
+        in_flight = self.bytes_in_flight
+        for packet in lost:
+            in_flight -= packet.size
+            stats["packets_lost"] += 1
+            stats["bytes_lost"] += packet.size
+            if packet.frames:
+                self._frames_lost(packet.frames)
+        self.bytes_in_flight = in_flight
+        self.cc.on_packets_lost(lost, bytes_in_flight=in_flight, now=now)
+        # Persistent congestion (RFC 9002 section 7.6), judged conservatively: the
+        # lost packets span the period and nothing sent after the first was acked.
+        if self.rtt.has_sample and len(lost) >= 2:
+            period = (self.rtt.smoothed_rtt + max(4 * self.rtt.rttvar, K_GRANULARITY)
+                      + self._max_ack_delay) * K_PERSISTENT_CONGESTION_THRESHOLD
+            first, last = lost[0].time_sent, lost[-1].time_sent
+            if last - first > period and self._latest_acked_sent_at < first:
+                stats["persistent_congestion"] += 1
+                self.cc.on_persistent_congestion(now=now)
+
+    def _pto_deadline(self) -> float | None:
+        if not self._sent:
+            return None
+        interval = self.rtt.pto_interval(self._max_ack_delay) * (1 << min(self._pto_count, 16))
+        return self._last_eliciting_at + interval
+
+    # ------------------------------------------------------------------ timers
+
+    def get_timer(self) -> float | None:
+        """The earliest time :meth:`handle_timer` has work to do."""
+        deadline = self._ack_deadline
+        loss = self._loss_time
+        if loss is None:
+            loss = self._pto_deadline()
+        if loss is not None and (deadline is None or loss < deadline):
+            deadline = loss
+        pacing = self._pacing_at
+        if pacing is not None and (deadline is None or pacing < deadline):
+            deadline = pacing
+        if self._closed:
+            until = next(iter(self._closed.values()))
+            if deadline is None or until < deadline:
+                deadline = until
+        return deadline
+
+    def handle_timer(self, now: float) -> None:
+        if self._ack_deadline is not None and now >= self._ack_deadline:
+            self._ack_now = True
+            self._ack_deadline = None
+        if self._pacing_at is not None and now >= self._pacing_at:
+            self._pacing_at = None
+        if self._loss_time is not None:
+            if now >= self._loss_time:
+                lost = self._detect_lost(now)
+                if lost:
+                    self._on_lost(lost, now)
+        else:
+            pto = self._pto_deadline()
+            if pto is not None and now >= pto:
+                self._on_probe_timeout(now)
+        closed = self._closed
+        while closed:
+            sid, until = next(iter(closed.items()))
+            if until > now:
+                break
+            del closed[sid]
+
+    def _on_probe_timeout(self, now: float) -> None:
+        """RFC 9002 section 6.2.4: send probes, retransmitting the oldest data."""
+        self._stats["probe_timeouts"] += 1
+        self._pto_count += 1
+        self._probes = 2
+        for packet in self._sent.values():
+            if packet.frames:
+                # The packet stays in flight (an ACK for it still counts); its
+                # stream data is sent again so the probe carries something useful.
+                self._frames_lost(packet.frames)
+                break
+
+    # ------------------------------------------------------------------ flow control
+
+    def _consumed(self, delta: int) -> None:
+        if delta > 0:
+            self._consumed_total += delta
+
+    def _stream_credit(self, stream: _Stream, now: float) -> None:
+        recv = stream.recv
+        limit = recv.credit_update(now, self.rtt.smoothed_rtt)
+        if recv.reserved:
+            self._reserving.add(stream)
+        if limit is not None:
+            self._updates[stream.stream_id] = stream
+            self._session_credit(now)
+
+    def _session_credit(self, now: float, force: bool = False) -> None:
+        reserved = 0
+        if self._reserving:
+            for stream in list(self._reserving):
+                if stream.recv.reserved:
+                    reserved += stream.recv.reserved
+                else:
+                    self._reserving.discard(stream)
+        window = self._session_window
+        wanted = self._consumed_total + window + reserved
+        current = self._local_max_data
+        if wanted <= current:
+            if force:
+                self._max_data_pending = True
+            return
+        if wanted - current < window // 2 and not reserved and not force:
+            return
+        if (now - self._max_data_updated_at < 2 * self.rtt.smoothed_rtt
+                and window < self._config.max_session_window):
+            window = self._session_window = min(window * 2, self._config.max_session_window)
+            wanted = self._consumed_total + window + reserved
+        self._max_data_updated_at = now
+        self._local_max_data = wanted
+        self._max_data_pending = True
+
+    # ------------------------------------------------------------------ sending
+
+    def transmit(self, now: float, seal: Callable[..., tuple[int, bytes]]) -> list[bytes]:
+        """Build and seal the packets that may leave now.
+
+        ``seal(payload, now=now)`` returns ``(packet_number, datagram)``; it may
+        raise :class:`~stt_proto.crypto.KeyExhaustedError`, in which case the
+        frames taken for that packet are queued again and sending stops.
+        """
+        out: list[bytes] = []
+        cc = self.cc
+        pacer = self.pacer
+        stats = self._stats
+        max_payload = self.max_payload
+        while True:
+            can_elicit = self._probes > 0 or self.bytes_in_flight < cc.congestion_window
+            if can_elicit and not self._probes:
+                at = pacer.next_send_time(now)
+                if at > now:
+                    can_elicit = False
+                    if self._has_eliciting_work():
+                        self._pacing_at = at
+            want_ack = self._ack_now or (self._ack_deadline is not None
+                                         and now >= self._ack_deadline)
+            if can_elicit and not (self._probes or self._has_eliciting_work()):
+                cc.on_app_limited(bytes_in_flight=self.bytes_in_flight, now=now)
+                can_elicit = False
+            if not can_elicit and not want_ack:
+                break
+            w = wire.Writer(max_payload)
+            records: list = []
+            with_ack = False
+            # An ACK goes out when one is owed, or rides along with other frames.
+            if (want_ack or self._unacked_eliciting) and self._received:
+                delay = int((now - self._largest_received_at) * 1e6)
+                _push_ack_frame(w, self._received.ack_ranges(_ACK_RANGES_PER_FRAME),
+                                delay if delay > 0 else 0)
+                with_ack = True
+            eliciting = False
+            if can_elicit:
+                eliciting = self._write_frames(w, records, now)
+                if not eliciting and self._probes:
+                    _PingFrame().push(w)
+                    eliciting = True
+            if not w.tell():
+                break
+            try:
+                pn, datagram = seal(w.getvalue(), now=now)
+            except KeyExhaustedError:
+                self._frames_lost(records)
+                break
+            size = len(datagram)
+            out.append(datagram)
+            stats["packets_sent"] += 1
+            stats["bytes_sent"] += size
+            self._largest_sent = pn
+            if with_ack:
+                stats["acks_sent"] += 1
+                self._ack_now = False
+                self._ack_deadline = None
+                self._unacked_eliciting = 0
+            if not eliciting:
+                break  # one ACK-only packet is all that is ever owed
+            packet = SentPacket(pn, now, size, True, True, records)
+            self._sent[pn] = packet
+            self.bytes_in_flight += size
+            self._last_eliciting_at = now
+            cc.on_packet_sent(packet, bytes_in_flight=self.bytes_in_flight, now=now)
+            pacer.on_packet_sent(size, now)
+            if self._probes:
+                self._probes -= 1
+        return out
+
+    def _has_eliciting_work(self) -> bool:
+        return bool(self._send_queue or self._updates or self._resets or self._stops
+                    or self._max_data_pending or self._ping_pending or self._datagrams
+                    or self._refusals or self._path_responses or self._stream_blocked
+                    or self._data_blocked_pending)
+
+    def _write_frames(self, w, records: list, now: float) -> bool:
+        """Fill ``w`` with control frames, datagrams and stream data; returns whether
+        anything ack-eliciting went in."""
+        start = w.tell()
+        if self._max_data_pending and w.remaining() >= 9:
+            wire.MaxDataFrame(self._local_max_data).push(w)
+            records.append((_F_MAX_DATA,))
+            self._max_data_pending = False
+        if self._updates:
+            updates = self._updates
+            for sid in list(updates):
+                if w.remaining() < 17:
+                    break
+                stream = updates.pop(sid)
+                wire.MaxStreamDataFrame(sid, stream.recv.max_data).push(w)
+                records.append((_F_MAX_STREAM_DATA, stream))
+        if self._resets:
+            resets = self._resets
+            for sid in list(resets):
+                if w.remaining() < 25:
+                    break
+                stream = resets.pop(sid)
+                send = stream.send
+                wire.ResetStreamFrame(sid, send.reset_code, send.final_size).push(w)
+                records.append((_F_RESET, stream))
+        if self._stops:
+            stops = self._stops
+            for sid in list(stops):
+                if w.remaining() < 17:
+                    break
+                stream = stops.pop(sid)
+                wire.StopSendingFrame(sid, stream.recv.stop_code).push(w)
+                records.append((_F_STOP, stream))
+        while self._refusals and w.remaining() >= 17:
+            wire.StopSendingFrame(self._refusals.popleft(),
+                                  ErrorCode.STREAM_LIMIT_ERROR).push(w)
+        while self._path_responses and w.remaining() >= 9:
+            wire.PathResponseFrame(self._path_responses.popleft()).push(w)
+        if self._data_blocked_pending and w.remaining() >= 9:
+            wire.DataBlockedFrame(self._data_blocked_at).push(w)
+            self._data_blocked_pending = False
+        if self._stream_blocked:
+            blocked = self._stream_blocked
+            for sid in list(blocked):
+                if w.remaining() < 17:
+                    break
+                stream = blocked.pop(sid)
+                limit = stream.send.blocked_limit()
+                if limit is not None:
+                    stream.send.blocked_at = limit
+                    wire.StreamDataBlockedFrame(sid, limit).push(w)
+        if self._datagrams:
+            queue = self._datagrams
+            while queue:
+                data = queue[0]
+                need = 1 + wire.varint_size(len(data)) + len(data)
+                if need > w.remaining():
+                    if need > self.max_payload:
+                        queue.popleft()  # cannot ever fit (the path shrank)
+                        self._stats["datagrams_dropped"] += 1
+                        continue
+                    break
+                wire.DatagramFrame(queue.popleft()).push(w)
+        if self._ping_pending and w.remaining() >= 1:
+            _PingFrame().push(w)
+            self._ping_pending = False
+        if self._send_queue:
+            self._write_streams(w, records)
+        return w.tell() > start
+
+    def _write_streams(self, w, records: list) -> None:
+        queue = self._send_queue
+        credit = self._peer_max_data - self._sent_total
+        stats = self._stats
+        while queue and w.remaining() >= _MIN_STREAM_ROOM:
+            sid = next(iter(queue))
+            stream = queue.pop(sid)
+            send = stream.send
+            frame = send.next_frame(w.remaining(), credit)
+            if frame is not None:
+                offset, data, fin, new = frame
+                _push_stream_frame(w, sid, offset, data, fin)
+                end = offset + len(data)
+                records.append((_F_STREAM, stream, offset, end, fin))
+                if new:
+                    credit -= new
+                    self._sent_total += new
+                    stats["stream_bytes_sent"] += new
+                else:
+                    stats["bytes_retransmitted"] += end - offset
+            if send.wants_to_send(credit):
+                queue[sid] = stream  # round-robin: to the back of the queue
+                if frame is None:
+                    break  # it did not fit: the packet is full
+            elif send.reset_code is None and send.sent_end < send.write_end:
+                if send.max_data <= send.sent_end:
+                    if send.blocked_limit() is not None:
+                        self._stream_blocked[sid] = stream
+                else:
+                    self._credit_waiters[sid] = stream
+                    if self._data_blocked_at != self._peer_max_data:
+                        self._data_blocked_at = self._peer_max_data
+                        self._data_blocked_pending = True
+
+    # ------------------------------------------------------------------ closing streams
+
+    def _check_closed(self, stream: _Stream, now: float) -> None:
+        """Forget a stream whose two sides are done and whose data the application
+        consumed; its id absorbs late frames for the linger period."""
+        send, recv = stream.send, stream.recv
+        if not (send.finished and recv.finished and recv.consumed >= recv.delivered):
+            return
+        sid = stream.stream_id
+        if self._streams.get(sid) is not stream:
+            return
+        del self._streams[sid]
+        for table in (self._send_queue, self._credit_waiters, self._updates, self._resets,
+                      self._stops, self._stream_blocked):
+            table.pop(sid, None)
+        self._reserving.discard(stream)
+        if stream.remote:
+            self._peer_streams -= 1
+        else:
+            self._local_streams -= 1
+        linger = max(self._config.closed_stream_linger,
+                     3 * self.rtt.pto_interval(self._max_ack_delay))
+        closed = self._closed
+        closed[sid] = now + linger
+        if len(closed) > self._config.max_closed_streams:
+            closed.popitem(last=False)
+        self._emit(StreamClosed(session_id=self.session_id, stream_id=sid))
+
+    # ------------------------------------------------------------------ statistics
+
+    def statistics(self) -> dict:
+        """RTT, congestion state, counters and stream figures of the session."""
+        rtt = self.rtt
+        stats: dict = dict(self._stats)
+        send_buffered = recv_buffered = 0
+        for stream in self._streams.values():
+            send_buffered += stream.send.buffered
+            recv_buffered += stream.recv.buffered
+        stats.update(
+            rtt_latest=rtt.latest_rtt,
+            rtt_smoothed=rtt.smoothed_rtt,
+            rtt_variance=rtt.rttvar,
+            rtt_min=rtt.min_rtt if rtt.has_sample else None,
+            congestion_control=self.cc.name,
+            congestion_window=self.cc.congestion_window,
+            bytes_in_flight=self.bytes_in_flight,
+            packets_in_flight=len(self._sent),
+            pacing_rate=self.cc.pacing_rate(rtt),
+            streams_open=len(self._streams),
+            streams_opened_by_peer=self._peer_streams,
+            closed_streams_remembered=len(self._closed),
+            send_buffered=send_buffered,
+            recv_buffered=recv_buffered,
+            send_credit=self._peer_max_data - self._sent_total,
+            recv_credit=self._local_max_data - self._recv_total,
+            session_window=self._session_window,
+            ack_ranges=len(self._received),
+            queued_datagrams=len(self._datagrams),
+        )
+        return stats
+
+
+_HANDLERS = {
+    wire.ResetStreamFrame: SessionCore._on_reset_stream,
+    wire.StopSendingFrame: SessionCore._on_stop_sending,
+    wire.MaxDataFrame: SessionCore._on_max_data,
+    wire.MaxStreamDataFrame: SessionCore._on_max_stream_data,
+    wire.MaxStreamsFrame: SessionCore._on_max_streams,
+    wire.DataBlockedFrame: SessionCore._on_data_blocked,
+    wire.StreamDataBlockedFrame: SessionCore._on_stream_data_blocked,
+    wire.PingFrame: SessionCore._on_ping,
+    wire.DatagramFrame: SessionCore._on_datagram,
+    wire.DhtFrame: SessionCore._on_dht,
+    wire.PathChallengeFrame: SessionCore._on_path_challenge,
+    wire.PathResponseFrame: SessionCore._on_path_response,
+}
