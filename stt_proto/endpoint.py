@@ -100,6 +100,9 @@ MAX_ATTEMPTS_PER_CONNECT = 4
 #: Noise message 1 of IKpsk2 without payload: ephemeral, encrypted static, tag.
 _INITIATION_FIXED = 1 + 1 + 4 + 32 + 48 + 16 + 2 * MAC_SIZE
 
+#: CLOSE frames a closed session sends at most (first, repeats and echoes).
+_MAX_CLOSE_SENDS = 8
+
 #: Peers whose static-static DH result is kept (least recently used evicted).
 STATIC_DH_CACHE_SIZE = 4096
 
@@ -165,7 +168,8 @@ class _Session:
 
     __slots__ = ("session_id", "peer_id", "address", "initiator", "keys", "peer_params",
                  "established", "created_at", "last_received", "last_sent", "rekey",
-                 "closed_at", "timer_at", "routes", "core", "closing")
+                 "closed_at", "timer_at", "routes", "core", "closing", "close_next",
+                 "close_interval", "close_sends")
 
     def __init__(self, session_id: bytes, peer_id: bytes, address: Address, initiator: bool,
                  keys: KeyRing, peer_params: TransportParameters, now: float) -> None:
@@ -189,6 +193,12 @@ class _Session:
         #: ``(error_code, reason, deadline)`` while a graceful close delivers
         #: what is queued.
         self.closing: tuple[int, str, float] | None = None
+        #: After a local close: when the CLOSE frame is sent again (until the
+        #: peer echoes a CLOSE or the linger period ends), the interval, and
+        #: how many CLOSE frames were sent.
+        self.close_next: float | None = None
+        self.close_interval = 0.0
+        self.close_sends = 0
 
 
 def _address_key(address: Address) -> bytes:
@@ -514,13 +524,42 @@ class Endpoint:
             # What is queued (datagrams, acknowledgements) leaves before the CLOSE.
             self._transmit(session, now)
             self._dirty.pop(session, None)
-            frame = wire.CloseFrame(error_code, reason[:200])
-            try:
-                self._send_payload(session, wire.encode_frames([frame]), now)
-            except KeyExhaustedError:
-                pass  # keys already expired: the peer will time out instead
+            self._send_close(session, error_code, reason, now)
+            # CLOSE is repeated until the peer echoes one (docs/protocol.md 7.8).
+            session.close_interval = max(0.05, 1.5 * session.core.rtt.smoothed_rtt)
+            session.close_next = now + session.close_interval
         label = CloseReason.GRACEFUL if error_code == 0 else CloseReason.ERROR
         self._close_session(session, label, error_code, reason or "closed locally", now)
+
+    def _send_close(self, session: _Session, error_code: int, reason: str, now: float) -> None:
+        frame = wire.CloseFrame(error_code, reason[:200])
+        try:
+            self._send_payload(session, wire.encode_frames([frame]), now)
+            session.close_sends += 1
+        except (KeyExhaustedError, LocalProtocolError):
+            pass  # keys expired (or never confirmed): the peer times out instead
+
+    def _receive_closed(self, session: _Session, data: bytes, receiver_index: int,
+                        now: float) -> None:
+        """A packet for a closed session: a CLOSE from the peer ends our
+        retransmission of ours, or is answered with one (at most a few times),
+        so that both sides learn of the close even when CLOSE frames are lost.
+        Anything else is absorbed."""
+        if session.close_sends >= _MAX_CLOSE_SENDS or not session.established:
+            return
+        opened = session.keys.open_untrusted(data, receiver_index, now=now)
+        if opened is None:
+            return
+        try:
+            frames = wire.decode_frames_untrusted(opened[2])
+        except DecodeError:
+            return
+        if any(type(frame) is wire.CloseFrame for frame in frames):
+            if session.close_next is not None:
+                session.close_next = None  # our CLOSE arrived: the peer echoed it
+                self._schedule(session)
+            else:
+                self._send_close(session, ErrorCode.NO_ERROR, "", now)
 
     def _usable_session(self, session_id: bytes, now: float | None, *,
                         closing_ok: bool = False) -> _Session:
@@ -659,7 +698,8 @@ class Endpoint:
             self._stats["dropped_unknown_index"] += 1
             return
         if session.closed_at is not None:
-            return  # draining: late packets are absorbed silently
+            self._receive_closed(session, data, receiver_index, now)
+            return
         opened = session.keys.open_untrusted(data, receiver_index, now=now)
         if opened is None:
             self._stats["dropped_unauthenticated"] += 1
@@ -987,8 +1027,15 @@ class Endpoint:
         if session.closed_at is not None:
             if now >= session.closed_at + config.close_linger:
                 self._forget_session(session)
-            else:
-                self._schedule(session)
+                return
+            if session.close_next is not None and now >= session.close_next:
+                if session.close_sends < _MAX_CLOSE_SENDS:
+                    self._send_close(session, ErrorCode.NO_ERROR, "", now)
+                    session.close_interval *= 2
+                    session.close_next = now + session.close_interval
+                else:
+                    session.close_next = None
+            self._schedule(session)
             return
         if not session.established:
             if now >= session.created_at + config.half_open_timeout:
@@ -1153,7 +1200,8 @@ class Endpoint:
         if owner.session_id not in self._sessions:
             return None
         if owner.closed_at is not None:
-            return owner.closed_at + config.close_linger
+            end = owner.closed_at + config.close_linger
+            return end if owner.close_next is None else min(end, owner.close_next)
         if not owner.established:
             return owner.created_at + config.half_open_timeout
         deadlines = [owner.last_received + config.idle_timeout,

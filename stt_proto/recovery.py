@@ -949,8 +949,9 @@ class BBR(CongestionController):
 
     Loss recovery is the draft's: when a loss starts a recovery period the
     window drops to the flight plus one datagram and is held to "one out per
-    one delivered" (packet conservation) until the period ends, then restored.
-    The pacing rate is never reduced on loss.
+    one delivered" (packet conservation) for one round trip; later losses in
+    the period take their bytes out of the window; when the period ends the
+    window is restored. The pacing rate is never reduced on loss.
 
     Args:
         max_datagram_size: as for every controller.
@@ -995,6 +996,7 @@ class BBR(CongestionController):
         # loss recovery
         "_prior_cwnd",
         "_packet_conservation",
+        "_conservation_start",
         "_lost_since_ack",
     )
 
@@ -1030,6 +1032,7 @@ class BBR(CongestionController):
         self._idle_restart = False
         self._prior_cwnd = 0
         self._packet_conservation = False
+        self._conservation_start = 0.0
         self._lost_since_ack = 0
         self._enter_startup()
 
@@ -1134,13 +1137,18 @@ class BBR(CongestionController):
             packet.cc = None
         self._lost_since_ack += lost
         mds = self.max_datagram_size
-        saved = self._save_cwnd()  # before the recovery flag may change
-        if self._start_congestion_event(packets, now):
-            # draft-00 BBROnEnterFastRecovery: remember the window and
-            # fall back to packet conservation: what is in flight plus one.
+        was_in_recovery = self._in_recovery
+        saved = self._save_cwnd()  # before the recovery flag changes
+        if self._start_congestion_event(packets, now) and not was_in_recovery:
+            # draft-00 BBROnEnterFastRecovery: remember the window and fall
+            # back to packet conservation (what is in flight plus one) for the
+            # first round trip of the recovery period. A new congestion event
+            # during the period extends it but does not restart conservation,
+            # or steady random loss would pin the window to the flight.
             self._prior_cwnd = saved
             self.congestion_window = bytes_in_flight + mds
             self._packet_conservation = True
+            self._conservation_start = now
         else:
             # Further losses shrink the window by what they took out
             # (draft-00 BBRModulateCwndForRecovery).
@@ -1237,6 +1245,8 @@ class BBR(CongestionController):
         self._set_pacing_rate_with_gain(self.pacing_gain)
         self._set_send_quantum()
 
+        if self._packet_conservation and newest.time_sent > self._conservation_start:
+            self._packet_conservation = False  # one round trip has passed
         if self._in_recovery and newest.time_sent > self._recovery_start_time:
             # A packet sent after recovery began arrived: the period is over.
             self._in_recovery = False

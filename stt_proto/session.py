@@ -48,7 +48,7 @@ from . import _wire as wire
 from .config import EndpointConfig
 from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, MAX_ACK_RANGES, ErrorCode
 from .crypto import KeyExhaustedError
-from .errors import LocalProtocolError, ProtocolError
+from .errors import LocalProtocolError, ProtocolError, StreamClosedError
 from .events import (
     DatagramReceived,
     DhtMessageReceived,
@@ -106,13 +106,15 @@ _push_ack_frame = wire.push_ack_frame
 class _Stream:
     """A stream's two halves and its bookkeeping in the session."""
 
-    __slots__ = ("stream_id", "send", "recv", "remote")
+    __slots__ = ("stream_id", "send", "recv", "remote", "last_pn")
 
     def __init__(self, stream_id: int, send: SendStream, recv: RecvStream, remote: bool):
         self.stream_id = stream_id
         self.send = send
         self.recv = recv
         self.remote = remote
+        #: Highest packet number that carried a frame for this stream.
+        self.last_pn = -1
 
     def __repr__(self) -> str:
         return f"_Stream({self.send!r}, {self.recv!r})"
@@ -167,7 +169,15 @@ class SessionCore:
 
         # -- streams
         self._streams: dict[int, _Stream] = {}
-        self._closed: OrderedDict[int, float] = OrderedDict()
+        #: Closed stream ids that still absorb late frames: id -> (linger end,
+        #: last packet number that carried a frame for it).
+        self._closed: OrderedDict[int, tuple[float, int]] = OrderedDict()
+        self._now = float("-inf")
+        self._current_pn = -1
+        #: Our packets that carried an ACK frame: pn -> largest pn it acknowledged.
+        self._acks_sent: OrderedDict[int, int] = OrderedDict()
+        #: The peer holds our acknowledgement of every packet up to this one.
+        self._peer_saw_acks = -1
         self._refused: OrderedDict[int, None] = OrderedDict()
         self._send_queue: dict[int, _Stream] = {}
         self._credit_waiters: dict[int, _Stream] = {}
@@ -236,6 +246,8 @@ class SessionCore:
                 stream.recv.max_frame_size = max_frame_size
             return stream_id
         if stream_id in self._closed:
+            self._sweep_closed(self._now)
+        if stream_id in self._closed:
             raise LocalProtocolError(
                 f"stream {stream_id} closed recently; its id is free again after "
                 f"closed_stream_linger")
@@ -259,6 +271,8 @@ class SessionCore:
     def _local_stream(self, stream_id: int) -> _Stream:
         stream = self._streams.get(stream_id)
         if stream is None:
+            if stream_id in self._closed:
+                raise StreamClosedError(f"stream {stream_id} is closed")
             # Either side may send first on any id: sending opens the stream.
             self.open_stream(stream_id)
             stream = self._streams[stream_id]
@@ -273,16 +287,20 @@ class SessionCore:
         self._want_send(stream)
 
     def end_stream(self, stream_id: int) -> None:
-        """End this side of the stream (FIN after what is queued)."""
+        """End this side of the stream (FIN after what is queued). Nothing happens
+        on a stream that already closed."""
+        if stream_id in self._closed:
+            return
         stream = self._local_stream(stream_id)
         stream.send.end()
         self._want_send(stream)
 
     def reset_stream(self, stream_id: int, error_code: int, *, now: float) -> None:
-        """Abandon this side's unsent data and tell the peer (RESET_STREAM)."""
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            raise LocalProtocolError(f"no open stream {stream_id}")
+        """Abandon this side's unsent data and tell the peer (RESET_STREAM).
+        Nothing happens on a stream that already closed."""
+        if stream_id in self._closed:
+            return
+        stream = self._local_stream(stream_id)
         if stream.send.reset(error_code):
             self._resets[stream_id] = stream
             self._send_queue.pop(stream_id, None)
@@ -291,10 +309,10 @@ class SessionCore:
 
     def stop_stream(self, stream_id: int, error_code: int, *, now: float) -> None:
         """Stop reading the stream: discard what arrives and ask the peer to stop
-        sending (STOP_SENDING)."""
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            raise LocalProtocolError(f"no open stream {stream_id}")
+        sending (STOP_SENDING). Nothing happens on a stream that already closed."""
+        if stream_id in self._closed:
+            return
+        stream = self._local_stream(stream_id)
         recv = stream.recv
         before = recv.consumed
         if recv.stop(error_code):
@@ -380,6 +398,9 @@ class SessionCore:
             the session with ``error_code``. (``DecodeError`` is one.)
         """
         frames = wire.decode_frames_untrusted(payload)
+        if now > self._now:
+            self._now = now
+        self._current_pn = pn
         stats = self._stats
         stats["packets_received"] += 1
         stats["bytes_received"] += len(payload)
@@ -428,9 +449,9 @@ class SessionCore:
         stream = self._streams.get(stream_id)
         if stream is not None:
             return stream
-        until = self._closed.get(stream_id)
-        if until is not None:
-            if now < until:
+        tombstone = self._closed.get(stream_id)
+        if tombstone is not None:
+            if not self._may_forget(tombstone, now):
                 self._stats["spurious_frames_absorbed"] += 1
                 return None
             del self._closed[stream_id]
@@ -454,6 +475,7 @@ class SessionCore:
         stream = self._incoming_stream(frame.stream_id, now)
         if stream is None:
             return
+        stream.last_pn = self._current_pn
         recv = stream.recv
         out: list = []
         before = recv.consumed
@@ -470,6 +492,9 @@ class SessionCore:
         if out:
             self._deliver(stream, out, now)
         self._stream_credit(stream, now)
+        if recv.message_reserve():
+            self._reserving.add(stream)
+            self._session_credit(now)
 
     def _deliver(self, stream: _Stream, out: list, now: float) -> None:
         emit = self._emit
@@ -497,6 +522,7 @@ class SessionCore:
         stream = self._incoming_stream(frame.stream_id, now)
         if stream is None:
             return
+        stream.last_pn = self._current_pn
         recv = stream.recv
         before = recv.consumed
         report, grown = recv.on_reset(frame.error_code, frame.final_size)
@@ -553,7 +579,7 @@ class SessionCore:
     def _on_stream_data_blocked(self, frame, now: float) -> None:
         stream = self._streams.get(frame.stream_id)
         if stream is not None and frame.limit >= stream.recv.max_data:
-            self._stream_credit(stream, now)
+            self._stream_credit(stream, now, force=True)
 
     def _on_ping(self, frame, now: float) -> None:
         pass  # ack-eliciting is all it is for
@@ -581,6 +607,8 @@ class SessionCore:
         largest = ranges[0][1]
         if largest > self._largest_sent:
             raise ProtocolError("ACK of a packet number never sent")
+        if self._acks_sent:
+            self._on_acks_acked(ranges)
         sent = self._sent
         if not sent:
             return
@@ -624,6 +652,27 @@ class SessionCore:
         self._pto_count = 0
         self.pacer.set_rate(self.cc.pacing_rate(self.rtt), now)
 
+    def _on_acks_acked(self, ranges: tuple) -> None:
+        """Learn which of our ACK frames the peer received: it will not resend
+        what they acknowledged, so closed streams may then be forgotten."""
+        acks = self._acks_sent
+        lowest = ranges[-1][0]
+        highest = ranges[0][1]
+        saw = self._peer_saw_acks
+        for pn in list(acks):
+            if pn > highest:
+                break
+            if pn >= lowest:
+                for lo, hi in ranges:
+                    if lo <= pn <= hi:
+                        if acks[pn] > saw:
+                            saw = acks[pn]
+                        break
+                else:
+                    continue
+            del acks[pn]
+        self._peer_saw_acks = saw
+
     def _frames_acked(self, frames: list, now: float) -> None:
         for record in frames:
             kind = record[0]
@@ -640,6 +689,11 @@ class SessionCore:
             elif kind == _F_RESET:
                 stream = record[1]
                 if stream.send.on_reset_acked():
+                    self._check_closed(stream, now)
+            elif kind == _F_STOP:
+                stream = record[1]
+                if stream.recv.stop_unacked:
+                    stream.recv.stop_unacked = False
                     self._check_closed(stream, now)
 
     def _frames_lost(self, frames: list) -> None:
@@ -664,7 +718,7 @@ class SessionCore:
                     self._resets[stream.stream_id] = stream
             elif kind == _F_STOP:
                 stream = record[1]
-                if stream.stream_id in streams and stream.recv.reset_code is not None:
+                if stream.recv.stop_unacked and streams.get(stream.stream_id) is stream:
                     self._stops[stream.stream_id] = stream
 
     def _detect_lost(self, now: float) -> list[SentPacket]:
@@ -699,6 +753,7 @@ class SessionCore:
                 self._frames_lost(packet.frames)
         self.bytes_in_flight = in_flight
         self.cc.on_packets_lost(lost, bytes_in_flight=in_flight, now=now)
+        self.pacer.set_rate(self.cc.pacing_rate(self.rtt), now)
         # Persistent congestion (RFC 9002 section 7.6), judged conservatively: the
         # lost packets span the period and nothing sent after the first was acked.
         if self.rtt.has_sample and len(lost) >= 2:
@@ -728,10 +783,6 @@ class SessionCore:
         pacing = self._pacing_at
         if pacing is not None and (deadline is None or pacing < deadline):
             deadline = pacing
-        if self._closed:
-            until = next(iter(self._closed.values()))
-            if deadline is None or until < deadline:
-                deadline = until
         return deadline
 
     def handle_timer(self, now: float) -> None:
@@ -749,10 +800,26 @@ class SessionCore:
             pto = self._pto_deadline()
             if pto is not None and now >= pto:
                 self._on_probe_timeout(now)
+        if now > self._now:
+            self._now = now
+        if self._closed:
+            self._sweep_closed(now)
+
+    def _may_forget(self, tombstone: tuple[float, int], now: float) -> bool:
+        until, last_pn = tombstone
+        if now < until:
+            return False
+        # The peer resends a frame only while it lacks our ACK of it; once it
+        # holds that ACK nothing late can come. If acknowledgements never get
+        # through, the idle timeout bounds the wait.
+        return (self._peer_saw_acks >= last_pn
+                or now >= until + self._config.idle_timeout)
+
+    def _sweep_closed(self, now: float) -> None:
         closed = self._closed
         while closed:
-            sid, until = next(iter(closed.items()))
-            if until > now:
+            sid, tombstone = next(iter(closed.items()))
+            if not self._may_forget(tombstone, now):
                 break
             del closed[sid]
 
@@ -774,11 +841,9 @@ class SessionCore:
         if delta > 0:
             self._consumed_total += delta
 
-    def _stream_credit(self, stream: _Stream, now: float) -> None:
+    def _stream_credit(self, stream: _Stream, now: float, force: bool = False) -> None:
         recv = stream.recv
-        limit = recv.credit_update(now, self.rtt.smoothed_rtt)
-        if recv.reserved:
-            self._reserving.add(stream)
+        limit = recv.credit_update(now, self.rtt.smoothed_rtt, force)
         if limit is not None:
             self._updates[stream.stream_id] = stream
             self._session_credit(now)
@@ -787,8 +852,9 @@ class SessionCore:
         reserved = 0
         if self._reserving:
             for stream in list(self._reserving):
-                if stream.recv.reserved:
-                    reserved += stream.recv.reserved
+                reserve = stream.recv.message_reserve()
+                if reserve:
+                    reserved += reserve
                 else:
                     self._reserving.discard(stream)
         window = self._session_window
@@ -798,7 +864,7 @@ class SessionCore:
             if force:
                 self._max_data_pending = True
             return
-        if wanted - current < window // 2 and not reserved and not force:
+        if wanted - current < window // 4 and not force:
             return
         if (now - self._max_data_updated_at < 2 * self.rtt.smoothed_rtt
                 and window < self._config.max_session_window):
@@ -865,6 +931,10 @@ class SessionCore:
             stats["bytes_sent"] += size
             self._largest_sent = pn
             if with_ack:
+                acks = self._acks_sent
+                acks[pn] = self._largest_received
+                if len(acks) > 512:
+                    acks.popitem(last=False)
                 stats["acks_sent"] += 1
                 self._ack_now = False
                 self._ack_deadline = None
@@ -1014,7 +1084,7 @@ class SessionCore:
         linger = max(self._config.closed_stream_linger,
                      3 * self.rtt.pto_interval(self._max_ack_delay))
         closed = self._closed
-        closed[sid] = now + linger
+        closed[sid] = (now + linger, stream.last_pn)
         if len(closed) > self._config.max_closed_streams:
             closed.popitem(last=False)
         self._emit(StreamClosed(session_id=self.session_id, stream_id=sid))
@@ -1038,6 +1108,8 @@ class SessionCore:
             congestion_window=self.cc.congestion_window,
             bytes_in_flight=self.bytes_in_flight,
             packets_in_flight=len(self._sent),
+            stream_bytes_in_flight=sum(r[3] - r[2] for p in self._sent.values()
+                                       for r in p.frames if r[0] == _F_STREAM),
             pacing_rate=self.cc.pacing_rate(rtt),
             streams_open=len(self._streams),
             streams_opened_by_peer=self._peer_streams,

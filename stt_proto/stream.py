@@ -272,7 +272,7 @@ class SendStream:
         if end > self.acked_end:
             acked = self._acked
             acked.add(max(start, self.acked_end), end)
-            if acked.lowest() == self.acked_end:
+            if acked and acked.lowest() == self.acked_end:
                 self.acked_end = acked.shift()[1]
             if self.lost:
                 self.lost.discard(start, end)
@@ -332,7 +332,7 @@ class RecvStream:
         "max_data", "highest", "final_size", "read_end", "_ranges", "_pending", "_buf",
         "_buf_base", "_pos", "_msg_len", "_msg_end", "delivered", "consumed",
         "last_update", "reset_code", "aborted", "update_pending", "stop_pending",
-        "stop_code", "reserved",
+        "stop_code", "reserved", "stop_unacked",
     )
 
     def __init__(self, stream_id: int, *, window: int, max_window: int,
@@ -362,6 +362,7 @@ class RecvStream:
         self.update_pending = False
         self.stop_pending = False
         self.stop_code = 0
+        self.stop_unacked = False   # a STOP_SENDING not acknowledged yet
         self.reserved = 0           # credit beyond the window for a large message
 
     def __repr__(self) -> str:
@@ -378,7 +379,9 @@ class RecvStream:
 
     @property
     def finished(self) -> bool:
-        return self.state in RECV_TERMINAL
+        """Done: terminal, and any STOP_SENDING acknowledged (until then the
+        stream must stay to send it again if it is lost)."""
+        return self.state in RECV_TERMINAL and not self.stop_unacked
 
     @property
     def buffered(self) -> int:
@@ -538,7 +541,9 @@ class RecvStream:
         if state is RecvState.DATA_READ or state is RecvState.DATA_RECVD:
             return False, grown
         if state is RecvState.RESET_READ:
+            # Reading was stopped here; the peer's reset answers that.
             self.consumed = self.delivered = final_size
+            self.stop_unacked = False
             return False, grown
         first = self.reset_code is None
         if state is not RecvState.RESET_RECVD:
@@ -551,7 +556,7 @@ class RecvStream:
         self._msg_len = None
         self.reserved = 0
         self.consumed = self.delivered = final_size
-        self.stop_pending = False
+        self.stop_pending = self.stop_unacked = False
         return first, grown
 
     def reported(self) -> None:
@@ -567,6 +572,7 @@ class RecvStream:
         self._to(RecvInput.ABORT)
         self.aborted = True
         self.stop_pending = self.final_size is None or self.read_end < self.final_size
+        self.stop_unacked = self.stop_pending
         self.stop_code = error_code
         if self.reset_code is None:
             self.reset_code = error_code
@@ -597,7 +603,16 @@ class RecvStream:
                 limit = end
         return limit
 
-    def credit_update(self, now: float, srtt: float) -> int | None:
+    def message_reserve(self) -> int:
+        """Bytes the session must let this stream receive beyond its share of the
+        session window: the rest of a message in progress, once everything
+        before it was consumed (else a message larger than the session window
+        could never complete)."""
+        if self._msg_len is not None and self.consumed == self.delivered:
+            return self._msg_end - self.consumed
+        return 0
+
+    def credit_update(self, now: float, srtt: float, force: bool = False) -> int | None:
         """A new MAX_STREAM_DATA value if one is due, else ``None``.
 
         Credit is returned when half the window is used up, or at once when a
@@ -610,7 +625,10 @@ class RecvStream:
         limit = self.wanted_limit()
         if limit <= self.max_data:
             return None
-        if limit - self.max_data < self.window // 2 and not self.reserved:
+        if (limit - self.max_data < self.window // 2 and not self.reserved and not force
+                and not (self._msg_len is not None and self._msg_end > self.max_data)):
+            # Not worth a frame yet; but a message that cannot complete under the
+            # current limit, or a peer that says it is blocked, gets credit now.
             return None
         if now - self.last_update < 2 * srtt and self.window < self.max_window:
             self.window = min(self.window * 2, self.max_window)

@@ -353,6 +353,7 @@ class Node:
     """
 
     __slots__ = ("network", "endpoint", "address", "name", "node_id", "events", "on_event",
+                 "record_events",
                  "_routes", "_flushing", "_timer_at", "_timer_entry", "_timer_seq",
                  "_last_fire", "_refires")
 
@@ -367,8 +368,12 @@ class Node:
         self.name = name
         #: The endpoint's node id (``None`` for objects without one).
         self.node_id: bytes | None = getattr(endpoint, "node_id", None)
-        #: Every event pulled from the endpoint, in order.
+        #: Every event pulled from the endpoint, in order (while
+        #: :attr:`record_events` is true).
         self.events: list[Event] = []
+        #: Set to ``False`` to keep :attr:`events` from growing during long
+        #: transfers (``on_event`` still sees every event).
+        self.record_events = True
         #: ``on_event(node, event)`` is called right after each event is pulled
         #: (and appended to :attr:`events`). Commands it issues through a node are
         #: flushed, so a reply goes out at the same simulated instant.
@@ -791,7 +796,8 @@ class Network:
                 event = endpoint.next_event()
                 if event is None:
                     break
-                node.events.append(event)
+                if node.record_events:
+                    node.events.append(event)
                 if node.on_event is not None:
                     node.on_event(node, event)
             at = endpoint.get_timer()
