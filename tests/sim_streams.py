@@ -209,11 +209,15 @@ class Workload:
 
 def connect(net: Network, a: Node, b: Node, *, until: float = 120.0) -> tuple[bytes, bytes]:
     sid_a = a.connect(b)
-    net.run(until=net.now + until,
-            stop=lambda: a.events_of(SessionEstablished) and b.events_of(SessionEstablished))
-    est_b = b.events_of(SessionEstablished)
-    assert a.events_of(SessionEstablished) and est_b, f"seed {net.seed}: no session"
-    return sid_a, est_b[0].session_id
+
+    def mine(node: Node, peer: Node) -> list:
+        return [e for e in node.events_of(SessionEstablished) if e.peer_id == peer.node_id]
+
+    net.run(until=net.now + until, stop=lambda: mine(a, b) and mine(b, a))
+    est_a, est_b = mine(a, b), mine(b, a)
+    assert est_a and est_b, f"seed {net.seed}: no session"
+    assert est_a[-1].session_id == sid_a
+    return sid_a, est_b[-1].session_id
 
 
 def random_link(rng: random.Random) -> Link:
