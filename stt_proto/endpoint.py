@@ -526,7 +526,8 @@ class Endpoint:
             self._dirty.pop(session, None)
             self._send_close(session, error_code, reason, now)
             # CLOSE is repeated until the peer echoes one (docs/protocol.md 7.8).
-            session.close_interval = max(0.05, 1.5 * session.core.rtt.smoothed_rtt)
+            session.close_interval = min(max(0.05, 1.5 * session.core.rtt.smoothed_rtt),
+                                         self._config.close_linger / _MAX_CLOSE_SENDS)
             session.close_next = now + session.close_interval
         label = CloseReason.GRACEFUL if error_code == 0 else CloseReason.ERROR
         self._close_session(session, label, error_code, reason or "closed locally", now)
@@ -554,12 +555,18 @@ class Endpoint:
             frames = wire.decode_frames_untrusted(opened[2])
         except DecodeError:
             return
-        if any(type(frame) is wire.CloseFrame for frame in frames):
-            if session.close_next is not None:
-                session.close_next = None  # our CLOSE arrived: the peer echoed it
+        closing = any(type(frame) is wire.CloseFrame for frame in frames)
+        if session.close_interval:
+            # We closed. A CLOSE back means ours arrived; anything else means it
+            # did not (yet): say it again.
+            if closing:
+                session.close_next = None
+                session.close_interval = 0.0
                 self._schedule(session)
             else:
                 self._send_close(session, ErrorCode.NO_ERROR, "", now)
+        elif closing:
+            self._send_close(session, ErrorCode.NO_ERROR, "", now)  # echo
 
     def _usable_session(self, session_id: bytes, now: float | None, *,
                         closing_ok: bool = False) -> _Session:
@@ -1031,7 +1038,8 @@ class Endpoint:
             if session.close_next is not None and now >= session.close_next:
                 if session.close_sends < _MAX_CLOSE_SENDS:
                     self._send_close(session, ErrorCode.NO_ERROR, "", now)
-                    session.close_interval *= 2
+                    session.close_interval = min(session.close_interval * 2,
+                                                 config.close_linger / _MAX_CLOSE_SENDS)
                     session.close_next = now + session.close_interval
                 else:
                     session.close_next = None
@@ -1204,8 +1212,9 @@ class Endpoint:
             return end if owner.close_next is None else min(end, owner.close_next)
         if not owner.established:
             return owner.created_at + config.half_open_timeout
-        deadlines = [owner.last_received + config.idle_timeout,
-                     owner.last_sent + config.keep_alive_interval]
+        deadlines = [owner.last_received + config.idle_timeout]
+        if not owner.core.ping_pending:
+            deadlines.append(owner.last_sent + config.keep_alive_interval)
         core_at = owner.core.get_timer()
         if core_at is not None:
             deadlines.append(core_at)

@@ -372,6 +372,10 @@ class SessionCore:
     def queue_ping(self) -> None:
         self._ping_pending = True
 
+    @property
+    def ping_pending(self) -> bool:
+        return self._ping_pending
+
     def has_unfinished_sends(self) -> bool:
         """Whether stream data or control frames still wait for acknowledgement
         (a graceful close waits until this is false)."""
@@ -889,8 +893,10 @@ class SessionCore:
         stats = self._stats
         max_payload = self.max_payload
         while True:
-            can_elicit = self._probes > 0 or self.bytes_in_flight < cc.congestion_window
-            if can_elicit and not self._probes:
+            # Probes and keep-alive PINGs may exceed the window by a packet.
+            can_elicit = (self._probes > 0 or self._ping_pending
+                          or self.bytes_in_flight < cc.congestion_window)
+            if can_elicit and not self._probes and not self._ping_pending:
                 at = pacer.next_send_time(now)
                 if at > now:
                     can_elicit = False

@@ -131,11 +131,19 @@ def test_random_scenarios(chunk: int) -> None:
     if only is not None and chunk:
         pytest.skip("single seed runs in chunk 0")
     for seed in seeds:
+        _run_named(seed)
+
+
+def _run_named(seed: int) -> None:
+    try:
         run_scenario(seed)
+    except BaseException as exc:
+        exc.add_note(f"scenario seed {seed}: rerun it alone with STT_SCENARIO_SEED={seed}")
+        raise
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("chunk", range(CHUNKS))
 def test_random_scenarios_nightly(chunk: int) -> None:
     for seed in _seeds(chunk, SCENARIOS * 10):
-        run_scenario(100_000 + seed)
+        _run_named(100_000 + seed)
