@@ -481,8 +481,8 @@ class PacketKeys:
     def seal(self, payload: bytes, *, now: float) -> tuple[int, bytes]:
         """Protect ``payload`` (encoded frames) as one DATA packet.
 
-        :returns: ``(packet_number, datagram)``; packet numbers start at 0 and go up
-            by one per call, never reused.
+        :returns: ``(packet_number, datagram)``; packet numbers start at 0 (or where
+            :meth:`continue_from` put them) and go up by one per call, never reused.
         :raises KeyExhaustedError: past the hard packet or time limit; install new
             keys first (:meth:`needs_rekey` asked for them long before).
         """

@@ -201,6 +201,12 @@ class _Session:
         self.close_sends = 0
 
 
+def _check_code(error_code: int) -> None:
+    if isinstance(error_code, bool) or not isinstance(error_code, int) \
+            or not 0 <= error_code < 1 << 62:
+        raise ValueError("error_code must be an int in 0..2**62-1")
+
+
 def _address_key(address: Address) -> bytes:
     """Bytes that identify a source address, for cookies."""
     return repr(address).encode()
@@ -344,7 +350,7 @@ class Endpoint:
 
         .. note:: then call :meth:`datagrams_to_send`.
         """
-        session = self._usable_session(session_id, now)
+        session = self._usable_session(session_id, now, closing_ok=True)
         data = bytes(data)
         if len(data) > self.max_datagram_payload(session_id):
             raise ValueError(f"datagram of {len(data)} bytes does not fit in a packet")
@@ -431,6 +437,7 @@ class Endpoint:
 
         .. note:: then call :meth:`datagrams_to_send`.
         """
+        _check_code(error_code)
         session = self._usable_session(session_id, now, closing_ok=True)
         session.core.reset_stream(stream_id, error_code, now=now)
         self._mark(session)
@@ -442,6 +449,7 @@ class Endpoint:
 
         .. note:: then call :meth:`datagrams_to_send`.
         """
+        _check_code(error_code)
         session = self._usable_session(session_id, now, closing_ok=True)
         session.core.stop_stream(stream_id, error_code, now=now)
         self._mark(session)
@@ -501,6 +509,7 @@ class Endpoint:
 
         .. note:: then call :meth:`datagrams_to_send`.
         """
+        _check_code(error_code)
         self._last_now = max(self._last_now, now)
         pending = self._connects.get(session_id)
         if pending is not None:

@@ -144,9 +144,10 @@ class StreamEnded(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StreamReset(Event):
     """The peer's side of the stream was abandoned: the peer reset it
-    (RESET_STREAM), or this side refused it (``MESSAGE_TOO_LARGE`` for a message
-    above ``max_frame_size``, ``STREAM_LIMIT_ERROR`` beyond ``max_streams``).
-    Undelivered data is discarded; the session carries on."""
+    (RESET_STREAM), or this side refused a message above ``max_frame_size``
+    (``MESSAGE_TOO_LARGE``). Undelivered data is discarded; the session carries
+    on. (A stream refused for exceeding the peer's ``max_streams`` is reported to
+    its opener as ``StreamStopped(STREAM_LIMIT_ERROR)``.)"""
 
     session_id: bytes
     stream_id: int

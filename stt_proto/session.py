@@ -178,7 +178,9 @@ class SessionCore:
         self._acks_sent: OrderedDict[int, int] = OrderedDict()
         #: The peer holds our acknowledgement of every packet up to this one.
         self._peer_saw_acks = -1
-        self._refused: OrderedDict[int, None] = OrderedDict()
+        #: Streams refused for the stream limit -> highest offset seen on them
+        #: (their bytes count against session credit, which goes straight back).
+        self._refused: OrderedDict[int, int] = OrderedDict()
         self._send_queue: dict[int, _Stream] = {}
         self._credit_waiters: dict[int, _Stream] = {}
         self._next_stream_id = 1 if initiator else 0
@@ -233,7 +235,8 @@ class SessionCore:
                 raise ValueError("max_frame_size must be a non-negative int")
         if stream_id is None:
             stream_id = self._next_stream_id
-            while stream_id in self._streams or stream_id in self._closed:
+            while stream_id in self._streams or stream_id in self._closed \
+                    or stream_id in self._refused:
                 stream_id += 2
             self._next_stream_id = stream_id + 2
         elif isinstance(stream_id, bool) or not isinstance(stream_id, int) \
@@ -271,6 +274,8 @@ class SessionCore:
     def _local_stream(self, stream_id: int) -> _Stream:
         stream = self._streams.get(stream_id)
         if stream is None:
+            if stream_id in self._closed:
+                self._sweep_closed(self._now)
             if stream_id in self._closed:
                 raise StreamClosedError(f"stream {stream_id} is closed")
             # Either side may send first on any id: sending opens the stream.
@@ -407,7 +412,7 @@ class SessionCore:
         self._current_pn = pn
         stats = self._stats
         stats["packets_received"] += 1
-        stats["bytes_received"] += len(payload)
+        stats["bytes_received"] += len(payload) + DATA_HEADER_SIZE + AEAD_TAG_SIZE
         eliciting = False
         for frame in frames:
             kind = type(frame)
@@ -461,23 +466,43 @@ class SessionCore:
             del self._closed[stream_id]
         if stream_id in self._refused:
             # Refused for the stream limit: remind the peer, absorb the data.
-            self._refusals.append(stream_id)
+            if len(self._refusals) < 64:
+                self._refusals.append(stream_id)
             return None
         if self._peer_streams >= self._config.max_streams:
             self._stats["streams_refused"] += 1
-            self._refused[stream_id] = None
+            self._refused[stream_id] = 0
             if len(self._refused) > self._config.max_closed_streams:
                 self._refused.popitem(last=False)
-            self._refusals.append(stream_id)
+            if len(self._refusals) < 64:
+                self._refusals.append(stream_id)
             return None
         self._peer_streams += 1
         stream = self._new_stream(stream_id, remote=True)
         self._emit(StreamOpened(session_id=self.session_id, stream_id=stream_id))
         return stream
 
+    def _absorb_refused(self, stream_id: int, end: int, now: float) -> None:
+        """Count the bytes of a refused stream as received and consumed: the
+        peer counted them against our session credit."""
+        highest = self._refused.get(stream_id)
+        if highest is None or end <= highest:
+            return
+        grown = end - highest
+        self._refused[stream_id] = end
+        total = self._recv_total + grown
+        if total > self._local_max_data:
+            raise ProtocolError("session data beyond the credit granted",
+                                error_code=ErrorCode.FLOW_CONTROL_ERROR)
+        self._recv_total = total
+        self._consumed(grown)
+        self._session_credit(now)
+
     def _on_stream_frame(self, frame, now: float) -> None:
         stream = self._incoming_stream(frame.stream_id, now)
         if stream is None:
+            if self._refused:
+                self._absorb_refused(frame.stream_id, frame.offset + len(frame.data), now)
             return
         stream.last_pn = self._current_pn
         recv = stream.recv
@@ -495,6 +520,8 @@ class SessionCore:
             self._consumed(recv.consumed - before)
         if out:
             self._deliver(stream, out, now)
+        elif recv.finished:
+            self._check_closed(stream, now)
         self._stream_credit(stream, now)
         if recv.message_reserve():
             self._reserving.add(stream)
@@ -525,6 +552,8 @@ class SessionCore:
     def _on_reset_stream(self, frame, now: float) -> None:
         stream = self._incoming_stream(frame.stream_id, now)
         if stream is None:
+            if self._refused:
+                self._absorb_refused(frame.stream_id, frame.final_size, now)
             return
         stream.last_pn = self._current_pn
         recv = stream.recv
@@ -558,6 +587,13 @@ class SessionCore:
             self._credit_waiters.pop(sid, None)
             self._emit(StreamStopped(session_id=self.session_id, stream_id=sid,
                                      error_code=frame.error_code))
+        if frame.error_code == ErrorCode.STREAM_LIMIT_ERROR and not stream.recv.finished:
+            # A refusal: the peer has no such stream, so nothing will come back
+            # on it either. Close our receiving side too.
+            recv = stream.recv
+            before = recv.consumed
+            recv.refused()
+            self._consumed(recv.consumed - before)
         self._check_closed(stream, now)
 
     def _on_max_data(self, frame, now: float) -> None:

@@ -135,7 +135,8 @@ class SendStream:
         :raises StreamClosedError: the side was ended, reset or stopped.
         :raises MessageTooLargeError: a message above ``max_frame_size``.
         :raises SendBufferFullError: ``max_buffer`` is already reached.
-        :raises LocalProtocolError: ``mode`` differs from the stream's first send.
+        :raises StreamClosedError: ``mode`` differs from the stream's first send
+            (this side already sends the other kind).
         """
         if self.fin or self.reset_code is not None:
             raise StreamClosedError(f"stream {self.stream_id} can no longer send")
@@ -381,7 +382,9 @@ class RecvStream:
     def finished(self) -> bool:
         """Done: terminal, and any STOP_SENDING acknowledged (until then the
         stream must stay to send it again if it is lost)."""
-        return self.state in RECV_TERMINAL and not self.stop_unacked
+        return (self.state in RECV_TERMINAL and not self.stop_unacked
+                # after a local stop, the peer's final size must still be counted
+                and self.final_size is not None)
 
     @property
     def buffered(self) -> int:
@@ -583,6 +586,16 @@ class RecvStream:
         self.reserved = 0
         self.consumed = self.delivered = self.highest
         return True
+
+    def refused(self) -> None:
+        """The peer refused the stream (stream limit): nothing will arrive."""
+        if self.state is not RecvState.DATA_READ and self.state is not RecvState.RESET_READ:
+            self._to(RecvInput.ABORT)
+        self.aborted = True
+        self.stop_pending = self.stop_unacked = False
+        if self.final_size is None:
+            self.final_size = self.highest
+        self.consumed = self.delivered = self.highest
 
     # -- credit -------------------------------------------------------------------------
 
