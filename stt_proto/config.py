@@ -94,8 +94,9 @@ class EndpointConfig:
     """Streams the peer may have open at once on a session; beyond it a new
     stream is refused with ``STREAM_LIMIT_ERROR`` (the session survives)."""
     closed_stream_linger: float = 2.0
-    """How long (at least three probe timeouts) a closed stream's id keeps
-    absorbing late frames; its id cannot be reopened meanwhile."""
+    """How long (at least three probe timeouts) a closed stream's id surely
+    absorbs late frames. This side may reopen the id ``2 * closed_stream_linger
+    + idle_timeout`` after the close (docs/protocol.md 7.5)."""
     max_closed_streams: int = 65_536
     """Closed-stream ids remembered per session (oldest forgotten first)."""
     auto_credit: bool = True

@@ -365,7 +365,7 @@ class Endpoint:
     # ------------------------------------------------------------------ streams
 
     def open_stream(self, session_id: bytes, stream_id: int | None = None, *,
-                    max_frame_size: int | None = None) -> int:
+                    max_frame_size: int | None = None, now: float | None = None) -> int:
         """Open a stream (or adjust an open one) and return its id.
 
         ``stream_id=None`` allocates an unused id: odd on the side that initiated
@@ -382,9 +382,14 @@ class Endpoint:
                 ``max_streams`` streams are open, or ``stream_id`` closed less
                 than ``closed_stream_linger`` ago.
             ValueError: ``stream_id`` or ``max_frame_size`` out of range.
+
+        ``now`` (optional) is only used to tell whether a closed id may be reused:
+        that happens ``2 * closed_stream_linger + idle_timeout`` after it closed.
         """
-        session = self._usable_session(session_id, None)
-        return session.core.open_stream(stream_id, max_frame_size=max_frame_size)
+        session = self._usable_session(session_id, now)
+        core = session.core
+        core.advance(self._last_now)
+        return core.open_stream(stream_id, max_frame_size=max_frame_size)
 
     def send_message(self, session_id: bytes, stream_id: int, data: bytes, *, now: float,
                      end_stream: bool = False) -> None:
@@ -404,6 +409,7 @@ class Endpoint:
         .. note:: then call :meth:`datagrams_to_send`.
         """
         session = self._usable_session(session_id, now)
+        session.core.advance(now)
         session.core.send(stream_id, data, mode=MODE_MESSAGES, end_stream=end_stream)
         self._mark(session)
 
@@ -416,6 +422,7 @@ class Endpoint:
         .. note:: then call :meth:`datagrams_to_send`.
         """
         session = self._usable_session(session_id, now)
+        session.core.advance(now)
         session.core.send(stream_id, data, mode=MODE_BYTES, end_stream=end_stream)
         self._mark(session)
 

@@ -84,6 +84,7 @@ _F_MAX_DATA = 1
 _F_MAX_STREAM_DATA = 2
 _F_RESET = 3
 _F_STOP = 4
+_F_REFUSAL = 5
 
 #: Ack ranges carried in one ACK frame (the newest ones).
 _ACK_RANGES_PER_FRAME = 64
@@ -224,6 +225,11 @@ class SessionCore:
 
     # ------------------------------------------------------------------ streams (API)
 
+    def advance(self, now: float) -> None:
+        """Tell the core the time of a command (it only reads it)."""
+        if now > self._now:
+            self._now = now
+
     def open_stream(self, stream_id: int | None = None, *,
                     max_frame_size: int | None = None) -> int:
         """Open a stream, or return (and adjust) an existing one; see
@@ -248,12 +254,14 @@ class SessionCore:
                 stream.send.max_frame_size = max_frame_size
                 stream.recv.max_frame_size = max_frame_size
             return stream_id
-        if stream_id in self._closed:
-            self._sweep_closed(self._now)
-        if stream_id in self._closed:
-            raise LocalProtocolError(
-                f"stream {stream_id} closed recently; its id is free again after "
-                f"closed_stream_linger")
+        tombstone = self._closed.get(stream_id)
+        if tombstone is not None:
+            if self._now < tombstone[2]:
+                raise LocalProtocolError(
+                    f"stream {stream_id} closed recently; its id may be opened again "
+                    f"{tombstone[2] - self._now:.1f} s from now (closed_stream_linger "
+                    f"+ idle_timeout after the close)")
+            del self._closed[stream_id]
         if self._local_streams >= config.max_streams:
             raise LocalProtocolError(f"{config.max_streams} streams are open already")
         self._local_streams += 1
@@ -274,9 +282,8 @@ class SessionCore:
     def _local_stream(self, stream_id: int) -> _Stream:
         stream = self._streams.get(stream_id)
         if stream is None:
-            if stream_id in self._closed:
-                self._sweep_closed(self._now)
-            if stream_id in self._closed:
+            tombstone = self._closed.get(stream_id)
+            if tombstone is not None and self._now < tombstone[2]:
                 raise StreamClosedError(f"stream {stream_id} is closed")
             # Either side may send first on any id: sending opens the stream.
             self.open_stream(stream_id)
@@ -285,8 +292,15 @@ class SessionCore:
 
     def send(self, stream_id: int, data: bytes, *, mode: int, end_stream: bool) -> None:
         """Queue a message (``MODE_MESSAGES``) or bytes (``MODE_BYTES``)."""
+        new = stream_id not in self._streams
         stream = self._local_stream(stream_id)
-        stream.send.write(data, mode=mode, end_stream=end_stream)
+        try:
+            stream.send.write(data, mode=mode, end_stream=end_stream)
+        except LocalProtocolError:
+            if new:  # nothing was queued: forget the stream this call opened
+                del self._streams[stream_id]
+                self._local_streams -= 1
+            raise
         if mode == MODE_MESSAGES:
             self._stats["messages_sent"] += 1
         self._want_send(stream)
@@ -463,6 +477,7 @@ class SessionCore:
             if not self._may_forget(tombstone, now):
                 self._stats["spurious_frames_absorbed"] += 1
                 return None
+            # The peer opened the id again (it waited out its reuse delay).
             del self._closed[stream_id]
         if stream_id in self._refused:
             # Refused for the stream limit: remind the peer, absorb the data.
@@ -586,6 +601,12 @@ class SessionCore:
             self._send_queue.pop(sid, None)
             self._credit_waiters.pop(sid, None)
             self._emit(StreamStopped(session_id=self.session_id, stream_id=sid,
+                                     error_code=frame.error_code))
+        elif (frame.error_code == ErrorCode.STREAM_LIMIT_ERROR and stream.send.reset_code is None
+              and not stream.recv.finished):
+            # Refused after everything was acknowledged: the acknowledgements
+            # said "received", not "delivered"; the application must hear it.
+            self._emit(StreamStopped(session_id=self.session_id, stream_id=stream.stream_id,
                                      error_code=frame.error_code))
         if frame.error_code == ErrorCode.STREAM_LIMIT_ERROR and not stream.recv.finished:
             # A refusal: the peer has no such stream, so nothing will come back
@@ -760,6 +781,13 @@ class SessionCore:
                 stream = record[1]
                 if stream.recv.stop_unacked and streams.get(stream.stream_id) is stream:
                     self._stops[stream.stream_id] = stream
+            elif kind == _F_REFUSAL:
+                # A lost refusal is sent again: the opener may send nothing more
+                # that would prompt another one.
+                sid = record[1]
+                if sid in self._refused and sid not in self._refusals \
+                        and len(self._refusals) < 64:
+                    self._refusals.append(sid)
 
     def _detect_lost(self, now: float) -> list[SentPacket]:
         """RFC 9002 section 6.1: packet and time thresholds."""
@@ -845,8 +873,9 @@ class SessionCore:
         if self._closed:
             self._sweep_closed(now)
 
-    def _may_forget(self, tombstone: tuple[float, int], now: float) -> bool:
-        until, last_pn = tombstone
+    def _may_forget(self, tombstone: tuple[float, int, float], now: float) -> bool:
+        """Whether a frame for a closed id can only belong to a new stream."""
+        until, last_pn, _ = tombstone
         if now < until:
             return False
         # The peer resends a frame only while it lacks our ACK of it; once it
@@ -859,7 +888,9 @@ class SessionCore:
         closed = self._closed
         while closed:
             sid, tombstone = next(iter(closed.items()))
-            if not self._may_forget(tombstone, now):
+            # Kept until this side may reuse the id: until then the record is
+            # what refuses a local reopen.
+            if now < tombstone[2] or not self._may_forget(tombstone, now):
                 break
             del closed[sid]
 
@@ -949,7 +980,11 @@ class SessionCore:
             records: list = []
             with_ack = False
             # An ACK goes out when one is owed, or rides along with other frames.
-            if (want_ack or self._unacked_eliciting) and self._received:
+            # It also rides along while closed ids wait for the peer to hold our
+            # acknowledgements (7.5); not while datagrams wait (they need room).
+            if (want_ack or self._unacked_eliciting
+                    or (self._closed and self._largest_received > self._peer_saw_acks
+                        and can_elicit and not self._datagrams)) and self._received:
                 delay = int((now - self._largest_received_at) * 1e6)
                 _push_ack_frame(w, self._received.ack_ranges(_ACK_RANGES_PER_FRAME),
                                 delay if delay > 0 else 0)
@@ -1033,8 +1068,9 @@ class SessionCore:
                 wire.StopSendingFrame(sid, stream.recv.stop_code).push(w)
                 records.append((_F_STOP, stream))
         while self._refusals and w.remaining() >= 17:
-            wire.StopSendingFrame(self._refusals.popleft(),
-                                  ErrorCode.STREAM_LIMIT_ERROR).push(w)
+            sid = self._refusals.popleft()
+            wire.StopSendingFrame(sid, ErrorCode.STREAM_LIMIT_ERROR).push(w)
+            records.append((_F_REFUSAL, sid))
         while self._path_responses and w.remaining() >= 9:
             wire.PathResponseFrame(self._path_responses.popleft()).push(w)
         if self._data_blocked_pending and w.remaining() >= 9:
@@ -1126,7 +1162,11 @@ class SessionCore:
         linger = max(self._config.closed_stream_linger,
                      3 * self.rtt.pto_interval(self._max_ack_delay))
         closed = self._closed
-        closed[sid] = (now + linger, stream.last_pn)
+        # This side reopens the id only once the peer has surely forgotten it: the
+        # peer forgets at the latest idle_timeout after its own linger, and its
+        # close happened within a few probe timeouts of ours.
+        reuse_at = now + 2 * linger + self._config.idle_timeout
+        closed[sid] = (now + linger, stream.last_pn, reuse_at)
         if len(closed) > self._config.max_closed_streams:
             closed.popitem(last=False)
         self._emit(StreamClosed(session_id=self.session_id, stream_id=sid))
