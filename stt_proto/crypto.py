@@ -58,9 +58,11 @@ import math
 import struct
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidTag
+
 from . import _wire as wire
 from .constants import DATA_HEADER_SIZE, PacketKind
-from .errors import DecodeError, LocalProtocolError, NoiseError
+from .errors import DecodeError, LocalProtocolError
 from .noise import MAX_NONCE, CipherState
 
 __all__ = [
@@ -332,6 +334,8 @@ class PacketKeys:
         "_send",
         "_encrypt",
         "_decrypt",
+        "_send_nonce",
+        "_recv_nonce",
         "_window",
         "local_index",
         "remote_index",
@@ -371,9 +375,11 @@ class PacketKeys:
             if not _is_count(index) or not 0 <= index <= _U32_MAX:
                 raise ValueError(f"{name} must be a uint32, got {index!r}")
         self._send = send
-        # Bound methods, looked up once: seal and open run per packet.
-        self._encrypt = send.encrypt_with_nonce
-        self._decrypt = recv.decrypt_with_nonce
+        # The AEADs' own methods, looked up once: seal and open run per packet.
+        sealer, self._send_nonce = send.packet_aead()
+        opener, self._recv_nonce = recv.packet_aead()
+        self._encrypt = sealer.encrypt
+        self._decrypt = opener.decrypt
         self._window = ReplayWindow()
         self.local_index = local_index
         self.remote_index = remote_index
@@ -489,11 +495,13 @@ class PacketKeys:
         pn = self._next_pn
         if pn - self._first_pn >= self._reject_packets or now >= self._reject_at:
             raise KeyExhaustedError("key exhausted: rekey before sending")
+        if pn > MAX_NONCE:  # reachable only through continue_from
+            raise KeyExhaustedError("packet numbers exhausted: rekey before sending")
         # Take the number before encrypting: even a call that fails half-way must not
         # leave a number that a later call could reuse under the same key.
         self._next_pn = pn + 1
         header = _HEADER.pack(_KIND_DATA, self.remote_index, pn)
-        return pn, header + self._encrypt(pn, header, payload)
+        return pn, header + self._encrypt(self._send_nonce(pn), payload, header)
 
     def open_untrusted(self, datagram: bytes, *, now: float) -> tuple[int, bytes] | None:
         """Authenticate and decrypt a DATA packet.
@@ -530,9 +538,13 @@ class PacketKeys:
             else:
                 self._replayed += 1
             return None
+        if pn > MAX_NONCE:  # 2**64 - 1 is Noise's reserved rekey nonce
+            self._auth_failures += 1
+            return None
         try:
-            payload = self._decrypt(pn, datagram[:DATA_HEADER_SIZE], datagram[DATA_HEADER_SIZE:])
-        except NoiseError:
+            payload = self._decrypt(self._recv_nonce(pn), datagram[DATA_HEADER_SIZE:],
+                                    datagram[:DATA_HEADER_SIZE])
+        except InvalidTag:
             self._auth_failures += 1
             return None
         # Only now, with the packet authentic, may the window move (see accept()).

@@ -469,7 +469,8 @@ class Endpoint:
 
         .. note:: then call :meth:`datagrams_to_send`.
         """
-        self._last_now = max(self._last_now, now)
+        if now > self._last_now:
+            self._last_now = now
         session = self._sessions.get(session_id)
         if session is None or session.core is None or session.closed_at is not None:
             return
@@ -517,7 +518,8 @@ class Endpoint:
         .. note:: then call :meth:`datagrams_to_send`.
         """
         _check_code(error_code)
-        self._last_now = max(self._last_now, now)
+        if now > self._last_now:
+            self._last_now = now
         pending = self._connects.get(session_id)
         if pending is not None:
             self._fail_connect(pending, CloseReason.GRACEFUL, ErrorCode.NO_ERROR, "closed locally")
@@ -587,7 +589,8 @@ class Endpoint:
     def _usable_session(self, session_id: bytes, now: float | None, *,
                         closing_ok: bool = False) -> _Session:
         if now is not None:
-            self._last_now = max(self._last_now, now)
+            if now > self._last_now:
+                self._last_now = now
         session = self._get_session(session_id)
         if not session.established or session.core is None:
             raise LocalProtocolError("session is not established")
@@ -603,7 +606,8 @@ class Endpoint:
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         """Return the datagrams queued since the last call, each with the address
         it must be sent to (``sendto``; never a connected socket)."""
-        self._last_now = max(self._last_now, now)
+        if now > self._last_now:
+            self._last_now = now
         if self._dirty:
             dirty = self._dirty
             self._dirty = {}
@@ -666,7 +670,8 @@ class Endpoint:
 
         .. note:: then call :meth:`datagrams_to_send` and :meth:`next_event`.
         """
-        self._last_now = max(self._last_now, now)
+        if now > self._last_now:
+            self._last_now = now
         timers = self._timers
         due = []
         while timers and timers[0][0] <= now:
@@ -690,7 +695,8 @@ class Endpoint:
         .. note:: then call :meth:`datagrams_to_send`, :meth:`next_event` and
            :meth:`get_timer`.
         """
-        self._last_now = max(self._last_now, now)
+        if now > self._last_now:
+            self._last_now = now
         self._stats["datagrams_received"] += 1
         self._stats["bytes_received"] += len(data)
         if not data:
@@ -723,13 +729,15 @@ class Endpoint:
         if session.closed_at is not None:
             self._receive_closed(session, data, receiver_index, now)
             return
-        opened = session.keys.open_untrusted(data, receiver_index, now=now)
+        keys = session.keys
+        current = keys.current
+        opened = keys.open_untrusted(data, receiver_index, now=now)
         if opened is None:
             self._stats["dropped_unauthenticated"] += 1
             return
-        _, _, payload = opened
-        opened = opened[1:]
-        self._sync_indices(session)
+        _, pn, payload = opened
+        if keys.current is not current:
+            self._sync_indices(session)  # the peer confirmed a rekey: the ring moved
         session.last_received = now
         # WireGuard-style roaming: the latest authenticated source is where the
         # peer is now.
@@ -745,7 +753,7 @@ class Endpoint:
                                                 peer_address=address, initiator=False))
         core = session.core
         try:
-            core.receive_packet(opened[0], payload, now)
+            core.receive_packet(pn, payload, now)
         except ProtocolError as exc:
             self._protocol_violation(session, exc.error_code, str(exc), now)
             return
@@ -757,8 +765,9 @@ class Endpoint:
         if session.closing is not None and not core.has_unfinished_sends():
             self._close_now(session, session.closing[0], session.closing[1], now)
             return
+        # No _schedule here: datagrams_to_send transmits the dirty session and
+        # _transmit re-arms its timer (get_timer answers "now" until then).
         self._mark(session)
-        self._schedule(session)
 
     # ------------------------------------------------------------------ responder
 
@@ -1228,21 +1237,27 @@ class Endpoint:
             return end if owner.close_next is None else min(end, owner.close_next)
         if not owner.established:
             return owner.created_at + config.half_open_timeout
-        deadlines = [owner.last_received + config.idle_timeout]
-        if not owner.core.ping_pending:
-            deadlines.append(owner.last_sent + config.keep_alive_interval)
-        core_at = owner.core.get_timer()
-        if core_at is not None:
-            deadlines.append(core_at)
-        if owner.closing is not None:
-            deadlines.append(owner.closing[2])
-        current = owner.keys.current
+        # Runs after every transmit: a running minimum, no list.
+        at = owner.last_received + config.idle_timeout
+        core = owner.core
+        if not core.ping_pending:
+            t = owner.last_sent + config.keep_alive_interval
+            if t < at:
+                at = t
+        t = core.get_timer()
+        if t is not None and t < at:
+            at = t
+        if owner.closing is not None and owner.closing[2] < at:
+            at = owner.closing[2]
+        keys = owner.keys
+        current = keys.current
         if current is not None:
-            if owner.rekey is None and current.initiator:
-                deadlines.append(current.rekey_at)
-            deadlines.append(current.expires_at)
-        key_deadline = owner.keys.next_deadline()
-        if key_deadline is not None:
-            deadlines.append(key_deadline)
-        return min(deadlines)
+            if owner.rekey is None and current.initiator and current.rekey_at < at:
+                at = current.rekey_at
+            if current.expires_at < at:
+                at = current.expires_at
+        t = keys.next_deadline()
+        if t is not None and t < at:
+            at = t
+        return at
 

@@ -310,6 +310,22 @@ class CipherState:
         self._aead = None
         self.n = 0
 
+    def packet_aead(self):
+        """``(aead, nonce_pack)`` for packet protection that calls the AEAD
+        directly (one call per packet instead of four): the ``cryptography``
+        object for this key, and the function that lays a 64-bit counter out as
+        its nonce. The caller keeps nonces within ``0 ..= MAX_NONCE`` and never
+        reuses one under a key. **Secret-bearing**: never log it.
+
+        :raises NoiseError: if no key is set.
+        """
+        if self._key is None:
+            raise NoiseError("cipher state has no key")
+        aead = self._aead
+        if aead is None:
+            aead = self._aead = self._cipher.aead(self._key)
+        return aead, self._cipher.nonce.pack
+
     def has_key(self) -> bool:
         """Whether a key is set."""
         return self._key is not None

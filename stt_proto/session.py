@@ -354,6 +354,10 @@ class SessionCore:
         recv.consume(nbytes)
         self._consumed(recv.consumed - before)
         self._stream_credit(stream, now)
+        if recv.message_reserve():
+            # Everything before a large message in progress is consumed now:
+            # the session must let the rest of it in.
+            self._reserving.add(stream)
         self._session_credit(now)
         self._check_closed(stream, now)
 
@@ -537,10 +541,14 @@ class SessionCore:
             self._deliver(stream, out, now)
         elif recv.finished:
             self._check_closed(stream, now)
-        self._stream_credit(stream, now)
-        if recv.message_reserve():
-            self._reserving.add(stream)
-            self._session_credit(now)
+        if recv.limits_moved:
+            # Credit only changes when the receive half moved; most packets carry
+            # the middle of a message and change nothing.
+            recv.limits_moved = False
+            self._stream_credit(stream, now)
+            if recv.message_reserve():
+                self._reserving.add(stream)
+                self._session_credit(now)
 
     def _deliver(self, stream: _Stream, out: list, now: float) -> None:
         emit = self._emit
@@ -961,19 +969,23 @@ class SessionCore:
         max_payload = self.max_payload
         while True:
             # Probes and keep-alive PINGs may exceed the window by a packet.
-            can_elicit = (self._probes > 0 or self._ping_pending
-                          or self.bytes_in_flight < cc.congestion_window)
-            if can_elicit and not self._probes and not self._ping_pending:
+            # The cheap questions first: most calls (a receiver after each
+            # packet) have nothing to send, and then the pacer is not asked.
+            if self._probes > 0 or self._ping_pending:
+                can_elicit = True
+            elif not self._has_eliciting_work():
+                if self.bytes_in_flight < cc.congestion_window:
+                    cc.on_app_limited(bytes_in_flight=self.bytes_in_flight, now=now)
+                can_elicit = False
+            elif self.bytes_in_flight >= cc.congestion_window:
+                can_elicit = False
+            else:
                 at = pacer.next_send_time(now)
-                if at > now:
-                    can_elicit = False
-                    if self._has_eliciting_work():
-                        self._pacing_at = at
+                can_elicit = at <= now
+                if not can_elicit:
+                    self._pacing_at = at
             want_ack = self._ack_now or (self._ack_deadline is not None
                                          and now >= self._ack_deadline)
-            if can_elicit and not (self._probes or self._has_eliciting_work()):
-                cc.on_app_limited(bytes_in_flight=self.bytes_in_flight, now=now)
-                can_elicit = False
             if not can_elicit and not want_ack:
                 break
             w = wire.Writer(max_payload)

@@ -272,9 +272,12 @@ class SendStream:
             self.fin_pending = False
         if end > self.acked_end:
             acked = self._acked
-            acked.add(max(start, self.acked_end), end)
-            if acked and acked.lowest() == self.acked_end:
-                self.acked_end = acked.shift()[1]
+            if start <= self.acked_end and not acked:
+                self.acked_end = end  # acknowledged in order: no range set needed
+            else:
+                acked.add(max(start, self.acked_end), end)
+                if acked and acked.lowest() == self.acked_end:
+                    self.acked_end = acked.shift()[1]
             if self.lost:
                 self.lost.discard(start, end)
             dead = self.acked_end - self._base
@@ -333,7 +336,7 @@ class RecvStream:
         "max_data", "highest", "final_size", "read_end", "_ranges", "_pending", "_buf",
         "_buf_base", "_pos", "_msg_len", "_msg_end", "delivered", "consumed",
         "last_update", "reset_code", "aborted", "update_pending", "stop_pending",
-        "stop_code", "reserved", "stop_unacked",
+        "stop_code", "reserved", "stop_unacked", "limits_moved",
     )
 
     def __init__(self, stream_id: int, *, window: int, max_window: int,
@@ -365,6 +368,9 @@ class RecvStream:
         self.stop_code = 0
         self.stop_unacked = False   # a STOP_SENDING not acknowledged yet
         self.reserved = 0           # credit beyond the window for a large message
+        #: Set when something the credit depends on moved (a delivery, a new
+        #: message header, consumption); the session clears it when it asks.
+        self.limits_moved = False
 
     def __repr__(self) -> str:
         return (f"RecvStream(id={self.stream_id}, state={self.state.value}, "
@@ -486,17 +492,21 @@ class RecvStream:
                         return
                     self._msg_len = length
                     self._msg_end = base + pos + length
+                    self.limits_moved = True
                 if size - pos < length:
                     break
-                message = bytes(buf[pos:pos + length])
+                with memoryview(buf) as view:  # one copy instead of two
+                    message = bytes(view[pos:pos + length])
                 pos += length
                 self._msg_len = None
                 offset = base + pos
                 out.append(("message", message, offset - self.delivered))
+                self.limits_moved = True
                 self.delivered = offset
                 self.reserved = 0
         elif self.mode == MODE_BYTES and pos < size:
             out.append(("data", bytes(buf[pos:]), base + size - self.delivered))
+            self.limits_moved = True
             pos = size
             self.delivered = base + size
         if pos >= size:
@@ -603,6 +613,7 @@ class RecvStream:
         """The application consumed ``n`` bytes of what was delivered."""
         consumed = self.consumed + n
         self.consumed = consumed if consumed < self.delivered else self.delivered
+        self.limits_moved = True
 
     def wanted_limit(self) -> int:
         """The credit limit the stream would like the peer to have."""
