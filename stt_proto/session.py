@@ -1055,30 +1055,15 @@ class SessionCore:
             records.append((_F_MAX_DATA,))
             self._max_data_pending = False
         if self._updates:
-            updates = self._updates
-            for sid in list(updates):
-                if w.remaining() < 17:
-                    break
-                stream = updates.pop(sid)
-                wire.MaxStreamDataFrame(sid, stream.recv.max_data).push(w)
-                records.append((_F_MAX_STREAM_DATA, stream))
+            self._drain(w, records, self._updates, 17, _F_MAX_STREAM_DATA,
+                        lambda sid, st: wire.MaxStreamDataFrame(sid, st.recv.max_data))
         if self._resets:
-            resets = self._resets
-            for sid in list(resets):
-                if w.remaining() < 25:
-                    break
-                stream = resets.pop(sid)
-                send = stream.send
-                wire.ResetStreamFrame(sid, send.reset_code, send.final_size).push(w)
-                records.append((_F_RESET, stream))
+            self._drain(w, records, self._resets, 25, _F_RESET,
+                        lambda sid, st: wire.ResetStreamFrame(sid, st.send.reset_code,
+                                                              st.send.final_size))
         if self._stops:
-            stops = self._stops
-            for sid in list(stops):
-                if w.remaining() < 17:
-                    break
-                stream = stops.pop(sid)
-                wire.StopSendingFrame(sid, stream.recv.stop_code).push(w)
-                records.append((_F_STOP, stream))
+            self._drain(w, records, self._stops, 17, _F_STOP,
+                        lambda sid, st: wire.StopSendingFrame(sid, st.recv.stop_code))
         while self._refusals and w.remaining() >= 17:
             sid = self._refusals.popleft()
             wire.StopSendingFrame(sid, ErrorCode.STREAM_LIMIT_ERROR).push(w)
@@ -1116,6 +1101,17 @@ class SessionCore:
         if self._send_queue:
             self._write_streams(w, records)
         return w.tell() > start
+
+    @staticmethod
+    def _drain(w, records: list, table: dict, room: int, kind: int, build) -> None:
+        """Write one control frame per stream waiting in ``table`` while at least
+        ``room`` bytes are left, recording each for loss and acknowledgement."""
+        for sid in list(table):
+            if w.remaining() < room:
+                break
+            stream = table.pop(sid)
+            build(sid, stream).push(w)
+            records.append((kind, stream))
 
     def _write_streams(self, w, records: list) -> None:
         queue = self._send_queue
