@@ -480,6 +480,11 @@ class SessionCore:
         if tombstone is not None:
             if not self._may_forget(tombstone, now):
                 self._stats["spurious_frames_absorbed"] += 1
+                if self._current_pn > tombstone[1]:
+                    # A late copy in a newer packet (a retransmission the peer
+                    # sent before our ACK reached it): the peer must now hold
+                    # our ACK of this packet too before the id is forgotten.
+                    self._closed[stream_id] = (tombstone[0], self._current_pn, tombstone[2])
                 return None
             # The peer opened the id again (it waited out its reuse delay).
             del self._closed[stream_id]

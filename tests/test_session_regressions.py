@@ -104,3 +104,14 @@ def test_keep_alive_behind_a_full_window_does_not_spin() -> None:
     link_ba.update(loss=1.0)  # no ACKs: the window fills and stays full
     net.run(until=net.now + 5.0)  # raises RuntimeError if the timer spins
     assert a.endpoint.session_statistics(sa)["probe_timeouts"] > 0
+
+
+@pytest.mark.parametrize("seed", [
+    100469,  # a CLOSE lost five times: the idle peer timed out instead of closing
+    100754,  # a keep-alive behind a full window: the timer spun at one instant
+    100774,  # a RESET_STREAM resent (spuriously) after the peer forgot the id
+])
+def test_nightly_scenarios_that_once_failed(seed: int) -> None:
+    from .test_session_properties import run_scenario
+
+    run_scenario(seed)
