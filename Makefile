@@ -25,6 +25,9 @@ test: install
 
 bench: install
 	$(BIN)/python bench/bench_wire.py
+	$(BIN)/python bench/bench_aead.py
+	$(BIN)/python bench/bench_handshake.py
+	$(BIN)/python bench/bench_engine.py
 
 fuzz: install
 	$(BIN)/python fuzz/run 60
