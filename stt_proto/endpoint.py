@@ -498,7 +498,9 @@ class Endpoint:
     def session_statistics(self, session_id: bytes) -> dict[str, Any]:
         """RTT (latest, smoothed, variance, min), congestion window, bytes and
         packets sent/received/lost/retransmitted, streams open, buffers and
-        credit, plus the key counters of :meth:`session_info`."""
+        credit, plus the key counters of :meth:`session_info` (where both have a
+        counter of the same name, such as ``packets_sent``, the session's own,
+        which counts only the packets of its streams and control frames, wins)."""
         session = self._get_session(session_id)
         stats = self.session_info(session_id)
         if session.core is not None:
