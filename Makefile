@@ -18,7 +18,7 @@ install: $(BIN)/python
 	$(BIN)/python -m pip install -e '.[test]'
 
 demo: install
-	$(BIN)/stt selfcheck
+	$(BIN)/stt demo
 
 test: install
 	$(BIN)/python scripts/run_tests.py $(PYTEST_ARGS)

@@ -1,8 +1,17 @@
 """The ``stt`` command.
 
-``stt selfcheck`` checks the installed engine: it reports which build of the wire
-codec is loaded, encodes and decodes one of every frame type with each available
-build, checks that the builds agree byte for byte, and measures codec throughput.
+* ``stt demo`` starts two nodes on loopback, connects them, sends a generated
+  file with a progress bar, verifies its hash and prints the session's
+  statistics.
+* ``stt keygen`` writes an identity file; ``stt id`` prints a node id.
+* ``stt listen`` accepts sessions: streams that start with a file header are
+  saved (and verified by hash), any other stream is echoed.
+* ``stt send FILE --to HOST:PORT --peer NODE_ID`` sends a file to a listener.
+* ``stt ping --to HOST:PORT --peer NODE_ID`` measures round trips.
+* ``stt selfcheck`` checks the installed engine's builds.
+
+The network seed comes from ``--seed``, ``--seed-file`` or the ``STT_SEED``
+environment variable; there is no default.
 """
 
 from __future__ import annotations
@@ -79,8 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("selfcheck", help="check the installed engine and its builds")
     check.add_argument("--seconds", type=float, default=0.5, help="time for the throughput figure")
     check.set_defaults(func=_selfcheck)
+    from . import _commands
+
+    _commands.add_commands(sub)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -316,7 +316,8 @@ class Endpoint:
             :class:`SessionClosed` event with that id follows.
 
         Raises:
-            ValueError: ``peer_id`` is not 32 bytes, or is this node's own id.
+            ValueError: ``peer_id`` is not 32 bytes, not a usable X25519 public
+                key, or is this node's own id.
             LocalProtocolError: too many connects are pending.
 
         .. note:: then call :meth:`datagrams_to_send` and :meth:`get_timer`.
@@ -335,7 +336,12 @@ class Endpoint:
         pending = _Connect(session_id, peer_id, address, now + timeout,
                            self._config.handshake_retry_initial, None)
         self._connects[session_id] = pending
-        self._send_attempt(pending, now)
+        try:
+            self._send_attempt(pending, now)
+        except NoiseError:
+            # DH with that key fails: a low-order point, not anybody's node id.
+            self._finish_connect(pending, None)
+            raise ValueError("peer_id is not a valid node id (X25519 public key)") from None
         return session_id
 
     def send_datagram(self, session_id: bytes, data: bytes, *, now: float) -> None:

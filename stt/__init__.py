@@ -1,0 +1,42 @@
+"""STT: secure peer-to-peer transport. The short name for the asyncio API::
+
+    import stt
+
+    async with stt.Node(shared_seed=seed) as node:
+        session = await node.connect(address, peer_id)
+        stream = session.open_stream()
+        await stream.send(b"hello")
+
+Everything here comes from :mod:`stt_io.asyncio` and :mod:`stt_io.errors`; the
+sans-I/O engine is :mod:`stt_proto`.
+"""
+
+from stt_io.asyncio import Node, Session, Stream
+from stt_io.errors import (
+    AuthenticationError,
+    ConnectionTimeoutError,
+    MessageTooLargeError,
+    NodeStoppedError,
+    SessionClosedError,
+    StreamClosedError,
+    StreamResetError,
+    STTError,
+)
+from stt_proto import __version__
+from stt_proto.identity import Identity
+
+__all__ = [
+    "Node",
+    "Session",
+    "Stream",
+    "Identity",
+    "STTError",
+    "ConnectionTimeoutError",
+    "AuthenticationError",
+    "SessionClosedError",
+    "StreamClosedError",
+    "StreamResetError",
+    "MessageTooLargeError",
+    "NodeStoppedError",
+    "__version__",
+]
