@@ -284,9 +284,18 @@ class Node:
         sent = self._sock.send(list(backlog))
         for _ in range(sent):
             backlog.popleft()
-        if not backlog and self._writing:
+        if (not backlog or not sent) and self._writing:
             self._loop.remove_writer(self._sock.fileno())
             self._writing = False
+        if backlog and not sent:
+            # Writable yet nothing went (ENOBUFS: the device queue is full):
+            # back off briefly instead of spinning on writability.
+            self._loop.call_later(0.001, self._retry_backlog)
+
+    def _retry_backlog(self) -> None:
+        if self._running and self._backlog and not self._writing:
+            self._loop.add_writer(self._sock.fileno(), self._on_writable)
+            self._writing = True
 
     def _send(self, datagrams: list[tuple[bytes, Address]]) -> None:
         if self._backlog:
