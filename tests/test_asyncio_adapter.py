@@ -311,3 +311,24 @@ def test_stop_with_open_sessions_cleans_up(recwarn):
     run(main())
     gc.collect()
     assert [w for w in recwarn if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_uvloop_runs_the_adapter():
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main():
+        assert "uvloop" in type(asyncio.get_running_loop()).__module__
+        async with Node(shared_seed=SEED) as server, Node(shared_seed=SEED) as client:
+            await echo_server(server)
+            session = await client.connect(server.address, server.node_id)
+            stream = session.open_stream()
+            payload = os.urandom(3 * 1024 * 1024)
+            await stream.send(payload)
+            assert await stream.receive() == payload
+            await session.close()
+            assert session.close_reason == "graceful"
+
+    async def bounded():
+        return await asyncio.wait_for(main(), 60)
+
+    uvloop.run(bounded())
