@@ -120,8 +120,8 @@ async def _resolve(future, value):
         future.set_result(value)
 
 
-def test_file_transfer_verified_by_hash():
-    size = 32 * 1024 * 1024
+def test_a_200_mib_transfer_verified_by_hash():
+    size = 200 * 1024 * 1024
     data = os.urandom(1024 * 1024)
 
     async def main():
