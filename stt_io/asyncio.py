@@ -36,6 +36,7 @@ from typing import Any
 
 from stt_proto import events as ev
 from stt_proto.config import EndpointConfig
+from stt_proto.constants import ErrorCode
 from stt_proto.endpoint import Endpoint
 from stt_proto.errors import SendBufferFullError
 from stt_proto.events import CloseReason
@@ -277,7 +278,9 @@ class Node:
             if target == address and not future.done():
                 del self._connects[session_id]
                 future.set_exception(exc)
-                self._endpoint.close(session_id, now=now)
+                # Reported to on_session_closed as "error", with the OS's reason.
+                self._endpoint.close(session_id, now=now, error_code=ErrorCode.INTERNAL_ERROR,
+                                     reason=f"{type(exc).__name__}: {exc.strerror or exc}")
 
     def _on_writable(self) -> None:
         backlog = self._backlog
@@ -471,10 +474,19 @@ class Session:
                                                max_frame_size=max_frame_size, now=node._now())
         return self._stream(stream_id)
 
-    def get_stream(self, stream_id: int) -> Stream:
-        """The handle for ``stream_id``, usable before the peer sends on it."""
+    def get_stream(self, stream_id: int, *, max_frame_size: int | None = None) -> Stream:
+        """The handle for ``stream_id``, usable before the peer sends on it (also
+        for a stream the peer opened: ``max_frame_size`` then changes its limit)."""
         stream = self._streams.get(stream_id)
-        return stream if stream is not None else self.open_stream(stream_id)
+        if stream is not None and max_frame_size is None:
+            return stream
+        return self.open_stream(stream_id, max_frame_size=max_frame_size)
+
+    @property
+    def max_datagram_payload(self) -> int:
+        """The largest ``data`` :meth:`send_datagram` accepts."""
+        self._check_open()
+        return self._node._endpoint.max_datagram_payload(self.session_id)
 
     async def accept_stream(self) -> Stream:
         """The next stream the peer opened."""

@@ -530,7 +530,8 @@ class Endpoint:
             self._last_now = now
         pending = self._connects.get(session_id)
         if pending is not None:
-            self._fail_connect(pending, CloseReason.GRACEFUL, ErrorCode.NO_ERROR, "closed locally")
+            label = CloseReason.GRACEFUL if error_code == 0 else CloseReason.ERROR
+            self._fail_connect(pending, label, error_code, reason or "closed locally")
             return
         session = self._sessions.get(session_id)
         if session is None or session.closed_at is not None:

@@ -178,11 +178,14 @@ def test_nothing_listening_is_refused_not_timed_out():
         async with Node(shared_seed=SEED) as probe:
             port = probe.address[1]
         async with Node(shared_seed=SEED) as client:
+            reasons = []
+            client.on_session_closed(lambda sid, reason: reasons.append(reason))
             # The port was just released: the OS answers port unreachable. The
             # error type proves the answer came before the (long) timeout.
             with pytest.raises(ConnectionRefusedError):
                 await client.connect(("127.0.0.1", port), Identity.generate().node_id,
                                      timeout=30)
+            assert reasons == ["error"]
     run(main())
 
 

@@ -1,0 +1,90 @@
+"""Run every script in ``examples/`` as a user would, with small sizes.
+
+Each example starts its own nodes on 127.0.0.1, prints a transcript and exits 0
+on success; these tests check the exit code and the transcript's key lines.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(name: str, *args: str, seed: str | None = "examples test network seed",
+                timeout: float = 30.0) -> str:
+    env = dict(os.environ)
+    env.pop("STT_SEED", None)
+    if seed is not None:
+        env["STT_SEED"] = seed
+    result = subprocess.run([sys.executable, str(EXAMPLES / name), *args], env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, (f"{name} exited {result.returncode}:\n"
+                                    f"{result.stdout}\n{result.stderr}")
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stdout
+
+
+def test_request_response():
+    out = run_example("request_response.py", "--requests", "4")
+    assert "'upper hello'" in out and "'HELLO'" in out
+    assert "20 concurrent requests answered in order: True" in out
+    assert "session closed: graceful" in out
+    assert out.rstrip().endswith("request-response OK")
+
+
+def test_request_response_generates_a_seed_when_none_is_given():
+    out = run_example("request_response.py", "--requests", "2", seed=None)
+    assert "using a random seed for this run" in out
+    assert "request-response OK" in out
+
+
+def test_seed_option_is_used():
+    out = run_example("request_response.py", "--requests", "1", "--seed",
+                      "a seed given on the command line", seed=None)
+    assert "random seed" not in out
+    assert "request-response OK" in out
+
+
+def test_bidirectional_streaming():
+    out = run_example("bidirectional_streaming.py", "--count", "30")
+    assert "client: <- status 10 readings so far" in out
+    assert "received 30 averages" in out and "avg 30 14.50" in out
+    assert "bidirectional streaming OK" in out
+
+
+def test_file_transfer():
+    out = run_example("file_transfer.py", "--size-mib", "3")
+    assert "3.0 / 3.0 MiB" in out
+    assert "receiver got payload.bin: 3145728 bytes" in out
+    assert "MiB/s" in out
+    assert out.rstrip().endswith("hash OK")
+
+
+def test_multiplexed():
+    out = run_example("multiplexed.py")
+    assert "chat refuses a 1000-byte message locally" in out
+    assert out.count("  chat '") == 4
+    assert "multiplexing OK: chat was not stuck behind video" in out
+
+
+def test_connect_retry():
+    out = run_example("connect_retry.py", "--delay", "0.8")
+    assert "attempt 1: " in out
+    assert "ConnectionRefusedError" in out or "ConnectionTimeoutError" in out
+    assert "server: got b'ping'" in out
+    assert "connect retry OK" in out
+
+
+@pytest.mark.skipif(os.name != "posix", reason="kills a child process with SIGKILL")
+def test_keepalive_monitor():
+    out = run_example("keepalive_monitor.py", "--idle-timeout", "1.0")
+    assert "open=True" in out
+    assert "reason=timeout" in out and "session.close_reason 'timeout'" in out
+    assert "reason=auth_failure" in out and "AuthenticationError" in out
+    assert "keepalive monitor OK" in out
