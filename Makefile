@@ -24,10 +24,12 @@ test: install
 	$(BIN)/python scripts/run_tests.py $(PYTEST_ARGS)
 
 bench: install
+	$(BIN)/python -m pip install -e '.[bench]'
 	$(BIN)/python bench/bench_wire.py
 	$(BIN)/python bench/bench_aead.py
 	$(BIN)/python bench/bench_handshake.py
 	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/bench_transport.py
 
 fuzz: install
 	$(BIN)/python fuzz/run 60

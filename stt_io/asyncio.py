@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from time import monotonic as _monotonic
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -258,7 +259,9 @@ class Node:
     # ------------------------------------------------------------------ I/O plumbing
 
     def _now(self) -> float:
-        now = self._loop.time()
+        # time.monotonic, not loop.time(): uvloop's clock moves in 1 ms steps,
+        # which would make every loopback RTT sample zero.
+        now = _monotonic()
         if now > self._now_value:
             self._now_value = now
         return self._now_value
@@ -348,7 +351,8 @@ class Node:
             self._timer = None
         self._timer_at = at
         if at is not None and self._running:
-            self._timer = self._loop.call_at(at, self._on_timer)
+            delay = at - _monotonic()
+            self._timer = self._loop.call_later(delay if delay > 0 else 0, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -1,0 +1,550 @@
+"""The peers of bench/bench_transport.py: one server and one client per transport.
+
+Every transport carries the same tiny application protocol on one stream. The
+first thing the client sends says what the stream is for:
+
+* ``B`` + 8-byte big-endian length: bulk. The client sends ``length`` bytes;
+  the server hashes them (SHA-256) as they arrive and answers with the digest
+  and the length it counted (40 bytes), which the client checks.
+* ``E``: echo. Every 100-byte request is answered with the same 100 bytes.
+* ``P``: ping. The server answers ``p`` (the "first byte") once.
+
+On STT the header is a message of its own and every chunk is one message; on
+QUIC and TCP+TLS it is the first bytes of the byte stream. Servers print one
+JSON line ``{"port": ..., "id": ...}`` on stdout and serve until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import hashlib
+import importlib
+import ipaddress
+import json
+import os
+import signal
+import ssl
+import statistics
+import struct
+import sys
+import time
+
+SEED = b"benchmark network seed, 32 bytes"
+ALPN = ["stt-bench"]
+HOST = "127.0.0.1"
+ECHO_SIZE = 100
+BULK_HEADER = struct.Struct(">cQ")
+#: after the 32-byte digest: bytes received, server CPU seconds spent meanwhile
+BULK_ANSWER = struct.Struct(">Qd")
+ANSWER_SIZE = 32 + BULK_ANSWER.size
+#: session counters the STT client reports after bulk
+STT_STATS = ("packets_sent", "packets_lost", "bytes_retransmitted", "probe_timeouts",
+             "rtt_min", "rtt_smoothed", "congestion_window", "pacing_rate")
+
+# -- certificates (generated at run time) ------------------------------------------------
+
+
+def make_certificate(directory: str) -> None:
+    """A throwaway CA (``ca.pem``, what clients trust) and a P-256 server
+    certificate it signed for ``localhost`` and 127.0.0.1 (``cert.pem``,
+    ``key.pem``). qh3 refuses a CA certificate used as the server's own, so the
+    "self-signed" certificate is a two-link chain made at run time."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def build(subject, issuer, public_key, signing_key, ca: bool):
+        builder = (x509.CertificateBuilder()
+                   .subject_name(subject).issuer_name(issuer).public_key(public_key)
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=7))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None),
+                                  critical=True))
+        if ca:
+            builder = builder.add_extension(x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+        else:
+            builder = (builder
+                       .add_extension(x509.SubjectAlternativeName([
+                           x509.DNSName("localhost"),
+                           x509.IPAddress(ipaddress.ip_address(HOST))]), critical=False)
+                       .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+                                      critical=False))
+        return builder.sign(signing_key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stt bench CA")])
+    ca = build(ca_name, ca_name, ca_key.public_key(), ca_key, True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    cert = build(name, ca_name, key.public_key(), ca_key, False)
+    pem = serialization.Encoding.PEM
+    with open(os.path.join(directory, "ca.pem"), "wb") as f:
+        f.write(ca.public_bytes(pem))
+    with open(os.path.join(directory, "cert.pem"), "wb") as f:
+        f.write(cert.public_bytes(pem) + ca.public_bytes(pem))
+    with open(os.path.join(directory, "key.pem"), "wb") as f:
+        f.write(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+
+
+def _quic_lib(kind: str):
+    """(serve, connect, QuicConfiguration) of ``aioquic`` or ``qh3``."""
+    lib_asyncio = importlib.import_module(f"{kind}.asyncio")
+    config = importlib.import_module(f"{kind}.quic.configuration")
+    return lib_asyncio.serve, lib_asyncio.connect, config.QuicConfiguration
+
+
+def _tls_server_context(certdir: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(os.path.join(certdir, "cert.pem"), os.path.join(certdir, "key.pem"))
+    return ctx
+
+
+def _tls_client_context(certdir: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_verify_locations(os.path.join(certdir, "ca.pem"))
+    return ctx
+
+
+# -- servers ------------------------------------------------------------------------------
+
+
+async def _serve_bytes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """The server side of one byte stream (QUIC or TCP+TLS)."""
+    try:
+        mode = await reader.readexactly(1)
+        if mode == b"B":
+            (length,) = struct.unpack(">Q", await reader.readexactly(8))
+            cpu = time.process_time()
+            digest = hashlib.sha256()
+            got = 0
+            while got < length:
+                data = await reader.read(min(1 << 20, length - got))
+                if not data:
+                    break
+                digest.update(data)
+                got += len(data)
+            writer.write(digest.digest() + BULK_ANSWER.pack(got, time.process_time() - cpu))
+        elif mode == b"E":
+            while True:
+                try:
+                    request = await reader.readexactly(ECHO_SIZE)
+                except asyncio.IncompleteReadError:
+                    break
+                writer.write(request)
+        elif mode == b"P":
+            writer.write(b"p")
+        with contextlib.suppress(Exception):
+            await reader.read()  # until the client goes away
+    except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+        pass
+    finally:
+        writer.close()
+
+
+async def _serve_stt_stream(stream) -> None:
+    from stt_io.errors import STTError
+    try:
+        header = await stream.receive()
+        mode = header[:1]
+        if mode == b"B":
+            (length,) = struct.unpack(">Q", header[1:9])
+            cpu = time.process_time()
+            digest = hashlib.sha256()
+            got = 0
+            while got < length:
+                data = await stream.receive()
+                digest.update(data)
+                got += len(data)
+            await stream.send(digest.digest() + BULK_ANSWER.pack(got, time.process_time() - cpu))
+        elif mode == b"E":
+            async for request in stream:
+                await stream.send(request)
+        elif mode == b"P":
+            await stream.send(b"p")
+    except STTError:
+        pass
+
+
+async def run_server(kind: str, certdir: str, profile: str | None,
+                     stt_config: dict | None = None) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    tasks: set[asyncio.Task] = set()
+
+    def spawn(coro) -> None:
+        task = loop.create_task(coro)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    profiler = None
+    if profile:
+        import cProfile
+        profiler = cProfile.Profile()
+    closers = []
+    if kind == "stt":
+        import stt
+        # A benchmark from one address: no per-address session cap (closed sessions
+        # linger 3 s and count) and no cookie round trip under load, as QUIC's
+        # serve() runs without Retry.
+        node = stt.Node(shared_seed=SEED, host=HOST, max_sessions_per_address=1_000_000,
+                        handshakes_per_second_before_cookies=1e9, max_half_open=100_000,
+                        max_sessions=1_000_000, **(stt_config or {}))
+        await node.start()
+
+        async def on_session(session) -> None:
+            while True:
+                try:
+                    stream = await session.accept_stream()
+                except stt.STTError:
+                    return
+                spawn(_serve_stt_stream(stream))
+
+        node.on_session(on_session)
+        port, ident = node.address[1], node.node_id.hex()
+        closers.append(node.stop)
+    elif kind in ("aioquic", "qh3"):
+        serve, _, QuicConfiguration = _quic_lib(kind)
+        config = QuicConfiguration(is_client=False, alpn_protocols=ALPN)
+        config.load_cert_chain(os.path.join(certdir, "cert.pem"),
+                               os.path.join(certdir, "key.pem"))
+        server = await serve(HOST, 0, configuration=config,
+                             stream_handler=lambda r, w: spawn(_serve_bytes(r, w)))
+        port, ident = server._transport.get_extra_info("sockname")[1], ""
+
+        async def close_quic() -> None:
+            server.close()
+        closers.append(close_quic)
+    elif kind == "tcp-tls":
+        server = await asyncio.start_server(_serve_bytes, HOST, 0,
+                                            ssl=_tls_server_context(certdir))
+        port, ident = server.sockets[0].getsockname()[1], ""
+
+        async def close_tcp() -> None:
+            server.close()
+        closers.append(close_tcp)
+    else:
+        raise SystemExit(f"unknown transport {kind!r}")
+    print(json.dumps({"port": port, "id": ident}), flush=True)
+    if profiler is not None:
+        profiler.enable()
+    await stop.wait()
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    for task in list(tasks):
+        task.cancel()
+    for close in closers:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(close(), 5)
+
+
+# -- clients: one connection, one stream ---------------------------------------------------
+
+
+class _SttConn:
+    """An STT session with one stream, message by message."""
+
+    def __init__(self, node, session, stream) -> None:
+        self.node, self.session, self.stream = node, session, stream
+
+    @classmethod
+    async def open(cls, peer, mode: bytes):
+        session = await peer.node.connect((HOST, peer.port), peer.peer_id)
+        stream = session.open_stream()
+        await stream.send(mode)
+        return cls(peer.node, session, stream)
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send(data)
+
+    async def receive(self, n: int) -> bytes:
+        data = await self.stream.receive()
+        if len(data) != n:
+            raise RuntimeError(f"expected a {n}-byte message, got {len(data)}")
+        return data
+
+    def statistics(self) -> dict:
+        stats = self.session.statistics()
+        return {f"stt_{k}": stats.get(k) for k in STT_STATS}
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.stream.close()
+        with contextlib.suppress(Exception):
+            await self.session.close()
+
+
+class _QuicConn:
+    def __init__(self, cm, reader, writer) -> None:
+        self.cm, self.reader, self.writer = cm, reader, writer
+
+    @classmethod
+    async def open(cls, peer, mode: bytes):
+        cm = peer.connect(HOST, peer.port, configuration=peer.make_config())
+        protocol = await cm.__aenter__()
+        reader, writer = await protocol.create_stream()
+        writer.write(mode)
+        return cls(cm, reader, writer)
+
+    def statistics(self) -> dict:
+        return {}
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await asyncio.sleep(0)  # qh3's stream writer has no drain(); let the loop run
+
+    async def receive(self, n: int) -> bytes:
+        return await self.reader.readexactly(n)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.write_eof()
+        with contextlib.suppress(Exception):
+            await self.cm.__aexit__(None, None, None)
+
+
+class _TlsConn:
+    def __init__(self, reader, writer) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, peer, mode: bytes):
+        reader, writer = await asyncio.open_connection(HOST, peer.port, ssl=peer.ssl_context,
+                                                       server_hostname="localhost")
+        writer.write(mode)
+        return cls(reader, writer)
+
+    def statistics(self) -> dict:
+        return {}
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def receive(self, n: int) -> bytes:
+        return await self.reader.readexactly(n)
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
+
+
+class Peer:
+    """What a client needs to reach the server of one transport."""
+
+    def __init__(self, kind: str, port: int, peer_id: str, certdir: str,
+                 stt_config: dict | None = None) -> None:
+        self.kind, self.port = kind, port
+        self.stt_config = stt_config or {}
+        self.peer_id = bytes.fromhex(peer_id) if peer_id else b""
+        self.node = None
+        if kind == "stt":
+            self.conn = _SttConn
+        elif kind in ("aioquic", "qh3"):
+            _, self.connect, QuicConfiguration = _quic_lib(kind)
+            cafile = os.path.join(certdir, "ca.pem")
+
+            def make_config():
+                config = QuicConfiguration(is_client=True, alpn_protocols=ALPN,
+                                           server_name="localhost")
+                config.load_verify_locations(cafile)
+                return config
+            self.make_config = make_config
+            self.conn = _QuicConn
+        else:
+            self.ssl_context = _tls_client_context(certdir)
+            self.conn = _TlsConn
+
+    async def start(self) -> None:
+        if self.kind == "stt":
+            import stt
+            self.node = stt.Node(shared_seed=SEED, host=HOST, max_pending_connects=100_000,
+                                 **self.stt_config)
+            await self.node.start()
+
+    async def stop(self) -> None:
+        if self.node is not None:
+            await self.node.stop()
+
+    def open(self, mode: bytes):
+        return self.conn.open(self, mode)
+
+
+# -- the three phases --------------------------------------------------------------------------
+
+
+async def phase_bulk(peer: Peer, mib: float, chunk: int, repeat: int = 1) -> dict:
+    """The best of ``repeat`` transfers, each on a new connection (all rates kept)."""
+    runs = []
+    for _ in range(max(1, repeat)):
+        runs.append(await _bulk_once(peer, mib, chunk))
+    best = max(runs, key=lambda r: r["mb_s"])
+    return dict(best, runs_mb_s=[round(r["mb_s"], 1) for r in runs])
+
+
+async def _bulk_once(peer: Peer, mib: float, chunk: int) -> dict:
+    total = int(mib * (1 << 20))
+    block = os.urandom(1 << 20)
+    pieces = []
+    expected = hashlib.sha256()
+    sent = 0
+    while sent < total:  # chunks cut from a random MiB, at shifting offsets
+        size = min(chunk, total - sent)
+        offset = (sent * 7919) % ((1 << 20) - size + 1)
+        piece = block[offset:offset + size]
+        pieces.append(piece)
+        expected.update(piece)
+        sent += size
+    conn = await peer.open(BULK_HEADER.pack(b"B", total))
+    try:
+        start = time.perf_counter()
+        cpu = time.process_time()
+        for piece in pieces:
+            await conn.send(piece)
+        answer = await conn.receive(ANSWER_SIZE)
+        elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu
+        extra = conn.statistics()
+    finally:
+        await conn.close()
+    got, server_cpu = BULK_ANSWER.unpack(answer[32:])
+    if got != total or answer[:32] != expected.digest():
+        raise RuntimeError(f"bulk verification failed: server counted {got} of {total} bytes"
+                           f"{'' if got != total else ', digest differs'}")
+    return {"bytes": total, "seconds": elapsed, "mb_s": total / elapsed / 1e6,
+            "client_cpu": cpu / elapsed, "server_cpu": server_cpu / elapsed,
+            "verified": "sha256", **extra}
+
+
+async def phase_echo(peer: Peer, seconds: float) -> dict:
+    conn = await peer.open(b"E")
+    request = os.urandom(ECHO_SIZE)
+    try:
+        # warm up
+        for _ in range(20):
+            await conn.send(request)
+            if await conn.receive(ECHO_SIZE) != request:
+                raise RuntimeError("echo answer differs")
+        count = 0
+        start = time.perf_counter()
+        deadline = start + seconds
+        now = start
+        while now < deadline:
+            await conn.send(request)
+            if await conn.receive(ECHO_SIZE) != request:
+                raise RuntimeError("echo answer differs")
+            count += 1
+            if count % 64 == 0:
+                now = time.perf_counter()
+        elapsed = time.perf_counter() - start
+    finally:
+        await conn.close()
+    return {"round_trips": count, "seconds": elapsed, "rt_s": count / elapsed}
+
+
+async def _connect_once(peer: Peer) -> tuple[float, object]:
+    start = time.perf_counter()
+    conn = await peer.open(b"P")
+    if await conn.receive(1) != b"p":
+        raise RuntimeError("wrong first byte")
+    return time.perf_counter() - start, conn
+
+
+async def phase_connect(peer: Peer, count: int, seconds: float, concurrency: int) -> dict:
+    # one unmeasured connect warms up imports, caches and the server
+    _, conn = await _connect_once(peer)
+    await conn.close()
+    latencies = []
+    for _ in range(count):
+        latency, conn = await _connect_once(peer)
+        latencies.append(latency)
+        await conn.close()
+    closing: set[asyncio.Task] = set()
+    done = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            _, conn = await _connect_once(peer)
+            done += 1
+            task = asyncio.ensure_future(conn.close())  # closing is not timed
+            closing.add(task)
+            task.add_done_callback(closing.discard)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    if closing:
+        await asyncio.wait(list(closing), timeout=10)
+    return {"connect_ms": statistics.median(latencies) * 1e3,
+            "connect_p90_ms": sorted(latencies)[int(0.9 * (len(latencies) - 1))] * 1e3,
+            "handshakes": done, "handshake_seconds": elapsed, "hs_s": done / elapsed}
+
+
+async def run_client(kind: str, port: int, peer_id: str, certdir: str, opts: dict) -> dict:
+    peer = Peer(kind, port, peer_id, certdir, opts.get("stt_config"))
+    await peer.start()
+    results: dict = {}
+    phases = [
+        ("bulk", lambda: phase_bulk(peer, opts["mib"], opts["chunk"], opts.get("repeat", 1)),
+         (30 + 2.0 * opts["mib"]) * opts.get("repeat", 1)),
+        ("echo", lambda: phase_echo(peer, opts["seconds"]), 30 + opts["seconds"]),
+        ("connect", lambda: phase_connect(peer, opts["connects"], opts["seconds"],
+                                          opts["concurrency"]), 60 + opts["seconds"]),
+    ]
+    try:
+        for name, phase, timeout in phases:
+            if name not in opts["phases"]:
+                continue
+            try:
+                results[name] = await asyncio.wait_for(phase(), timeout)
+            except asyncio.TimeoutError:
+                results[name] = {"error": f"timed out after {timeout:.0f} s"}
+            except Exception as exc:  # one phase failing must not hide the others
+                results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(peer.stop(), 10)
+    return results
+
+
+def run(coro, use_uvloop: bool):
+    if use_uvloop:
+        import uvloop
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
+def main_server(kind: str, certdir: str, use_uvloop: bool, profile: str | None,
+                stt_config: dict | None = None) -> int:
+    run(run_server(kind, certdir, profile, stt_config), use_uvloop)
+    return 0
+
+
+def main_client(kind: str, port: int, peer_id: str, certdir: str, use_uvloop: bool,
+                opts: dict, profile: str | None) -> int:
+    if profile:
+        import cProfile
+        profiler = cProfile.Profile()
+        results = profiler.runcall(run, run_client(kind, port, peer_id, certdir, opts),
+                                   use_uvloop)
+        profiler.dump_stats(profile)
+    else:
+        results = run(run_client(kind, port, peer_id, certdir, opts), use_uvloop)
+    json.dump(results, sys.stdout)
+    return 0
