@@ -29,6 +29,7 @@ full.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from time import monotonic as _monotonic
 from collections import deque
@@ -61,6 +62,17 @@ Address = tuple
 MAX_QUEUED_DATAGRAMS = 1024
 
 
+def loopback_datagram_size(address: Address) -> int | None:
+    """The path size the node uses by default: a loopback path carries whole
+    64 KiB datagrams (its MTU is 65,536; TCP's loopback MSS reflects the same),
+    any other path the configured ``max_datagram_size``."""
+    try:
+        loopback = ipaddress.ip_address(address[0].split("%")[0]).is_loopback
+    except (ValueError, TypeError, IndexError):
+        return None
+    return 65507 if loopback else None
+
+
 def _close_error(reason: str, code: int, message: str) -> Exception:
     if reason == CloseReason.TIMEOUT:
         return ConnectionTimeoutError(message or "timed out")
@@ -89,6 +101,7 @@ class Node:
         if "auto_credit" in config:
             raise ValueError("auto_credit is managed by the adapter")
         self._identity = identity if identity is not None else Identity.generate()
+        config.setdefault("path_max_datagram_size", loopback_datagram_size)
         self._config = EndpointConfig(identity=self._identity, shared_seed=shared_seed,
                                       auto_credit=False, **config)
         self._endpoint = Endpoint(self._config)

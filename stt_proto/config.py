@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .crypto import KeyLimits
 from .handshake import SUITE_BY_CIPHER
@@ -70,6 +71,12 @@ class EndpointConfig:
     dropped and counted (session events are never dropped)."""
     max_datagram_size: int = 1452
     """Largest UDP payload this endpoint sends or accepts."""
+    path_max_datagram_size: Callable[[Any], int | None] | None = None
+    """``f(address)``: the largest UDP payload the path to ``address`` carries,
+    when the adapter knows better than ``max_datagram_size`` (a loopback path
+    carries 65,507 bytes, as TCP's loopback MSS reflects). Per session it sets
+    both what this side announces and what it sends; ``None`` from ``f`` means
+    ``max_datagram_size``. Results are clamped to 1200..65527."""
     key_limits: KeyLimits = field(default_factory=KeyLimits)
     """When keys are replaced and when they are refused."""
 

@@ -868,7 +868,7 @@ class Endpoint:
                 self._stats["initiations_failed"] += 1
                 return
         local_index = self._new_index()
-        response_noise = handshake.write_message(self._local_params().encode())
+        response_noise = handshake.write_message(self._local_params(address=address).encode())
         send, recv = self._split(handshake, initiator=False)
         keys = PacketKeys(send=send, recv=recv, local_index=local_index,
                           remote_index=msg.sender_index, created_at=now, initiator=False,
@@ -894,11 +894,22 @@ class Endpoint:
 
     # ------------------------------------------------------------------ initiator
 
-    def _local_params(self, rekey_index: int | None = None) -> TransportParameters:
+    def _datagram_size(self, address: Address) -> int:
+        """The largest datagram this side announces and sends on the path to
+        ``address`` (see ``EndpointConfig.path_max_datagram_size``)."""
+        config = self._config
+        path = config.path_max_datagram_size
+        size = path(address) if path is not None else None
+        if size is None:
+            return config.max_datagram_size
+        return min(max(int(size), 1200), 65527)
+
+    def _local_params(self, rekey_index: int | None = None,
+                      address: Address = None) -> TransportParameters:
         config = self._config
         return TransportParameters(
             idle_timeout_ms=int(config.idle_timeout * 1000),
-            max_datagram_size=config.max_datagram_size,
+            max_datagram_size=self._datagram_size(address),
             initial_max_data=config.session_window,
             initial_max_stream_data=config.stream_window,
             initial_max_streams=config.max_streams,
@@ -914,7 +925,7 @@ class Endpoint:
                                    psks=[self._psk], rng=self._rng,
                                    static_dh_cache=self._static_dh)
         rekey_index = pending.session.keys.current.remote_index if pending.session else None
-        params = self._local_params(rekey_index).encode(
+        params = self._local_params(rekey_index, pending.address).encode(
             pad_to=MIN_INITIATION_SIZE - _INITIATION_FIXED)
         noise = handshake.write_message(params)
         index = self._new_index()
@@ -1134,13 +1145,16 @@ class Endpoint:
         self._queue(datagram, session.address)
 
     def _payload_room(self, session: _Session) -> int:
-        limit = min(self._config.max_datagram_size, session.peer_params.max_datagram_size)
+        if session.core is not None:
+            return session.core.max_payload
+        limit = min(self._datagram_size(session.address), session.peer_params.max_datagram_size)
         return limit - DATA_HEADER_SIZE - AEAD_TAG_SIZE
 
     def _new_core(self, session: _Session) -> SessionCore:
         return SessionCore(self._config, session_id=session.session_id,
                            initiator=session.initiator, peer_params=session.peer_params,
-                           emit=self._push_event)
+                           emit=self._push_event,
+                           max_datagram_size=self._datagram_size(session.address))
 
     def _protocol_violation(self, session: _Session, code: int, message: str, now: float) -> None:
         try:

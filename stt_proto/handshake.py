@@ -223,8 +223,8 @@ class TransportParameters:
                 continue
             value = wire.decode_varint_untrusted(body)
             values[name] = value
-        if "max_datagram_size" in values and values["max_datagram_size"] < 1200:
-            raise DecodeError("max_datagram_size below 1200")
+        if "max_datagram_size" in values and not 1200 <= values["max_datagram_size"] <= 65527:
+            raise DecodeError("max_datagram_size outside 1200..65527")
         if "rekey_index" in values and values["rekey_index"] > 0xFFFFFFFF:
             raise DecodeError("rekey_index out of range")
         return cls(**values)

@@ -131,15 +131,19 @@ class SessionCore:
         stream ids, the responder even ones).
     :param peer_params: the peer's transport parameters (its credit and sizes).
     :param emit: called with every event, in order.
+    :param max_datagram_size: the largest datagram the path carries (default:
+        the configuration's); the peer's announced limit caps it too.
     """
 
     def __init__(self, config: EndpointConfig, *, session_id: bytes, initiator: bool,
-                 peer_params: TransportParameters, emit: Callable[[Event], None]) -> None:
+                 peer_params: TransportParameters, emit: Callable[[Event], None],
+                 max_datagram_size: int | None = None) -> None:
         self._config = config
         self.session_id = session_id
         self.initiator = initiator
         self._emit = emit
-        size = min(config.max_datagram_size, peer_params.max_datagram_size)
+        ours = config.max_datagram_size if max_datagram_size is None else max_datagram_size
+        size = min(ours, peer_params.max_datagram_size)
         self.max_datagram_size = size
         self.max_payload = size - DATA_HEADER_SIZE - AEAD_TAG_SIZE
         self._max_ack_delay = config.max_ack_delay
