@@ -22,7 +22,7 @@ from pathlib import Path
 from stt_proto.identity import Identity
 
 from .asyncio import Node, Session, Stream
-from .errors import STTError, StreamClosedError
+from .errors import STTError
 from .keys import load_identity, load_seed, save_identity
 
 FILE_MAGIC = b"STT-FILE "

@@ -66,7 +66,6 @@ from .events import (
     SessionEstablished,
 )
 from .handshake import (
-    COOKIE_REPLY_SIZE,
     MAC_SIZE,
     MIN_INITIATION_SIZE,
     PROLOGUE,

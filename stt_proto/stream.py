@@ -73,9 +73,9 @@ class SendStream:
 
     __slots__ = (
         "stream_id", "state", "mode", "max_frame_size", "max_buffer", "_buf", "_base",
-        "write_end", "sent_end", "acked_end", "_acked", "lost", "fin", "fin_sent",
+        "write_end", "sent_end", "acked_end", "_acked", "lost", "fin",
         "fin_pending", "fin_acked", "max_data", "blocked_at", "reset_code",
-        "reset_pending", "final_size", "buffer_was_full", "lost_bytes",
+        "reset_pending", "final_size", "buffer_was_full",
     )
 
     def __init__(self, stream_id: int, *, max_data: int, max_buffer: int,
@@ -93,7 +93,6 @@ class SendStream:
         self._acked = _RangeSet()  # acknowledged ranges above acked_end
         self.lost = _RangeSet()   # ranges to send again
         self.fin = False          # the application ended this side
-        self.fin_sent = False
         self.fin_pending = False
         self.fin_acked = False
         self.max_data = max_data
@@ -102,7 +101,6 @@ class SendStream:
         self.reset_pending = False
         self.final_size = 0
         self.buffer_was_full = False
-        self.lost_bytes = 0
 
     def __repr__(self) -> str:
         return (f"SendStream(id={self.stream_id}, state={self.state.value}, "
@@ -240,7 +238,6 @@ class SendStream:
             fin = self.fin and end == self.write_end and not self.fin_acked
             if fin:
                 self.fin_pending = False
-            self.lost_bytes += end - start
             base = self._base
             return start, self._buf[start - base:end - base], fin, 0
         start = self.sent_end
@@ -252,14 +249,12 @@ class SendStream:
             # Nothing new may go; a FIN alone still may.
             if self.fin_pending and start == self.write_end:
                 self.fin_pending = False
-                self.fin_sent = True
                 return start, b"", True, 0
             return None
         self.sent_end = end
         fin = self.fin and end == self.write_end
         if fin:
             self.fin_pending = False
-            self.fin_sent = True
         base = self._base
         return start, self._buf[start - base:end - base], fin, end - start
 
@@ -335,7 +330,7 @@ class RecvStream:
         "stream_id", "state", "mode", "max_frame_size", "window", "max_window",
         "max_data", "highest", "final_size", "read_end", "_ranges", "_pending", "_buf",
         "_buf_base", "_pos", "_msg_len", "_msg_end", "delivered", "consumed",
-        "last_update", "reset_code", "aborted", "update_pending", "stop_pending",
+        "last_update", "reset_code", "aborted", "stop_pending",
         "stop_code", "reserved", "stop_unacked", "limits_moved",
     )
 
@@ -363,7 +358,6 @@ class RecvStream:
         self.last_update = float("-inf")
         self.reset_code: int | None = None
         self.aborted = False        # we asked the peer to stop; data is discarded
-        self.update_pending = False
         self.stop_pending = False
         self.stop_code = 0
         self.stop_unacked = False   # a STOP_SENDING not acknowledged yet
