@@ -38,7 +38,6 @@ from typing import Any
 
 from stt_proto import events as ev
 from stt_proto.config import EndpointConfig
-from stt_proto.constants import ErrorCode
 from stt_proto.endpoint import Endpoint
 from stt_proto.errors import SendBufferFullError
 from stt_proto.events import CloseReason
@@ -290,13 +289,13 @@ class Node:
         self._flush()
 
     def _refuse(self, address: Address, exc: OSError, now: float) -> None:
-        for session_id, (future, target) in list(self._connects.items()):
-            if target == address and not future.done():
-                del self._connects[session_id]
-                future.set_exception(exc)
-                # Reported to on_session_closed as "error", with the OS's reason.
-                self._endpoint.close(session_id, now=now, error_code=ErrorCode.INTERNAL_ERROR,
-                                     reason=f"{type(exc).__name__}: {exc.strerror or exc}")
+        # The engine fails the connects to that address (reported as "error");
+        # their callers get the OS's own exception.
+        reason = f"{type(exc).__name__}: {exc.strerror or exc}"
+        for session_id in self._endpoint.address_unreachable(address, now=now, reason=reason):
+            entry = self._connects.pop(session_id, None)
+            if entry is not None and not entry[0].done():
+                entry[0].set_exception(exc)
 
     def _on_writable(self) -> None:
         backlog = self._backlog

@@ -343,6 +343,24 @@ class Endpoint:
             raise ValueError("peer_id is not a valid node id (X25519 public key)") from None
         return session_id
 
+    def address_unreachable(self, address: Address, *, now: float,
+                            reason: str = "address unreachable") -> list[bytes]:
+        """The OS reported that nothing answers at ``address`` (an ICMP port or
+        host unreachable the adapter read from its socket). Every pending connect
+        to that address fails at once (``SessionClosed`` with reason ``error``)
+        instead of waiting for its deadline; their session ids are returned.
+
+        Established sessions and rekeys are left alone: ICMP messages are not
+        authenticated, so they may only cut short what would time out anyway.
+
+        .. note:: then call :meth:`next_event`.
+        """
+        self._last_now = max(self._last_now, now)
+        failed = [pending for pending in self._connects.values() if pending.address == address]
+        for pending in failed:
+            self._fail_connect(pending, CloseReason.ERROR, ErrorCode.INTERNAL_ERROR, reason)
+        return [pending.session_id for pending in failed]
+
     def send_datagram(self, session_id: bytes, data: bytes, *, now: float) -> None:
         """Queue ``data`` as one unreliable DATAGRAM frame on a session. It leaves
         when the congestion window allows; the oldest queued datagrams are

@@ -431,3 +431,28 @@ def test_responder_refuses_a_cipher_it_does_not_accept():
     net.run(3.0)
     assert [e.reason for e in net.of(a, SessionClosed)] == ["timeout"]
     assert b.statistics()["initiations_failed"] >= 1
+
+
+def test_an_unreachable_address_fails_pending_connects_only(pair):
+    a, b, net = pair
+    sid_a, sid_b = connect(a, b, net)
+    c_addr = ("10.0.0.3", 3000)
+    pending = a.connect(c_addr, make_endpoint(3).node_id, now=net.now)
+    other = a.connect(("10.0.0.4", 4000), make_endpoint(4).node_id, now=net.now)
+    assert a.address_unreachable(c_addr, now=net.now, reason="port unreachable") == [pending]
+    closed = [e for e in _drain(a) if isinstance(e, SessionClosed)]
+    assert [(e.session_id, e.reason, e.message) for e in closed] == [
+        (pending, "error", "port unreachable")]
+    # An ICMP message is not authenticated: established sessions never close on
+    # one, and other connects go on.
+    assert a.address_unreachable(B_ADDR, now=net.now) == []
+    assert [e for e in _drain(a) if isinstance(e, SessionClosed)] == []
+    assert a.statistics()["pending_connects"] == 1 and other != pending
+    exchange(a, b, net, sid_a, sid_b, b"still fine")
+
+
+def _drain(ep):
+    out = []
+    while (event := ep.next_event()) is not None:
+        out.append(event)
+    return out
