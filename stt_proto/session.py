@@ -1029,10 +1029,13 @@ class SessionCore:
             stats["bytes_sent"] += size
             self._largest_sent = pn
             if with_ack:
-                acks = self._acks_sent
-                acks[pn] = self._largest_received
-                if len(acks) > 512:
-                    acks.popitem(last=False)
+                if self._closed:
+                    # Only closed stream ids need to know which ACKs the peer
+                    # holds (7.5): no bookkeeping per packet otherwise.
+                    acks = self._acks_sent
+                    acks[pn] = self._largest_received
+                    if len(acks) > 512:
+                        acks.popitem(last=False)
                 stats["acks_sent"] += 1
                 self._ack_now = False
                 self._ack_deadline = None
