@@ -461,6 +461,8 @@ class Session:
         self._datagram_event = asyncio.Event()
         self._closed: SessionClosedError | None = None
         self._closed_event = asyncio.Event()
+        #: Where the peer was last seen, kept for after the session is gone.
+        self._last_address: Address = node._endpoint.session_info(session_id)["peer_address"]
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -475,8 +477,6 @@ class Session:
             except KeyError:
                 pass
         return self._last_address
-
-    _last_address: Address = ("", 0)
 
     # ------------------------------------------------------------------ streams
 
