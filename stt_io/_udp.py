@@ -395,6 +395,20 @@ class DatagramSocket:
         pending, self._pending_errors = self._pending_errors, []
         return pending
 
+    def take_errors(self) -> list[tuple[Address, OSError]]:
+        """Like :meth:`errors`, without a system call: only the errors that
+        :meth:`receive` and :meth:`send` have already collected.
+
+        :meth:`receive` reads the error queue whenever the kernel signals an
+        error (a read fails with it, or a wake-up finds no datagram), so a caller
+        that takes errors after every :meth:`receive` misses none and saves one
+        ``recvmsg`` per wake-up.
+        """
+        if not self._pending_errors:
+            return []
+        pending, self._pending_errors = self._pending_errors, []
+        return pending
+
     def _record_error(self, addr: Address, exc: OSError) -> None:
         self._stats["errors"] += 1
         if len(self._pending_errors) < MAX_PENDING_ERRORS:

@@ -11,7 +11,8 @@ the engine; the node only moves bytes and time:
 * after every input (datagrams, a timer, a command from the application) it
   *flushes*: sends what ``datagrams_to_send`` returns, dispatches events to the
   session and stream objects, and re-arms its single timer at ``get_timer()``
-  (only when that deadline changed);
+  (only when that deadline moved earlier: a timer that fires early just
+  re-arms);
 * ICMP errors the socket reports (port unreachable) fail a pending
   :meth:`Node.connect` to that address at once with ``ConnectionRefusedError``.
 
@@ -121,6 +122,7 @@ class Node:
         self._backlog: deque[tuple[bytes, Address]] = deque()
         self._writing = False
         self._flushing = False
+        self._flush_pending = False
         self._again = False
         self._now_value = 0.0
 
@@ -284,7 +286,7 @@ class Node:
         now = self._now()
         for data, address in sock.receive():
             endpoint.receive_datagram(data, address, now)
-        for address, exc in sock.errors():
+        for address, exc in sock.take_errors():
             self._refuse(address, exc, now)
         self._flush()
 
@@ -326,6 +328,19 @@ class Node:
                 self._loop.add_writer(self._sock.fileno(), self._on_writable)
                 self._writing = True
 
+    def _flush_soon(self) -> None:
+        """Flush once the current callback or task step is over. For credit
+        returned by :meth:`Stream.receive`: a reader that answers at once (a
+        request/response loop) sends the credit with its answer, in one packet
+        and one flush."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._deferred_flush)
+
+    def _deferred_flush(self) -> None:
+        self._flush_pending = False
+        self._flush()
+
     def _flush(self) -> None:
         """Send, dispatch events, re-arm the timer. Re-entrant calls (from event
         handlers) fold into the running one."""
@@ -355,14 +370,21 @@ class Node:
             self._flushing = False
 
     def _arm_timer(self) -> None:
+        # Re-armed only when the deadline moves earlier: a timer armed before
+        # the deadline (or with no deadline left) fires once, finds little or
+        # nothing due, and re-arms. Deadlines move later on almost every packet
+        # (PTO, ACK delay), and a spurious wake-up is cheaper than a cancel and
+        # a new timer each time.
         at = self._endpoint.get_timer()
-        if at == self._timer_at and (at is None or self._timer is not None):
-            return
         if self._timer is not None:
+            if at is None or at >= self._timer_at:
+                return
             self._timer.cancel()
             self._timer = None
+        elif at is None:
+            return
         self._timer_at = at
-        if at is not None and self._running:
+        if self._running:
             delay = at - _monotonic()
             self._timer = self._loop.call_later(delay if delay > 0 else 0, self._on_timer)
 
@@ -695,7 +717,7 @@ class Stream:
                 if session._closed is None and node._running:
                     node._endpoint.stream_consumed(session.session_id, self.stream_id,
                                                    length, now=node._now())
-                    node._flush()
+                    node._flush_soon()
                 return data
             if self._reset_code is not None:
                 raise StreamResetError(f"stream {self.stream_id} was reset "
