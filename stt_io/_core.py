@@ -1,0 +1,828 @@
+"""What the asyncio and trio adapters share: everything but waiting.
+
+Theory of operation
+-------------------
+A node owns one UDP socket (:class:`stt_io._udp.DatagramSocket`) and one sans-I/O
+:class:`~stt_proto.endpoint.Endpoint`. Everything that is protocol logic lives in
+the engine; the node only moves bytes and time:
+
+* when the socket is readable it hands every waiting datagram to the engine;
+* after every input (datagrams, a timer, a command from the application) it
+  *flushes*: sends what ``datagrams_to_send`` returns, dispatches events to the
+  session and stream objects, and re-arms its single timer at ``get_timer()``
+  (only when that deadline moved earlier: a timer that fires early re-arms);
+* ICMP errors the socket reports (port unreachable) fail a pending connect to
+  that address at once with ``ConnectionRefusedError``.
+
+Every method that queues data flushes before it returns: a ``send`` that
+returns has put its packets on the wire (or in the socket's backlog when the
+kernel buffer is full, which is drained as soon as the socket is writable).
+
+Flow control reaches the application: the engine runs with ``auto_credit``
+off, and a stream returns credit to the peer only when ``receive`` hands a
+message over. A slow reader therefore slows the sender down instead of filling
+memory, and ``send`` waits while the stream's send buffer is full. That is also
+what bounds the adapter's own queues: messages waiting for ``receive`` are
+bounded by the stream and session windows, streams waiting for
+``accept_stream`` by ``max_streams``, sessions waiting for ``accept`` by
+``max_sessions``, unreliable datagrams by :data:`MAX_QUEUED_DATAGRAMS`.
+
+This module is backend-free. :class:`NodeBase` leaves to its subclass (the
+asyncio or the trio ``Node``) the clock, the socket watching, the timer, task
+spawning and name resolution; everything that waits does so on a
+:class:`Signal`, a lock and a clock the subclass provides. Waiting is always
+"check the condition, then wait for the signal, then check again", so a waiter
+that is cancelled loses nothing: a message leaves its queue only in the
+synchronous step that returns it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from stt_proto import events as ev
+from stt_proto.config import EndpointConfig
+from stt_proto.endpoint import Endpoint
+from stt_proto.errors import SendBufferFullError
+from stt_proto.events import CloseReason
+from stt_proto.identity import Identity
+
+from ._udp import DatagramSocket
+from .errors import (
+    AuthenticationError,
+    ConnectionTimeoutError,
+    NodeStoppedError,
+    SessionClosedError,
+    StreamClosedError,
+    StreamResetError,
+)
+
+__all__ = ["NodeBase", "Session", "Stream", "Signal", "MAX_QUEUED_DATAGRAMS",
+           "loopback_datagram_size"]
+
+Address = tuple
+
+logger = logging.getLogger("stt")
+
+#: Unreliable datagrams kept per session for ``Session.receive_datagram``.
+MAX_QUEUED_DATAGRAMS = 1024
+
+
+class Signal(Protocol):
+    """"Something changed, look again": what every waiter here waits on.
+
+    ``set()`` wakes every task blocked in ``wait()``; ``clear()`` is called
+    right before ``wait()`` (after the condition was checked, with no await in
+    between), so a ``set()`` is never missed.
+    """
+
+    def set(self) -> None: ...
+
+    def clear(self) -> None: ...
+
+    async def wait(self) -> Any: ...
+
+
+def loopback_datagram_size(address: Address) -> int | None:
+    """The path size the node uses by default: a loopback path carries whole
+    64 KiB datagrams (its MTU is 65,536; TCP's loopback MSS reflects the same),
+    any other path the configured ``max_datagram_size``."""
+    try:
+        loopback = ipaddress.ip_address(address[0].split("%")[0]).is_loopback
+    except (ValueError, TypeError, IndexError):
+        return None
+    return 65507 if loopback else None
+
+
+def close_error(reason: str, code: int, message: str) -> Exception:
+    """The exception a failed connect raises for a close ``reason``."""
+    if reason == CloseReason.TIMEOUT:
+        return ConnectionTimeoutError(message or "timed out")
+    if reason == CloseReason.AUTH_FAILURE:
+        return AuthenticationError(message or "handshake did not authenticate")
+    return SessionClosedError(message or f"session closed ({reason})", reason=reason,
+                              error_code=code)
+
+
+class _Connect:
+    """A pending connect: its outcome, set once, and the signal its caller waits on."""
+
+    __slots__ = ("address", "signal", "session", "error")
+
+    def __init__(self, address: Address, signal: Signal) -> None:
+        self.address = address
+        self.signal = signal
+        self.session: Session | None = None
+        self.error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.session is not None or self.error is not None
+
+    def resolve(self, session: Session | None = None, error: BaseException | None = None) -> None:
+        if not self.done:
+            self.session, self.error = session, error
+            self.signal.set()
+
+
+class NodeBase:
+    """One STT node: an identity, a UDP socket, and its sessions.
+
+    Args:
+        identity: this node's key pair (``stt_proto.identity.Identity``); a new
+            one is generated when ``None``.
+        shared_seed: the network's secret seed (required; never defaulted).
+        host, port: where to bind (``port=0`` picks a free port).
+        **config: any :class:`~stt_proto.config.EndpointConfig` field, e.g.
+            ``idle_timeout=30.0`` or ``max_frame_size=...``.
+    """
+
+    _stream_class: type[Stream]
+
+    def __init__(self, identity: Identity | None = None, shared_seed: bytes | None = None,
+                 host: str = "127.0.0.1", port: int = 0, **config: Any) -> None:
+        if shared_seed is None:
+            raise ValueError("shared_seed is required: nodes of one network share a secret seed")
+        if "auto_credit" in config:
+            raise ValueError("auto_credit is managed by the adapter")
+        self._identity = identity if identity is not None else Identity.generate()
+        config.setdefault("path_max_datagram_size", loopback_datagram_size)
+        self._config = EndpointConfig(identity=self._identity, shared_seed=shared_seed,
+                                      auto_credit=False, **config)
+        self._endpoint = Endpoint(self._config)
+        self._host = host
+        self._port = port
+        self._sock: DatagramSocket | None = None
+        self._running = False
+        self._stopped = False
+        self._sessions: dict[bytes, Session] = {}
+        self._connects: dict[bytes, _Connect] = {}
+        self._accepted: deque[Session] = deque()
+        self._accept_signal: Signal | None = None
+        self._session_handlers: list[Callable[[Session], Awaitable[Any]]] = []
+        self._closed_callbacks: list[Callable[[bytes, str], Any]] = []
+        self._timer_at: float | None = None
+        self._timer_armed = False
+        self._backlog: deque[tuple[bytes, Address]] = deque()
+        self._flushing = False
+        self._again = False
+        self._now_value = 0.0
+
+    # ------------------------------------------------------------------ backend hooks
+
+    def _clock(self) -> float:
+        """The backend's monotonic clock, in seconds."""
+        raise NotImplementedError
+
+    def _new_signal(self) -> Signal:
+        raise NotImplementedError
+
+    def _new_lock(self) -> Any:
+        """A FIFO lock usable with ``async with``."""
+        raise NotImplementedError
+
+    def _set_timer(self, at: float | None) -> None:
+        """Make :meth:`_on_timer` run at ``at`` (replacing the armed time), or
+        never when ``None``."""
+        raise NotImplementedError
+
+    def _watch_writable(self) -> None:
+        """Call :meth:`_on_writable` once the socket is writable."""
+        raise NotImplementedError
+
+    def _retry_backlog_later(self) -> None:
+        """Call :meth:`_on_writable` again shortly (the device queue was full)."""
+        raise NotImplementedError
+
+    def _spawn(self, coro: Awaitable[Any], what: str) -> None:
+        """Run ``coro`` as a task of the node; its exception is logged, never raised."""
+        raise NotImplementedError
+
+    def _flush_soon(self) -> None:
+        """Flush once the current step is over (or now, if the backend cannot defer)."""
+        self._flush()
+
+    async def _resolve(self, host: str, port: int) -> Address:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def node_id(self) -> bytes:
+        """This node's id: its 32-byte public key."""
+        return self._identity.node_id
+
+    @property
+    def address(self) -> Address:
+        """The ``(host, port)`` the socket is bound to (once started)."""
+        if self._sock is None:
+            raise NodeStoppedError("node not started")
+        return self._sock.address
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The sans-I/O engine (for statistics and advanced use)."""
+        return self._endpoint
+
+    def statistics(self) -> dict[str, Any]:
+        """The engine's counters plus the socket's (``socket_*``)."""
+        stats = dict(self._endpoint.statistics())
+        if self._sock is not None:
+            stats.update({f"socket_{k}": v for k, v in self._sock.statistics().items()})
+        return stats
+
+    def __repr__(self) -> str:
+        where = self._sock.address if self._sock is not None else "unbound"
+        state = "running" if self._running else ("stopped" if self._stopped else "new")
+        return f"<{type(self).__name__} {self.node_id.hex()[:16]} {where} {state}>"
+
+    # ------------------------------------------------------------------ life cycle
+
+    def _open(self) -> Address:
+        """Bind the socket (the backend then starts watching it)."""
+        if self._stopped:
+            raise NodeStoppedError("a stopped node cannot start again")
+        self._sock = DatagramSocket(self._host, self._port)
+        self._accept_signal = self._new_signal()
+        self._running = True
+        return self._sock.address
+
+    def _shutdown(self) -> None:
+        """Close every session (the peers are told) and fail every pending call.
+        The backend then cancels its tasks and closes the socket."""
+        now = self._now()
+        for session_id in list(self._sessions):
+            self._endpoint.close(session_id, now=now, flush=False)
+        for session_id in list(self._connects):
+            self._endpoint.close(session_id, now=now)
+        self._flush()
+        self._running = False
+        self._stopped = True
+        for pending in self._connects.values():
+            pending.resolve(error=NodeStoppedError("node stopped"))
+        self._connects.clear()
+        for session in list(self._sessions.values()):
+            session._on_closed(CloseReason.GRACEFUL, 0, "node stopped")
+        self._sessions.clear()
+        if self._accept_signal is not None:
+            self._accept_signal.set()
+
+    def _check_running(self) -> None:
+        if not self._running:
+            raise NodeStoppedError("node is not running (start it first)")
+
+    # ------------------------------------------------------------------ sessions
+
+    async def connect(self, peer_addr: Address, peer_id: bytes, timeout: float = 10.0) -> Session:
+        """Open a session with the node ``peer_id`` at ``peer_addr``.
+
+        Raises:
+            ConnectionTimeoutError: no answer before ``timeout`` (also a wrong
+                ``peer_id``: the peer stays silent).
+            AuthenticationError: the peer holds another network seed.
+            ConnectionRefusedError: the OS reports that nothing listens there.
+            NodeStoppedError: the node stopped meanwhile.
+        """
+        self._check_running()
+        address = await self._resolve(peer_addr[0], peer_addr[1])
+        self._check_running()
+        session_id = self._endpoint.connect(address, peer_id, now=self._now(), timeout=timeout)
+        pending = self._connects[session_id] = _Connect(address, self._new_signal())
+        self._flush()
+        try:
+            while not pending.done:
+                pending.signal.clear()
+                await pending.signal.wait()
+        except BaseException:  # cancelled: give the attempt up
+            if not pending.done and self._running and session_id in self._connects:
+                self._connects.pop(session_id, None)
+                self._endpoint.close(session_id, now=self._now())
+                self._flush()
+            elif pending.session is not None:
+                _close_quietly(pending.session)
+            raise
+        if pending.error is not None:
+            raise pending.error
+        return pending.session
+
+    async def accept(self) -> Session:
+        """The next session a peer opened (when no ``on_session`` handler is
+        registered, inbound sessions queue here)."""
+        self._check_running()
+        while not self._accepted:
+            self._check_running()
+            self._accept_signal.clear()
+            await self._accept_signal.wait()
+        return self._accepted.popleft()
+
+    def on_session(self, handler: Callable[[Session], Awaitable[Any]]) -> Callable:
+        """Run ``handler(session)`` as a task for every inbound session (instead
+        of queueing it for :meth:`accept`). Usable as a decorator."""
+        self._session_handlers.append(handler)
+        return handler
+
+    def on_session_closed(self, callback: Callable[[bytes, str], Any]) -> Callable:
+        """Call ``callback(session_id, reason)`` when any session (or connect
+        attempt) ends; a coroutine function runs as a task. Usable as a decorator."""
+        self._closed_callbacks.append(callback)
+        return callback
+
+    # ------------------------------------------------------------------ I/O plumbing
+
+    def _now(self) -> float:
+        now = self._clock()
+        if now > self._now_value:
+            self._now_value = now
+        return self._now_value
+
+    def _on_readable(self) -> None:
+        sock = self._sock
+        endpoint = self._endpoint
+        now = self._now()
+        for data, address in sock.receive():
+            endpoint.receive_datagram(data, address, now)
+        for address, exc in sock.take_errors():
+            self._refuse(address, exc, now)
+        self._flush()
+
+    def _refuse(self, address: Address, exc: OSError, now: float) -> None:
+        # The engine fails the connects to that address (reported as "error");
+        # their callers get the OS's own exception.
+        reason = f"{type(exc).__name__}: {exc.strerror or exc}"
+        for session_id in self._endpoint.address_unreachable(address, now=now, reason=reason):
+            pending = self._connects.pop(session_id, None)
+            if pending is not None:
+                pending.resolve(error=exc)
+
+    def _on_writable(self) -> bool:
+        """Drain the backlog; whether to keep watching for writability."""
+        backlog = self._backlog
+        sent = self._sock.send(list(backlog))
+        for _ in range(sent):
+            backlog.popleft()
+        if backlog and not sent:
+            # Writable yet nothing went (ENOBUFS: the device queue is full):
+            # back off briefly instead of spinning on writability.
+            self._retry_backlog_later()
+            return False
+        return bool(backlog)
+
+    def _send(self, datagrams: list[tuple[bytes, Address]]) -> None:
+        if self._backlog:
+            self._backlog.extend(datagrams)
+            return
+        sent = self._sock.send(datagrams)
+        if sent < len(datagrams):
+            self._backlog.extend(datagrams[sent:])
+            self._watch_writable()
+
+    def _flush(self) -> None:
+        """Send, dispatch events, re-arm the timer. Re-entrant calls (from event
+        handlers) fold into the running one."""
+        if self._sock is None or self._sock.closed:
+            return
+        if self._flushing:
+            self._again = True
+            return
+        self._flushing = True
+        endpoint = self._endpoint
+        try:
+            while True:
+                self._again = False
+                now = self._now()
+                while True:
+                    out = endpoint.datagrams_to_send(now)
+                    if out:
+                        self._send(out)
+                    event = endpoint.next_event()
+                    if event is None:
+                        break
+                    self._dispatch(event)
+                if not self._again:
+                    break
+            self._arm_timer()
+        finally:
+            self._flushing = False
+
+    def _arm_timer(self) -> None:
+        # Re-armed only when the deadline moves earlier: a timer armed before
+        # the deadline (or with no deadline left) fires once, finds little or
+        # nothing due, and re-arms. Deadlines move later on almost every packet
+        # (PTO, ACK delay), and a spurious wake-up is cheaper than re-arming
+        # each time.
+        at = self._endpoint.get_timer()
+        if self._timer_armed:
+            if at is None or at >= self._timer_at:
+                return
+        elif at is None:
+            return
+        self._timer_at = at
+        self._timer_armed = True
+        if self._running:
+            self._set_timer(at)
+
+    def _on_timer(self) -> None:
+        """The timer fired (the backend calls this at the armed time)."""
+        self._timer_armed = False
+        at = self._timer_at
+        now = self._now()
+        if at is not None and at > now:
+            now = self._now_value = at  # the clock fired a hair early
+        self._endpoint.handle_timer(now)
+        self._flush()
+
+    def _report(self, what: str, exc: BaseException) -> None:
+        logger.error("exception in %s", what, exc_info=exc)
+
+    # ------------------------------------------------------------------ events
+
+    def _dispatch(self, event: ev.Event) -> None:
+        kind = type(event)
+        if kind in _STREAM_EVENTS:
+            session = self._sessions.get(event.session_id)
+            if session is not None:
+                session._on_stream_event(event)
+            return
+        if kind is ev.SessionEstablished:
+            self._on_established(event)
+        elif kind is ev.SessionClosed:
+            self._on_session_closed(event)
+        elif kind is ev.DatagramReceived:
+            session = self._sessions.get(event.session_id)
+            if session is not None:
+                session._on_datagram(event.data)
+
+    def _on_established(self, event: ev.SessionEstablished) -> None:
+        session = Session(self, event.session_id, event.peer_id, event.initiator)
+        self._sessions[event.session_id] = session
+        if event.initiator:
+            pending = self._connects.pop(event.session_id, None)
+            if pending is not None and not pending.done:
+                pending.resolve(session=session)
+            else:  # the caller gave up meanwhile
+                self._endpoint.close(event.session_id, now=self._now())
+            return
+        if self._session_handlers:
+            for handler in self._session_handlers:
+                self._spawn(handler(session), "an STT session handler")
+        else:
+            self._accepted.append(session)
+            self._accept_signal.set()
+
+    def _on_session_closed(self, event: ev.SessionClosed) -> None:
+        pending = self._connects.pop(event.session_id, None)
+        if pending is not None:
+            pending.resolve(error=close_error(event.reason, event.error_code, event.message))
+        session = self._sessions.pop(event.session_id, None)
+        if session is not None:
+            session._on_closed(event.reason, event.error_code, event.message)
+        for callback in self._closed_callbacks:
+            try:
+                result = callback(event.session_id, event.reason)
+            except Exception as exc:  # a callback's bug must not break the node
+                self._report("an on_session_closed callback", exc)
+                continue
+            if hasattr(result, "__await__"):
+                self._spawn(result, "an on_session_closed callback")
+
+
+def _close_quietly(session: Session) -> None:
+    try:
+        node = session._node
+        if session._closed is None and node._running:
+            node._endpoint.close(session.session_id, now=node._now())
+            node._flush()
+    except Exception:  # noqa: BLE001 - best effort while unwinding
+        pass
+
+
+_STREAM_EVENTS = frozenset({
+    ev.StreamOpened, ev.MessageReceived, ev.StreamDataReceived, ev.StreamEnded,
+    ev.StreamReset, ev.StreamStopped, ev.StreamWritable, ev.StreamClosed,
+})
+
+
+class Session:
+    """An authenticated, encrypted session with one peer. Get one from
+    ``Node.connect``, ``Node.accept`` or an ``on_session`` handler."""
+
+    def __init__(self, node: NodeBase, session_id: bytes, peer_id: bytes, initiator: bool) -> None:
+        self._node = node
+        self.session_id = session_id
+        """Local handle of the session (16 bytes)."""
+        self.peer_id = peer_id
+        """The peer's node id (authenticated by the handshake)."""
+        self.initiator = initiator
+        """Whether this side opened the session."""
+        self._streams: dict[int, Stream] = {}
+        self._incoming: deque[Stream] = deque()
+        self._incoming_signal = node._new_signal()
+        self._datagrams: deque[bytes] = deque()
+        self._datagram_signal = node._new_signal()
+        self._closed: SessionClosedError | None = None
+        self._closed_signal = node._new_signal()
+        #: Where the peer was last seen, kept for after the session is gone.
+        self._last_address: Address = node._endpoint.session_info(session_id)["peer_address"]
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Session {self.session_id.hex()[:8]} peer={self.peer_id.hex()[:8]} {state}>"
+
+    @property
+    def peer_address(self) -> Address:
+        """Where the peer's packets come from now (it may move)."""
+        if self._closed is None:
+            try:
+                return self._node._endpoint.session_info(self.session_id)["peer_address"]
+            except KeyError:
+                pass
+        return self._last_address
+
+    # ------------------------------------------------------------------ streams
+
+    def open_stream(self, stream_id: int | None = None, *,
+                    max_frame_size: int | None = None) -> Stream:
+        """Open a stream (an allocated id when ``stream_id`` is ``None``) and
+        return its handle. Nothing is sent until the first message."""
+        self._check_open()
+        node = self._node
+        stream_id = node._endpoint.open_stream(self.session_id, stream_id,
+                                               max_frame_size=max_frame_size, now=node._now())
+        return self._stream(stream_id)
+
+    def get_stream(self, stream_id: int, *, max_frame_size: int | None = None) -> Stream:
+        """The handle for ``stream_id``, usable before the peer sends on it (also
+        for a stream the peer opened: ``max_frame_size`` then changes its limit)."""
+        stream = self._streams.get(stream_id)
+        if stream is not None and max_frame_size is None:
+            return stream
+        return self.open_stream(stream_id, max_frame_size=max_frame_size)
+
+    @property
+    def max_datagram_payload(self) -> int:
+        """The largest ``data`` :meth:`send_datagram` accepts."""
+        self._check_open()
+        return self._node._endpoint.max_datagram_payload(self.session_id)
+
+    async def accept_stream(self) -> Stream:
+        """The next stream the peer opened."""
+        while not self._incoming:
+            self._check_open()
+            self._incoming_signal.clear()
+            await self._incoming_signal.wait()
+        return self._incoming.popleft()
+
+    def _stream(self, stream_id: int) -> Stream:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            stream = self._streams[stream_id] = self._node._stream_class(self, stream_id)
+        return stream
+
+    # ------------------------------------------------------------------ datagrams
+
+    def send_datagram(self, data: bytes) -> None:
+        """Send ``data`` as one unreliable datagram (may be lost, never split)."""
+        self._check_open()
+        node = self._node
+        node._endpoint.send_datagram(self.session_id, data, now=node._now())
+        node._flush()
+
+    async def receive_datagram(self) -> bytes:
+        """The next unreliable datagram from the peer (the oldest are dropped
+        past :data:`MAX_QUEUED_DATAGRAMS` unread ones)."""
+        while not self._datagrams:
+            self._check_open()
+            self._datagram_signal.clear()
+            await self._datagram_signal.wait()
+        return self._datagrams.popleft()
+
+    def _on_datagram(self, data: bytes) -> None:
+        if len(self._datagrams) >= MAX_QUEUED_DATAGRAMS:
+            self._datagrams.popleft()
+        self._datagrams.append(data)
+        self._datagram_signal.set()
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def close(self) -> None:
+        """Close the session gracefully: queued stream data is delivered first
+        (for at most ``close_flush_timeout``), then the peer is told. Returns
+        once the session is closed."""
+        node = self._node
+        if self._closed is None and node._running:
+            node._endpoint.close(self.session_id, now=node._now())
+            node._flush()
+        while self._closed is None:
+            self._closed_signal.clear()
+            await self._closed_signal.wait()
+
+    def is_closed(self) -> bool:
+        """Whether the session has ended (see :attr:`close_reason`)."""
+        return self._closed is not None
+
+    @property
+    def close_reason(self) -> str | None:
+        """``graceful``, ``timeout``, ``auth_failure`` or ``error`` once closed."""
+        return None if self._closed is None else self._closed.reason
+
+    def statistics(self) -> dict[str, Any]:
+        """RTT, congestion window, bytes and packets sent/received/lost/
+        retransmitted, streams open (see ``Endpoint.session_statistics``)."""
+        self._check_open()
+        return self._node._endpoint.session_statistics(self.session_id)
+
+    def _check_open(self) -> None:
+        if self._closed is not None:
+            raise self._closed
+        if not self._node._running:
+            raise NodeStoppedError("node stopped")
+
+    def _on_closed(self, reason: str, code: int, message: str) -> None:
+        if self._closed is not None:
+            return
+        try:
+            self._last_address = self._node._endpoint.session_info(self.session_id)["peer_address"]
+        except KeyError:
+            pass
+        self._closed = SessionClosedError(message or f"session closed ({reason})",
+                                          reason=reason, error_code=code)
+        self._closed_signal.set()
+        self._datagram_signal.set()
+        self._incoming_signal.set()
+        for stream in self._streams.values():
+            stream._wake()
+
+    # ------------------------------------------------------------------ stream events
+
+    def _on_stream_event(self, event: ev.Event) -> None:
+        kind = type(event)
+        if kind is ev.StreamOpened:
+            self._incoming.append(self._stream(event.stream_id))
+            self._incoming_signal.set()
+            return
+        stream = self._streams.get(event.stream_id)
+        if stream is None:
+            stream = self._stream(event.stream_id)
+        if kind is ev.MessageReceived or kind is ev.StreamDataReceived:
+            stream._messages.append((event.data, event.flow_controlled_length))
+            stream._readable.set()
+        elif kind is ev.StreamEnded:
+            stream._ended = True
+            if event.flow_controlled_length:
+                node = self._node
+                node._endpoint.stream_consumed(self.session_id, event.stream_id,
+                                               event.flow_controlled_length, now=node._now())
+            stream._readable.set()
+        elif kind is ev.StreamReset:
+            stream._reset_code = event.error_code
+            stream._messages.clear()
+            stream._readable.set()
+        elif kind is ev.StreamStopped:
+            stream._stopped_code = event.error_code
+            stream._writable.set()
+        elif kind is ev.StreamWritable:
+            stream._writable.set()
+        elif kind is ev.StreamClosed:
+            stream._finished = True
+            self._streams.pop(event.stream_id, None)
+            stream._wake()
+
+
+class Stream:
+    """A reliable, ordered stream of messages within a session.
+
+    ``await send(data)`` delivers ``data`` to the peer as one message: each
+    :meth:`receive` there returns one whole message, in order, exactly once.
+    """
+
+    def __init__(self, session: Session, stream_id: int) -> None:
+        node = session._node
+        self.session = session
+        self.stream_id = stream_id
+        self._messages: deque[tuple[bytes, int]] = deque()
+        self._readable = node._new_signal()
+        self._writable = node._new_signal()
+        self._send_lock = node._new_lock()
+        self._ended = False
+        self._reset_code: int | None = None
+        self._stopped_code: int | None = None
+        self._local_closed = False
+        self._finished = False
+
+    def __repr__(self) -> str:
+        return f"<Stream {self.stream_id} of {self.session!r}>"
+
+    def _wake(self) -> None:
+        self._readable.set()
+        self._writable.set()
+
+    async def send(self, data: bytes) -> None:
+        """Send one message; waits while the stream's send buffer is full.
+        Concurrent senders on one stream go in call order (a FIFO lock).
+
+        Raises:
+            StreamClosedError: this side was closed, or the peer asked it to stop
+                (then a :class:`StreamResetError` with the peer's code).
+            MessageTooLargeError: ``data`` exceeds the stream's ``max_frame_size``.
+            SessionClosedError: the session is closed.
+        """
+        await self._send(data, False)
+
+    async def _send(self, data: bytes, as_bytes: bool) -> None:
+        session = self.session
+        node = session._node
+        async with self._send_lock:
+            while True:
+                session._check_open()
+                if self._stopped_code is not None:
+                    raise StreamResetError(
+                        f"the peer stopped stream {self.stream_id} "
+                        f"(code {self._stopped_code})", error_code=self._stopped_code)
+                try:
+                    if as_bytes:
+                        node._endpoint.send_stream_data(session.session_id, self.stream_id,
+                                                        data, now=node._now())
+                    else:
+                        node._endpoint.send_message(session.session_id, self.stream_id, data,
+                                                    now=node._now())
+                except SendBufferFullError:
+                    self._writable.clear()
+                    await self._writable.wait()
+                    continue
+                node._flush()
+                return
+
+    async def receive(self) -> bytes:
+        """The next message. Cancelling a pending ``receive`` loses nothing: a
+        message leaves the stream only when a ``receive`` returns it.
+
+        Raises:
+            StreamClosedError: the peer ended its side and every message was
+                received (``async for`` stops here instead).
+            StreamResetError: the peer reset its side (``error_code`` says why).
+            SessionClosedError: the session closed.
+        """
+        session = self.session
+        while True:
+            if self._messages:
+                data, length = self._messages.popleft()
+                node = session._node
+                if session._closed is None and node._running:
+                    node._endpoint.stream_consumed(session.session_id, self.stream_id,
+                                                   length, now=node._now())
+                    node._flush_soon()
+                return data
+            if self._reset_code is not None:
+                raise StreamResetError(f"stream {self.stream_id} was reset "
+                                       f"(code {self._reset_code})", error_code=self._reset_code)
+            if self._ended:
+                raise StreamClosedError(f"stream {self.stream_id} ended")
+            session._check_open()
+            self._readable.clear()
+            await self._readable.wait()
+
+    def __aiter__(self) -> Stream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self.receive()
+        except StreamResetError:
+            raise
+        except StreamClosedError:
+            raise StopAsyncIteration from None
+
+    async def close(self) -> None:
+        """End this side of the stream (the peer's ``receive`` ends after the
+        messages already sent). Closing twice does nothing."""
+        if self._local_closed or self.session._closed is not None:
+            self._local_closed = True
+            return
+        async with self._send_lock:
+            if self._local_closed:
+                return
+            self._local_closed = True
+            node = self.session._node
+            if node._running:
+                node._endpoint.end_stream(self.session.session_id, self.stream_id,
+                                          now=node._now())
+                node._flush()
+
+    def is_closed(self) -> bool:
+        """Whether this side can no longer send (closed, stopped by the peer, or
+        the session closed)."""
+        return (self._local_closed or self._stopped_code is not None or self._finished
+                or self.session._closed is not None)
+
+    async def reset(self, error_code: int = 0) -> None:
+        """Abandon this side: unsent data is dropped, the peer sees a reset."""
+        node = self.session._node
+        self.session._check_open()
+        self._local_closed = True
+        node._endpoint.reset_stream(self.session.session_id, self.stream_id, error_code,
+                                    now=node._now())
+        node._flush()
