@@ -206,6 +206,10 @@ class NodeBase:
         """Flush once the current step is over (or now, if the backend cannot defer)."""
         self._flush()
 
+    async def _checkpoint(self) -> None:
+        """Awaited first by every blocking method, before it changes anything:
+        trio's checkpoint (a cancellation and scheduling point); nothing on asyncio."""
+
     async def _resolve(self, host: str, port: int) -> Address:
         raise NotImplementedError
 
@@ -313,6 +317,7 @@ class NodeBase:
         """The next session a peer opened (when no ``on_session`` handler is
         registered, inbound sessions queue here)."""
         self._check_running()
+        await self._checkpoint()
         while not self._accepted:
             self._check_running()
             self._accept_signal.clear()
@@ -457,7 +462,10 @@ class NodeBase:
                 session._on_datagram(event.data)
 
     def _on_established(self, event: ev.SessionEstablished) -> None:
-        session = Session(self, event.session_id, event.peer_id, event.initiator)
+        # The session may already be closed again (the events of one flush
+        # are dispatched after the fact): it is still handed over, closed.
+        session = Session(self, event.session_id, event.peer_id, event.initiator,
+                          event.peer_address)
         self._sessions[event.session_id] = session
         if event.initiator:
             pending = self._connects.pop(event.session_id, None)
@@ -510,7 +518,8 @@ class Session:
     """An authenticated, encrypted session with one peer. Get one from
     ``Node.connect``, ``Node.accept`` or an ``on_session`` handler."""
 
-    def __init__(self, node: NodeBase, session_id: bytes, peer_id: bytes, initiator: bool) -> None:
+    def __init__(self, node: NodeBase, session_id: bytes, peer_id: bytes, initiator: bool,
+                 peer_address: Address) -> None:
         self._node = node
         self.session_id = session_id
         """Local handle of the session (16 bytes)."""
@@ -526,7 +535,7 @@ class Session:
         self._closed: SessionClosedError | None = None
         self._closed_signal = node._new_signal()
         #: Where the peer was last seen, kept for after the session is gone.
-        self._last_address: Address = node._endpoint.session_info(session_id)["peer_address"]
+        self._last_address: Address = peer_address
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -570,6 +579,7 @@ class Session:
 
     async def accept_stream(self) -> Stream:
         """The next stream the peer opened."""
+        await self._node._checkpoint()
         while not self._incoming:
             self._check_open()
             self._incoming_signal.clear()
@@ -594,6 +604,7 @@ class Session:
     async def receive_datagram(self) -> bytes:
         """The next unreliable datagram from the peer (the oldest are dropped
         past :data:`MAX_QUEUED_DATAGRAMS` unread ones)."""
+        await self._node._checkpoint()
         while not self._datagrams:
             self._check_open()
             self._datagram_signal.clear()
@@ -735,6 +746,7 @@ class Stream:
     async def _send(self, data: bytes, as_bytes: bool) -> None:
         session = self.session
         node = session._node
+        await node._checkpoint()
         async with self._send_lock:
             while True:
                 session._check_open()
@@ -767,6 +779,7 @@ class Stream:
             SessionClosedError: the session closed.
         """
         session = self.session
+        await session._node._checkpoint()
         while True:
             if self._messages:
                 data, length = self._messages.popleft()

@@ -1,0 +1,386 @@
+"""The trio adapter: :class:`Node`, :class:`Session` and :class:`Stream`.
+
+The same classes, methods, errors, close reasons and defaults as
+:mod:`stt_io.asyncio` (the shared logic is :mod:`stt_io._core`), in trio's
+idioms:
+
+* ``async with Node(...) as node`` binds the socket and runs the node's tasks
+  (socket reader, timer, writer while a backlog waits, session handlers) in a
+  nursery the node owns. Leaving the block stops the node; the block itself is
+  never cancelled by the node, and no ``ExceptionGroup`` from the node's
+  nursery reaches the caller: a handler's exception is logged (logger
+  ``stt``) and the node carries on.
+  ``await node.start()`` / ``await node.stop()`` do the same without a block
+  (the node's nursery then lives in a trio system task).
+* ``await nursery.start(node.serve, handler)`` serves inbound sessions, one
+  ``handler(session)`` task each in ``serve``'s own nursery, until cancelled;
+  ``task_status.started()`` reports the node's address.
+* Every blocking method is a checkpoint and can be wrapped in
+  ``trio.move_on_after``/``fail_after``. Cancelling ``Stream.receive`` loses no
+  message; cancelling ``Stream.send`` before it returns means the message was
+  not queued, or was queued whole.
+* Concurrent ``send`` calls on one stream go in call order (a FIFO lock).
+* :meth:`Stream.as_byte_stream` returns a ``trio.abc.HalfCloseableStream`` view
+  of a stream, for code written for trio streams.
+
+Queues are bounded as in the asyncio adapter (see :mod:`stt_io._core`): by
+flow control for messages, by ``max_streams`` and ``max_sessions`` for what
+waits to be accepted.
+
+The engine's clock is ``trio.current_time()``, so ``trio.testing.MockClock``
+drives timeouts, keep-alives and retransmissions in tests.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from ._core import (
+    MAX_QUEUED_DATAGRAMS,
+    NodeBase,
+    Session,
+    loopback_datagram_size,
+)
+from ._core import Stream as _CoreStream
+from .errors import NodeStoppedError, SessionClosedError, StreamClosedError, STTError
+
+__all__ = ["Node", "Session", "Stream", "ByteStream", "MAX_QUEUED_DATAGRAMS",
+           "loopback_datagram_size"]
+
+Address = tuple
+
+#: How long the writer backs off when the device queue is full (ENOBUFS).
+_BACKLOG_RETRY = 0.001
+
+
+class _Signal:
+    """A clearable "look again" event: ``wait`` parks until the next ``set``."""
+
+    __slots__ = ("_lot",)
+
+    def __init__(self) -> None:
+        self._lot = trio.lowlevel.ParkingLot()
+
+    def set(self) -> None:
+        if self._lot:
+            self._lot.unpark_all()
+
+    def clear(self) -> None:
+        pass  # waiting always starts afresh: park() waits for the next set()
+
+    async def wait(self) -> None:
+        await self._lot.park()
+
+
+class Stream(_CoreStream):
+    __doc__ = _CoreStream.__doc__
+
+    def as_byte_stream(self) -> ByteStream:
+        """This stream as a ``trio.abc.HalfCloseableStream``: ``send_all`` sends
+        bytes (the peer receives them in chunks, not as messages), ``send_eof``
+        ends this side, ``receive_some`` returns ``b""`` at the peer's end."""
+        return ByteStream(self)
+
+
+class Node(NodeBase):
+    """One STT node on trio: an identity, a UDP socket, and its sessions.
+
+    See :class:`stt_io._core.NodeBase` for the arguments and the methods both
+    adapters share (``connect``, ``accept``, ``on_session``,
+    ``on_session_closed``, ``statistics``).
+    """
+
+    _stream_class = Stream
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._nursery: trio.Nursery | None = None  # the node's own tasks
+        self._scope: trio.CancelScope | None = None
+        self._runner_done: trio.Event | None = None
+        self._outer: Any = None  # the caller's nursery context (async with)
+        self._timer_scope: trio.CancelScope | None = None
+        self._timer_deadline = math.inf
+        self._writer_active = False
+
+    __init__.__doc__ = NodeBase.__init__.__doc__
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> Address:
+        """Bind the socket and start serving; returns the bound ``(host, port)``.
+        The node's tasks run in a trio system task until :meth:`stop` (prefer
+        ``async with Node(...)``, which keeps them in the caller's task tree)."""
+        if self._running:
+            return self.address
+        address = self._open()
+        self._runner_done = trio.Event()
+        ready = trio.Event()
+        trio.lowlevel.spawn_system_task(self._run, ready, name=f"stt node {address}")
+        await ready.wait()
+        return address
+
+    async def __aenter__(self) -> Node:
+        if self._running:
+            raise RuntimeError("this node is already running")
+        self._open()
+        self._runner_done = trio.Event()
+        ready = trio.Event()
+        outer = trio.open_nursery()
+        nursery = await outer.__aenter__()
+        nursery.start_soon(self._run, ready, name=f"stt node {self._sock.address}")
+        self._outer = outer
+        await ready.wait()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> bool:
+        with trio.CancelScope(shield=True):
+            await self.stop()
+        outer, self._outer = self._outer, None
+        if outer is not None:
+            # Only the node's runner lived there and it has finished: this
+            # returns at once, and never with an exception of ours.
+            await outer.__aexit__(None, None, None)
+        return False
+
+    async def stop(self) -> None:
+        """Close every session (the peers are told), cancel the node's tasks and
+        close the socket. Pending calls fail with :class:`NodeStoppedError` or
+        :class:`SessionClosedError`. Stopping twice does nothing."""
+        if not self._running:
+            self._stopped = True
+            return
+        self._shutdown()
+        if self._scope is not None:
+            self._scope.cancel()
+        with trio.CancelScope(shield=True):
+            await self._runner_done.wait()
+        self._sock.close()
+
+    async def _run(self, ready: trio.Event) -> None:
+        """The node's nursery: reader, timer, writer and handler tasks. Nothing
+        escapes it: the tasks it runs log their exceptions instead of raising."""
+        try:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(self._guard, self._read_loop(), "the socket reader")
+                    nursery.start_soon(self._guard, self._timer_loop(), "the timer")
+                    ready.set()
+        except BaseException as exc:  # noqa: BLE001 - see _guard; never reached in practice
+            if not isinstance(exc, trio.Cancelled):
+                self._report("the node's nursery", exc)
+        finally:
+            self._nursery = None
+            ready.set()
+            self._runner_done.set()
+
+    async def _guard(self, coro: Awaitable[Any], what: str) -> None:
+        try:
+            await coro
+        except Exception as exc:  # noqa: BLE001 - logged: one task must not kill the node
+            self._report(what, exc)
+
+    async def _read_loop(self) -> None:
+        fd = self._sock.fileno()
+        wait_readable = trio.lowlevel.wait_readable
+        while True:
+            await wait_readable(fd)
+            self._on_readable()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            scope = self._timer_scope = trio.CancelScope(deadline=self._timer_deadline)
+            with scope:
+                await trio.sleep_forever()
+            self._timer_scope = None
+            self._timer_deadline = math.inf
+            self._on_timer()
+
+    async def _write_loop(self) -> None:
+        fd = self._sock.fileno()
+        try:
+            while True:
+                await trio.lowlevel.wait_writable(fd)
+                if not self._on_writable():
+                    return
+        finally:
+            self._writer_active = False
+
+    async def _retry_backlog(self) -> None:
+        await trio.sleep(_BACKLOG_RETRY)
+        if self._running and self._backlog:
+            self._watch_writable()
+
+    # ------------------------------------------------------------------ serving
+
+    async def serve(self, handler: Callable[[Session], Awaitable[Any]], *,
+                    task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run ``handler(session)`` for every inbound session, each as a task in
+        this call's nursery, until cancelled or the node stops (then it
+        returns). Meant for ``await nursery.start(node.serve, handler)``:
+        ``task_status.started()`` reports the node's ``(host, port)``. A
+        handler's exception is logged and does not stop serving."""
+        self._check_running()
+        task_status.started(self.address)
+        async with trio.open_nursery() as nursery:
+            while True:
+                try:
+                    session = await self.accept()
+                except NodeStoppedError:
+                    nursery.cancel_scope.cancel()
+                    return
+                nursery.start_soon(self._guard, handler(session), "an STT session handler")
+
+    # ------------------------------------------------------------------ backend hooks
+
+    def _clock(self) -> float:
+        return trio.current_time()
+
+    def _new_signal(self) -> _Signal:
+        return _Signal()
+
+    def _new_lock(self) -> trio.StrictFIFOLock:
+        return trio.StrictFIFOLock()
+
+    async def _checkpoint(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def _resolve(self, host: str, port: int) -> Address:
+        infos = await trio.socket.getaddrinfo(host, port, family=self._sock.family,
+                                              type=socket.SOCK_DGRAM)
+        return (infos[0][4][0], infos[0][4][1])
+
+    def _set_timer(self, at: float | None) -> None:
+        self._timer_deadline = math.inf if at is None else at
+        if self._timer_scope is not None:
+            self._timer_scope.deadline = self._timer_deadline
+
+    def _watch_writable(self) -> None:
+        if not self._writer_active and self._nursery is not None:
+            self._writer_active = True
+            self._nursery.start_soon(self._guard, self._write_loop(), "the socket writer")
+
+    def _retry_backlog_later(self) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(self._guard, self._retry_backlog(), "the socket writer")
+
+    def _spawn(self, coro: Awaitable[Any], what: str) -> None:
+        if self._nursery is None:
+            coro.close()
+            return
+        self._nursery.start_soon(self._guard, coro, what)
+
+
+class ByteStream(trio.abc.HalfCloseableStream):
+    """A :class:`Stream` seen as a ``trio.abc.HalfCloseableStream``.
+
+    ``send_all`` sends the bytes on the stream (byte mode: the peer's
+    ``receive`` gets them in chunks of any size, in order); ``receive_some``
+    returns at most ``max_bytes`` of what arrived (messages from a peer that
+    sends messages are returned as bytes, split as needed) and ``b""`` once the
+    peer ended its side; ``send_eof`` ends this side; ``aclose`` ends this side
+    and stops reading. A reset by the peer or a closed session raises
+    ``trio.BrokenResourceError``; any use after ``aclose`` raises
+    ``trio.ClosedResourceError``. Two tasks may not send (or receive) at once:
+    the second gets ``trio.BusyResourceError``.
+    """
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self._pending = memoryview(b"")
+        self._closed = False
+        self._eof_sent = False
+        self._sending = False
+        self._receiving = False
+
+    def _check_closed(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("this byte stream was closed")
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        self._sending = True
+        try:
+            self._check_closed()
+            if self._eof_sent:
+                raise trio.ClosedResourceError("send_eof() was called")
+            await self._guarded(self.stream._send(bytes(data), True))
+        finally:
+            self._sending = False
+
+    async def wait_send_all_might_not_block(self) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        self._sending = True
+        try:
+            self._check_closed()
+            await trio.lowlevel.checkpoint()
+        finally:
+            self._sending = False
+
+    async def send_eof(self) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        self._check_closed()
+        await trio.lowlevel.checkpoint()
+        if not self._eof_sent:
+            self._eof_sent = True
+            await self._guarded(self.stream.close())
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
+        if self._receiving:
+            raise trio.BusyResourceError("another task is receiving on this stream")
+        self._receiving = True
+        try:
+            self._check_closed()
+            await trio.lowlevel.checkpoint()
+            stream = self.stream
+            while not self._pending:
+                self._check_closed()
+                if stream._messages:
+                    self._pending = memoryview(await self._guarded(stream.receive()))
+                    continue
+                if stream._ended and stream._reset_code is None:
+                    return b""
+                if stream._reset_code is not None or stream.session._closed is not None \
+                        or not stream.session._node._running:
+                    await self._guarded(stream.receive())  # raises the reason
+                stream._readable.clear()
+                await stream._readable.wait()
+            size = len(self._pending) if max_bytes is None else max_bytes
+            chunk, self._pending = self._pending[:size], self._pending[size:]
+            return bytes(chunk)
+        finally:
+            self._receiving = False
+
+    async def aclose(self) -> None:
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        self._closed = True
+        self._pending = memoryview(b"")
+        self.stream._wake()  # blocked receive_some / send_all calls see the close
+        if not self._eof_sent and not self.stream.is_closed():
+            self._eof_sent = True
+            try:
+                await self.stream.close()
+            except STTError:
+                pass
+        await trio.lowlevel.checkpoint()
+
+    async def _guarded(self, awaitable: Awaitable[Any]) -> Any:
+        try:
+            return await awaitable
+        except (StreamClosedError, SessionClosedError, NodeStoppedError) as exc:
+            if self._closed:
+                raise trio.ClosedResourceError("this byte stream was closed") from exc
+            raise trio.BrokenResourceError(str(exc)) from exc

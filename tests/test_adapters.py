@@ -1,0 +1,416 @@
+"""The scenario suite both adapters must pass, over real UDP sockets on 127.0.0.1.
+
+Every test runs once on asyncio (``stt_io.asyncio``) and once on trio
+(``stt_io.trio``), through anyio's pytest plugin: the ``stt`` fixture is the
+adapter module of the backend under test, and the test bodies use only the API
+the two adapters share plus anyio for sleeping, timeouts and task groups. Every
+test has an overall deadline (``anyio.fail_after``), so a hang fails the test
+instead of stalling the suite. What only one backend has lives in
+``test_trio_adapter.py`` and at the end of this file (uvloop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+
+import anyio
+import pytest
+
+import stt_io.asyncio
+import stt_io.trio
+from stt_io.errors import (
+    AuthenticationError,
+    ConnectionTimeoutError,
+    MessageTooLargeError,
+    SessionClosedError,
+    StreamClosedError,
+    STTError,
+)
+from stt_proto.identity import Identity
+
+SEED = b"adapter scenario test network seed"
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request):
+    return request.param
+
+
+@pytest.fixture
+def stt(anyio_backend):
+    """The adapter module under test."""
+    return stt_io.trio if anyio_backend == "trio" else stt_io.asyncio
+
+
+class Box:
+    """A one-shot result another task fills in (anyio's Event plus a value)."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.value = None
+
+    def put(self, value) -> None:
+        if not self.event.is_set():
+            self.value = value
+            self.event.set()
+
+    async def get(self):
+        await self.event.wait()
+        return self.value
+
+
+async def echo_stream(stream) -> None:
+    try:
+        async for message in stream:
+            await stream.send(message)
+        await stream.close()
+    except STTError:
+        pass
+
+
+def echo_server(node) -> None:
+    """Answer every message on every stream of every inbound session with itself."""
+    @node.on_session
+    async def handle(session):
+        async with anyio.create_task_group() as tasks:
+            while True:
+                try:
+                    stream = await session.accept_stream()
+                except STTError:
+                    break
+                tasks.start_soon(echo_stream, stream)
+
+
+async def gather(*functions):
+    """Run the zero-argument coroutine functions concurrently; their results in order."""
+    results = [None] * len(functions)
+
+    async def one(i, fn):
+        results[i] = await fn()
+
+    async with anyio.create_task_group() as tasks:
+        for i, fn in enumerate(functions):
+            tasks.start_soon(one, i, fn)
+    return results
+
+
+async def test_request_response_and_errors_are_one_hierarchy(stt):
+    with anyio.fail_after(60):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            echo_server(server)
+            session = await client.connect(server.address, server.node_id)
+            assert session.peer_id == server.node_id
+            assert session.peer_address == server.address
+            stream = session.open_stream()
+            assert stream.stream_id % 2 == 1  # the initiator allocates odd ids
+            for i in range(50):
+                await stream.send(b"request %d" % i)
+                assert await stream.receive() == b"request %d" % i
+            await stream.send(b"")  # empty messages are messages too
+            assert await stream.receive() == b""
+            await stream.close()
+            with pytest.raises(StreamClosedError):
+                await stream.receive()
+            with pytest.raises(StreamClosedError):
+                await stream.send(b"after close")
+            stats = session.statistics()
+            assert stats["rtt_smoothed"] > 0 and stats["packets_sent"] > 0
+            await session.close()
+            assert session.is_closed() and session.close_reason == "graceful"
+            with pytest.raises(SessionClosedError) as info:
+                session.open_stream()
+            assert info.value.reason == "graceful"
+
+
+async def test_accept_queues_sessions_without_a_handler(stt):
+    with anyio.fail_after(30):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            outbound = await client.connect(server.address, server.node_id)
+            inbound = await server.accept()
+            assert inbound.peer_id == client.node_id and not inbound.initiator
+            stream = outbound.open_stream()
+            await stream.send(b"first")
+            peer_stream = await inbound.accept_stream()
+            assert peer_stream.stream_id == stream.stream_id
+            assert await peer_stream.receive() == b"first"
+            outbound.send_datagram(b"unreliable")
+            assert await inbound.receive_datagram() == b"unreliable"
+
+
+async def test_bidirectional_streaming_and_message_limits(stt):
+    with anyio.fail_after(60):
+        async with stt.Node(shared_seed=SEED) as server, \
+                stt.Node(shared_seed=SEED, max_frame_size=100_000) as client:
+            accepted = Box()
+
+            @server.on_session
+            async def keep(session):
+                accepted.put(session)
+
+            session = await client.connect(server.address, server.node_id)
+            peer = await accepted.get()
+            up = session.get_stream(7)  # application-chosen id, usable before the peer sends
+
+            async def produce(stream, tag, n):
+                for i in range(n):
+                    await stream.send(b"%s %d " % (tag, i) * 50)
+                await stream.close()
+
+            async def consume(stream):
+                return [m async for m in stream]
+
+            async def down_side():
+                down = await peer.accept_stream()
+                assert down.stream_id == 7
+                received, _ = await gather(lambda: consume(down),
+                                           lambda: produce(down, b"down", 150))
+                return received
+
+            got_up, _, got_down = await gather(down_side, lambda: produce(up, b"up", 200),
+                                               lambda: consume(up))
+            assert got_up == [b"up %d " % i * 50 for i in range(200)]
+            assert got_down == [b"down %d " % i * 50 for i in range(150)]
+            with pytest.raises(MessageTooLargeError):
+                await session.open_stream().send(b"x" * 100_001)
+
+
+async def test_a_200_mib_transfer_verified_by_hash(stt):
+    size = 200 * 1024 * 1024
+    data = os.urandom(1024 * 1024)
+    with anyio.fail_after(120):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            digest = Box()
+
+            @server.on_session
+            async def receive_file(session):
+                stream = await session.accept_stream()
+                h = hashlib.blake2b()
+                total = 0
+                async for chunk in stream:
+                    h.update(chunk)
+                    total += len(chunk)
+                digest.put((total, h.hexdigest()))
+
+            session = await client.connect(server.address, server.node_id)
+            stream = session.open_stream()
+            expected = hashlib.blake2b()
+            for _ in range(size // len(data)):
+                await stream.send(data)
+                expected.update(data)
+            await stream.close()
+            assert await digest.get() == (size, expected.hexdigest())
+            assert session.statistics()["stream_bytes_sent"] >= size
+
+
+async def test_wrong_seed_is_an_authentication_error_and_reported(stt):
+    with anyio.fail_after(30):
+        async with stt.Node(shared_seed=SEED) as server, \
+                stt.Node(shared_seed=b"another network's seed!!") as client:
+            reasons = []
+            client.on_session_closed(lambda sid, reason: reasons.append(reason))
+            with pytest.raises(AuthenticationError):
+                await client.connect(server.address, server.node_id, timeout=5)
+            assert reasons == ["auth_failure"]
+
+
+async def test_wrong_peer_id_times_out(stt):
+    with anyio.fail_after(30):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            with pytest.raises(ConnectionTimeoutError) as info:
+                await client.connect(server.address, Identity.generate().node_id, timeout=1.5)
+            assert isinstance(info.value, TimeoutError)
+            with pytest.raises(ValueError):  # not a usable public key at all
+                await client.connect(server.address, bytes(32))
+
+
+async def test_nothing_listening_is_refused_not_timed_out(stt):
+    with anyio.fail_after(20):
+        async with stt.Node(shared_seed=SEED) as probe:
+            port = probe.address[1]
+        async with stt.Node(shared_seed=SEED) as client:
+            reasons = []
+            client.on_session_closed(lambda sid, reason: reasons.append(reason))
+            # The port was just released: the OS answers port unreachable. The
+            # error type proves the answer came before the (long) timeout.
+            with pytest.raises(ConnectionRefusedError):
+                await client.connect(("127.0.0.1", port), Identity.generate().node_id,
+                                     timeout=30)
+            assert reasons == ["error"]
+
+
+async def test_a_cancelled_connect_leaves_nothing_behind(stt):
+    with anyio.fail_after(20):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            with anyio.move_on_after(0.3):
+                await client.connect(server.address, Identity.generate().node_id, timeout=10)
+                pytest.fail("the silent peer answered")
+            assert client.statistics()["pending_connects"] == 0
+            session = await client.connect(server.address, server.node_id)
+            assert not session.is_closed()
+
+
+async def test_many_streams_and_many_sessions(stt):
+    with anyio.fail_after(120):
+        async with stt.Node(shared_seed=SEED) as server:
+            echo_server(server)
+            clients = [stt.Node(shared_seed=SEED) for _ in range(20)]
+            for c in clients:
+                await c.start()
+            try:
+                sessions = await gather(
+                    *(lambda c=c: c.connect(server.address, server.node_id) for c in clients))
+                # 1,000 streams on one session, all in flight at once.
+                session = sessions[0]
+                streams = [session.open_stream() for _ in range(1000)]
+
+                async def one(stream, i):
+                    await stream.send(b"#%d" % i)
+                    reply = await stream.receive()
+                    await stream.close()
+                    return reply
+
+                replies = await gather(*(lambda s=s, i=i: one(s, i)
+                                         for i, s in enumerate(streams)))
+                assert replies == [b"#%d" % i for i in range(1000)]
+
+                async def ping(session, i):  # every other session works at the same time
+                    stream = session.open_stream()
+                    await stream.send(b"s%d" % i)
+                    return await stream.receive()
+
+                assert await gather(*(lambda s=s, i=i: ping(s, i)
+                                      for i, s in enumerate(sessions))) \
+                    == [b"s%d" % i for i in range(len(sessions))]
+            finally:
+                for c in clients:
+                    await c.stop()
+
+
+async def test_two_hundred_concurrent_sessions_on_one_node(stt):
+    with anyio.fail_after(120):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            echo_server(server)
+            # One client node, 200 sessions to the same server (distinct
+            # sessions, same address pair).
+            sessions = await gather(
+                *(lambda: client.connect(server.address, server.node_id) for _ in range(200)))
+            assert len({s.session_id for s in sessions}) == 200
+
+            async def ping(session, i):
+                stream = session.open_stream()
+                await stream.send(b"%d" % i)
+                return await stream.receive()
+
+            assert await gather(*(lambda s=s, i=i: ping(s, i) for i, s in enumerate(sessions))) \
+                == [b"%d" % i for i in range(200)]
+            assert server.endpoint.statistics()["sessions"] == 200
+
+
+PEER_SCRIPT = "\n".join([
+    "import asyncio, sys",
+    "from stt_io.asyncio import Node",
+    "async def main():",
+    "    node = Node(shared_seed=sys.argv[1].encode(), idle_timeout=2.0,",
+    "                keep_alive_interval=0.5)",
+    "    await node.start()",
+    "    print(node.address[1], node.node_id.hex(), flush=True)",
+    "    await asyncio.sleep(3600)",
+    "asyncio.run(main())",
+])
+
+
+async def test_a_killed_peer_is_reported_as_timeout(stt):
+    proc = subprocess.Popen([sys.executable, "-c", PEER_SCRIPT, SEED.decode()],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        port, node_id = proc.stdout.readline().split()
+        with anyio.fail_after(30):
+            async with stt.Node(shared_seed=SEED, idle_timeout=2.0,
+                                keep_alive_interval=0.5) as client:
+                closed = Box()
+                client.on_session_closed(lambda sid, reason: closed.put(reason))
+                session = await client.connect(("127.0.0.1", int(port)),
+                                               bytes.fromhex(node_id))
+                stream = session.open_stream()
+                await stream.send(b"hello")
+                os.kill(proc.pid, signal.SIGKILL)
+                assert await closed.get() == "timeout"
+                assert session.close_reason == "timeout"
+                with pytest.raises(SessionClosedError):
+                    await stream.receive()
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+def _live_tasks(backend: str) -> set:
+    if backend == "asyncio":
+        return set(asyncio.all_tasks())
+    import trio
+    tasks, stack = set(), [trio.lowlevel.current_root_task()]
+    while stack:
+        task = stack.pop()
+        tasks.add(task)
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return tasks
+
+
+async def test_stop_with_open_sessions_cleans_up(stt, anyio_backend, recwarn):
+    gc.collect()  # what earlier tests left behind is not this test's business
+    recwarn.clear()
+    with anyio.fail_after(30):
+        baseline = _live_tasks(anyio_backend)
+        server = stt.Node(shared_seed=SEED)
+        client = stt.Node(shared_seed=SEED)
+        await server.start()
+        await client.start()
+        echo_server(server)
+        sessions = [await client.connect(server.address, server.node_id) for _ in range(5)]
+        for s in sessions:
+            stream = s.open_stream()
+            await stream.send(b"keep me busy")
+        reasons = []
+        server.on_session_closed(lambda sid, reason: reasons.append(reason))
+        await client.stop()
+        await anyio.sleep(0.2)  # the CLOSE frames reach the server
+        assert reasons == ["graceful"] * 5
+        await server.stop()
+        assert all(s.is_closed() for s in sessions)
+        assert client._sock.fileno() < 0 and server._sock.fileno() < 0
+        for _ in range(3):
+            await anyio.sleep(0)  # woken streams finish their handlers
+        assert _live_tasks(anyio_backend) - baseline == set()
+    gc.collect()
+    assert [w for w in recwarn if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_uvloop_runs_the_asyncio_adapter():
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main():
+        assert "uvloop" in type(asyncio.get_running_loop()).__module__
+        async with stt_io.asyncio.Node(shared_seed=SEED) as server, \
+                stt_io.asyncio.Node(shared_seed=SEED) as client:
+            echo_server(server)
+            session = await client.connect(server.address, server.node_id)
+            stream = session.open_stream()
+            payload = os.urandom(3 * 1024 * 1024)
+            await stream.send(payload)
+            assert await stream.receive() == payload
+            await session.close()
+            assert session.close_reason == "graceful"
+
+    async def bounded():
+        return await asyncio.wait_for(main(), 60)
+
+    uvloop.run(bounded())
