@@ -34,6 +34,7 @@ drives timeouts, keep-alives and retransmissions in tests.
 from __future__ import annotations
 
 import math
+import operator
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -335,8 +336,10 @@ class ByteStream(trio.abc.HalfCloseableStream):
             await self._guarded(self.stream.close())
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if max_bytes is not None and max_bytes < 1:
-            raise ValueError("max_bytes must be at least 1")
+        if max_bytes is not None:
+            max_bytes = operator.index(max_bytes)  # TypeError for 1.5
+            if max_bytes < 1:
+                raise ValueError("max_bytes must be at least 1")
         if self._receiving:
             raise trio.BusyResourceError("another task is receiving on this stream")
         self._receiving = True
@@ -363,18 +366,33 @@ class ByteStream(trio.abc.HalfCloseableStream):
             self._receiving = False
 
     async def aclose(self) -> None:
-        if self._closed:
-            await trio.lowlevel.checkpoint()
-            return
-        self._closed = True
-        self._pending = memoryview(b"")
-        self.stream._wake()  # blocked receive_some / send_all calls see the close
-        if not self._eof_sent and not self.stream.is_closed():
-            self._eof_sent = True
-            try:
-                await self.stream.close()
-            except STTError:
-                pass
+        """End this side (what was sent is still delivered) and stop reading
+        (the peer's next sends fail with ``StreamResetError``, or
+        ``BrokenResourceError`` on its byte view). A ``send_all`` or
+        ``receive_some`` blocked in another task raises
+        ``trio.ClosedResourceError``."""
+        if not self._closed:
+            self._closed = True
+            self._pending = memoryview(b"")
+            stream = self.stream
+            session = stream.session
+            node = session._node
+            if session._closed is None and node._running:
+                # Straight to the engine, not through the send lock a blocked
+                # send_all holds: it wakes up to a closed stream.
+                now = node._now()
+                try:
+                    if not stream._local_closed and stream._stopped_code is None:
+                        stream._local_closed = True
+                        self._eof_sent = True
+                        node._endpoint.end_stream(session.session_id, stream.stream_id, now=now)
+                    if not stream._ended and stream._reset_code is None:
+                        node._endpoint.stop_stream(session.session_id, stream.stream_id,
+                                                   now=now)
+                except (STTError, KeyError):
+                    pass  # the stream or session is already gone
+                node._flush()
+            stream._wake()  # blocked receive_some / send_all calls see the close
         await trio.lowlevel.checkpoint()
 
     async def _guarded(self, awaitable: Awaitable[Any]) -> Any:
