@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -292,8 +293,10 @@ class NodeBase:
             NodeStoppedError: the node stopped meanwhile.
         """
         self._check_running()
-        address = await self._resolve(peer_addr[0], peer_addr[1])
-        self._check_running()
+        address = self._literal_address(peer_addr)
+        if address is None:
+            address = await self._resolve(peer_addr[0], peer_addr[1])
+            self._check_running()
         session_id = self._endpoint.connect(address, peer_id, now=self._now(), timeout=timeout)
         pending = self._connects[session_id] = _Connect(address, self._new_signal())
         self._flush()
@@ -312,6 +315,23 @@ class NodeBase:
         if pending.error is not None:
             raise pending.error
         return pending.session
+
+    def _literal_address(self, peer_addr: Address) -> Address | None:
+        """``peer_addr`` as is when its host is a numeric address of the
+        socket's family: no resolver round trip (a thread hop) for it."""
+        host, port = peer_addr[0], peer_addr[1]
+        try:
+            ip = ipaddress.ip_address(host)
+        except (ValueError, TypeError):
+            return None
+        version, host = ip.version, str(ip)  # the form the socket reports
+        if not isinstance(port, int) or not 0 < port < 65536:
+            return None
+        family = self._sock.family
+        if (version == 4 and family == socket.AF_INET) or \
+                (version == 6 and family == socket.AF_INET6):
+            return (host, port)
+        return None
 
     async def accept(self) -> Session:
         """The next session a peer opened (when no ``on_session`` handler is
