@@ -207,9 +207,15 @@ class NodeBase:
         """Flush once the current step is over (or now, if the backend cannot defer)."""
         self._flush()
 
-    async def _checkpoint(self) -> None:
+    async def _cancel_point(self) -> None:
         """Awaited first by every blocking method, before it changes anything:
-        trio's checkpoint (a cancellation and scheduling point); nothing on asyncio."""
+        on trio, raises ``Cancelled`` if the caller is cancelled (without
+        yielding otherwise); nothing on asyncio."""
+
+    async def _schedule_point(self) -> None:
+        """Awaited by a blocking method that is about to return without having
+        waited: on trio, lets other tasks run (it cannot be cancelled, so what
+        the method took is never lost); nothing on asyncio."""
 
     async def _resolve(self, host: str, port: int) -> Address:
         raise NotImplementedError
@@ -337,12 +343,18 @@ class NodeBase:
         """The next session a peer opened (when no ``on_session`` handler is
         registered, inbound sessions queue here)."""
         self._check_running()
-        await self._checkpoint()
-        while not self._accepted:
-            self._check_running()
-            self._accept_signal.clear()
-            await self._accept_signal.wait()
-        return self._accepted.popleft()
+        await self._cancel_point()
+        waited = False
+        while True:
+            if self._accepted:
+                if waited:
+                    return self._accepted.popleft()
+                await self._schedule_point()  # then look again
+            else:
+                self._check_running()
+                self._accept_signal.clear()
+                await self._accept_signal.wait()
+            waited = True
 
     def on_session(self, handler: Callable[[Session], Awaitable[Any]]) -> Callable:
         """Run ``handler(session)`` as a task for every inbound session (instead
@@ -599,12 +611,18 @@ class Session:
 
     async def accept_stream(self) -> Stream:
         """The next stream the peer opened."""
-        await self._node._checkpoint()
-        while not self._incoming:
-            self._check_open()
-            self._incoming_signal.clear()
-            await self._incoming_signal.wait()
-        return self._incoming.popleft()
+        await self._node._cancel_point()
+        waited = False
+        while True:
+            if self._incoming:
+                if waited:
+                    return self._incoming.popleft()
+                await self._node._schedule_point()  # then look again
+            else:
+                self._check_open()
+                self._incoming_signal.clear()
+                await self._incoming_signal.wait()
+            waited = True
 
     def _stream(self, stream_id: int) -> Stream:
         stream = self._streams.get(stream_id)
@@ -624,12 +642,18 @@ class Session:
     async def receive_datagram(self) -> bytes:
         """The next unreliable datagram from the peer (the oldest are dropped
         past :data:`MAX_QUEUED_DATAGRAMS` unread ones)."""
-        await self._node._checkpoint()
-        while not self._datagrams:
-            self._check_open()
-            self._datagram_signal.clear()
-            await self._datagram_signal.wait()
-        return self._datagrams.popleft()
+        await self._node._cancel_point()
+        waited = False
+        while True:
+            if self._datagrams:
+                if waited:
+                    return self._datagrams.popleft()
+                await self._node._schedule_point()  # then look again
+            else:
+                self._check_open()
+                self._datagram_signal.clear()
+                await self._datagram_signal.wait()
+            waited = True
 
     def _on_datagram(self, data: bytes) -> None:
         if len(self._datagrams) >= MAX_QUEUED_DATAGRAMS:
@@ -766,8 +790,7 @@ class Stream:
     async def _send(self, data: bytes, as_bytes: bool) -> None:
         session = self.session
         node = session._node
-        await node._checkpoint()
-        async with self._send_lock:
+        async with self._send_lock:  # on trio, acquiring is the checkpoint
             while True:
                 session._check_open()
                 if self._stopped_code is not None:
@@ -799,11 +822,16 @@ class Stream:
             SessionClosedError: the session closed.
         """
         session = self.session
-        await session._node._checkpoint()
+        node = session._node
+        await node._cancel_point()
+        waited = False
         while True:
             if self._messages:
+                if not waited:
+                    await node._schedule_point()  # then look again
+                    waited = True
+                    continue
                 data, length = self._messages.popleft()
-                node = session._node
                 if session._closed is None and node._running:
                     node._endpoint.stream_consumed(session.session_id, self.stream_id,
                                                    length, now=node._now())
@@ -817,6 +845,7 @@ class Stream:
             session._check_open()
             self._readable.clear()
             await self._readable.wait()
+            waited = True
 
     def __aiter__(self) -> Stream:
         return self

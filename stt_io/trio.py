@@ -249,8 +249,11 @@ class Node(NodeBase):
     def _new_lock(self) -> trio.StrictFIFOLock:
         return trio.StrictFIFOLock()
 
-    async def _checkpoint(self) -> None:
-        await trio.lowlevel.checkpoint()
+    async def _cancel_point(self) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+
+    async def _schedule_point(self) -> None:
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _resolve(self, host: str, port: int) -> Address:
         infos = await trio.socket.getaddrinfo(host, port, family=self._sock.family,
