@@ -6,6 +6,11 @@ object ``{"name": ..., "size": ...}``; the file follows as messages of at most
 1 MiB; the sender then ends its side. The listener answers with one message,
 ``b"OK "`` + the BLAKE2b-256 hex digest of what it stored, or ``b"ERR "`` + a
 reason. Any other stream is echoed message by message.
+
+Each command is written once, against the API both adapters share, and runs
+on the adapter ``--backend`` picks (:mod:`stt_io.asyncio` by default, or
+:mod:`stt_io.trio`). What little differs between the event loops (running the
+command, sleeping, waiting forever) goes through a small :class:`Backend`.
 """
 
 from __future__ import annotations
@@ -17,22 +22,120 @@ import json
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from stt_proto.identity import Identity
 
-from .asyncio import Node, Session, Stream
+from ._core import NodeBase, Session, Stream
 from .errors import STTError
 from .keys import load_identity, load_seed, save_identity
 
 FILE_MAGIC = b"STT-FILE "
 CHUNK = 1024 * 1024
 
+#: The event loops ``--backend`` offers; the first is the default.
+BACKENDS = ("asyncio", "trio")
+
+
+# ---------------------------------------------------------------------------- backends
+
+
+class Backend:
+    """What a command needs from its event loop, beyond the adapter's API.
+
+    Tasks are not part of it: a command hands them to its node (see
+    :func:`spawn`), so they end with the node on either backend.
+    """
+
+    name: str
+    #: The adapter's node class (``stt_io.asyncio.Node`` or ``stt_io.trio.Node``).
+    Node: type[NodeBase]
+
+    def run(self, command: Callable[..., Awaitable[int]], *args: Any) -> int:
+        """Run ``await command(*args)`` in a new event loop; return its result."""
+        raise NotImplementedError
+
+    async def sleep(self, seconds: float) -> None:
+        raise NotImplementedError
+
+    async def wait_forever(self) -> None:
+        """Block until cancelled (by Ctrl-C or a signal)."""
+        raise NotImplementedError
+
+
+class _AsyncioBackend(Backend):
+    name = "asyncio"
+
+    def __init__(self) -> None:
+        from .asyncio import Node
+
+        self.Node = Node
+
+    def run(self, command: Callable[..., Awaitable[int]], *args: Any) -> int:
+        return asyncio.run(command(*args))
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def wait_forever(self) -> None:
+        await asyncio.Event().wait()
+
+
+class _TrioBackend(Backend):
+    name = "trio"
+
+    def __init__(self, trio: Any) -> None:
+        from .trio import Node
+
+        self._trio = trio
+        self.Node = Node
+
+    def run(self, command: Callable[..., Awaitable[int]], *args: Any) -> int:
+        return self._trio.run(command, *args)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._trio.sleep(seconds)
+
+    async def wait_forever(self) -> None:
+        await self._trio.sleep_forever()
+
+
+def load_backend(name: str) -> Backend:
+    """The :class:`Backend` called ``name``. trio is an optional dependency
+    (``pip install 'stt[trio]'``): without it, exit with a one-line message."""
+    if name == "trio":
+        try:
+            import trio
+        except ImportError as exc:
+            raise SystemExit(f"stt: --backend trio needs trio (pip install 'stt[trio]'): "
+                             f"{exc}") from None
+        return _TrioBackend(trio)
+    if name == "asyncio":
+        return _AsyncioBackend()
+    raise ValueError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
+
+
+def spawn(session: Session, coro: Awaitable[Any], what: str) -> None:
+    """Run ``coro`` as a task of the session's node, on whichever backend: the
+    node cancels it when it stops, and logs (never raises) its exception."""
+    session._node._spawn(coro, what)
+
+
+def backend_option(parser: argparse.ArgumentParser, default: str = argparse.SUPPRESS) -> None:
+    """Add ``--backend`` to ``parser``. The main parser gives the default; a
+    subcommand's option has none, so that it leaves a value given before the
+    subcommand (``stt --backend trio listen``) in place."""
+    parser.add_argument("--backend", choices=BACKENDS, default=default,
+                        help="run on asyncio (the default) or trio (needs stt[trio])")
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="two nodes on loopback: connect, send a file, verify")
     demo.add_argument("--mib", type=int, default=64, help="size of the generated file (MiB)")
-    demo.set_defaults(func=lambda a: _run(_demo(a)))
+    backend_option(demo)
+    demo.set_defaults(func=lambda a: _run(_demo, a))
 
     keygen = sub.add_parser("keygen", help="create an identity file (mode 0600)")
     keygen.add_argument("--out", default="stt-identity.key", help="where to write it")
@@ -49,19 +152,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     listen.add_argument("--host", default="127.0.0.1")
     listen.add_argument("--port", type=int, default=4000)
     listen.add_argument("--save-dir", default=".", help="where received files go")
-    listen.set_defaults(func=lambda a: _run(_listen(a)))
+    backend_option(listen)
+    listen.set_defaults(func=lambda a: _run(_listen, a))
 
     send = sub.add_parser("send", help="send a file to a listener")
     _seed_options(send)
     _peer_options(send)
     send.add_argument("file", help="the file to send")
-    send.set_defaults(func=lambda a: _run(_send(a)))
+    backend_option(send)
+    send.set_defaults(func=lambda a: _run(_send, a))
 
     ping = sub.add_parser("ping", help="round trips to a listener")
     _seed_options(ping)
     _peer_options(ping)
     ping.add_argument("-c", "--count", type=int, default=5)
-    ping.set_defaults(func=lambda a: _run(_ping(a)))
+    backend_option(ping)
+    ping.set_defaults(func=lambda a: _run(_ping, a))
 
 
 def _seed_options(parser: argparse.ArgumentParser) -> None:
@@ -102,9 +208,19 @@ def _target(args: argparse.Namespace) -> tuple[tuple[str, int], bytes]:
     return (host.strip("[]"), int(port)), peer
 
 
-def _run(coro) -> int:
+async def _connect(node: NodeBase, address: tuple[str, int], peer: bytes,
+                   timeout: float) -> Session:
     try:
-        return asyncio.run(coro)
+        return await node.connect(address, peer, timeout=timeout)
+    except ValueError as exc:  # e.g. a peer id that is no X25519 public key
+        raise SystemExit(f"stt: --peer: {exc}") from None
+
+
+def _run(command: Callable[[argparse.Namespace, Backend], Awaitable[int]],
+         args: argparse.Namespace) -> int:
+    io = load_backend(getattr(args, "backend", BACKENDS[0]))
+    try:
+        return io.run(command, args, io)
     except (STTError, OSError) as exc:
         print(f"stt: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -184,7 +300,7 @@ async def serve_session(session: Session, save_dir: Path | None, log=print) -> N
             stream = await session.accept_stream()
         except STTError:
             return
-        asyncio.ensure_future(_serve_stream(stream, save_dir, log))
+        spawn(session, _serve_stream(stream, save_dir, log), "an stt stream handler")
 
 
 async def _serve_stream(stream: Stream, save_dir: Path | None, log) -> None:
@@ -230,12 +346,13 @@ async def _receive_file(stream: Stream, header: dict, save_dir: Path | None, log
 # ---------------------------------------------------------------------------- commands
 
 
-async def _listen(args: argparse.Namespace) -> int:
+async def _listen(args: argparse.Namespace, io: Backend) -> int:
     save_dir = Path(args.save_dir)
-    async with Node(_identity(args), _seed(args), args.host, args.port) as node:
+    async with io.Node(_identity(args), _seed(args), args.host, args.port) as node:
         host, port = node.address
         print(f"listening on {host}:{port}", flush=True)
         print(f"node id {node.node_id.hex()}", flush=True)
+        print(f"backend {io.name}", flush=True)
 
         @node.on_session
         async def handle(session: Session) -> None:
@@ -245,25 +362,25 @@ async def _listen(args: argparse.Namespace) -> int:
 
         node.on_session_closed(lambda sid, reason: print(f"session closed: {reason}",
                                                          flush=True))
-        await asyncio.Event().wait()
+        await io.wait_forever()
     return 0
 
 
-async def _file_chunks(path: str):
+async def _file_chunks(path: str, io: Backend):
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             yield chunk
-            await asyncio.sleep(0)
+            await io.sleep(0)
 
 
-async def _send(args: argparse.Namespace) -> int:
+async def _send(args: argparse.Namespace, io: Backend) -> int:
     address, peer = _target(args)
     size = os.path.getsize(args.file)
-    async with Node(_identity(args), _seed(args)) as node:
-        session = await node.connect(address, peer, timeout=args.timeout)
+    async with io.Node(_identity(args), _seed(args)) as node:
+        session = await _connect(node, address, peer, args.timeout)
         progress = Progress(size, os.path.basename(args.file))
         digest = await send_file(session, os.path.basename(args.file),
-                                 _file_chunks(args.file), size, progress)
+                                 _file_chunks(args.file, io), size, progress)
         elapsed = progress.finish()
         print(f"sent {size:,} bytes in {elapsed:.2f} s ({size / elapsed / 1e6:.1f} MB/s), "
               f"blake2b {digest[:16]}... verified by the receiver")
@@ -271,11 +388,11 @@ async def _send(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _ping(args: argparse.Namespace) -> int:
+async def _ping(args: argparse.Namespace, io: Backend) -> int:
     address, peer = _target(args)
-    async with Node(_identity(args), _seed(args)) as node:
+    async with io.Node(_identity(args), _seed(args)) as node:
         start = time.perf_counter()
-        session = await node.connect(address, peer, timeout=args.timeout)
+        session = await _connect(node, address, peer, args.timeout)
         print(f"connected in {(time.perf_counter() - start) * 1e3:.2f} ms")
         stream = session.open_stream()
         rtts = []
@@ -285,7 +402,7 @@ async def _ping(args: argparse.Namespace) -> int:
             await stream.receive()
             rtts.append((time.perf_counter() - start) * 1e3)
             print(f"reply {i}: {rtts[-1]:.3f} ms")
-            await asyncio.sleep(0.2 if i + 1 < args.count else 0)
+            await io.sleep(0.2 if i + 1 < args.count else 0)
         print(f"min/avg/max {min(rtts):.3f}/{sum(rtts) / len(rtts):.3f}/{max(rtts):.3f} ms")
         await stream.close()
         await session.close()
@@ -301,11 +418,12 @@ async def _generated(size: int):
         sent += n
 
 
-async def _demo(args: argparse.Namespace) -> int:
+async def _demo(args: argparse.Namespace, io: Backend) -> int:
     # The demo makes up a seed for its own two nodes; real networks pass one in.
     seed = os.urandom(32)
     size = args.mib * 1024 * 1024
-    async with Node(shared_seed=seed) as server, Node(shared_seed=seed) as client:
+    async with io.Node(shared_seed=seed) as server, io.Node(shared_seed=seed) as client:
+        print(f"backend {io.name} ({io.Node.__module__})")
         print(f"server {server.address[0]}:{server.address[1]} "
               f"node id {server.node_id.hex()[:16]}...")
         print(f"client {client.address[0]}:{client.address[1]} "

@@ -69,11 +69,6 @@ class Node(NodeBase):
             self._stopped = True
             return
         self._shutdown()
-        tasks = [task for task in self._tasks if not task.done()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -83,6 +78,11 @@ class Node(NodeBase):
             loop.remove_writer(sock.fileno())
             self._writing = False
         sock.close()
+        tasks = [task for task in self._tasks if not task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:  # if this wait is cancelled in turn, the tasks still end
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     # ------------------------------------------------------------------ backend hooks
 

@@ -11,7 +11,9 @@
 * ``stt selfcheck`` checks the installed engine's builds.
 
 The network seed comes from ``--seed``, ``--seed-file`` or the ``STT_SEED``
-environment variable; there is no default.
+environment variable; there is no default. ``--backend trio`` (before or after
+the subcommand) runs the networking commands on the trio adapter instead of the
+asyncio one; it needs the optional dependency (``pip install 'stt[trio]'``).
 """
 
 from __future__ import annotations
@@ -83,13 +85,14 @@ def _selfcheck(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import _commands
+
     parser = argparse.ArgumentParser(prog="stt", description="STT secure transport")
+    _commands.backend_option(parser, default=_commands.BACKENDS[0])
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("selfcheck", help="check the installed engine and its builds")
     check.add_argument("--seconds", type=float, default=0.5, help="time for the throughput figure")
     check.set_defaults(func=_selfcheck)
-    from . import _commands
-
     _commands.add_commands(sub)
     args = parser.parse_args(argv)
     try:

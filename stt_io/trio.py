@@ -122,7 +122,11 @@ class Node(NodeBase):
         self._runner_done = trio.Event()
         ready = trio.Event()
         trio.lowlevel.spawn_system_task(self._run, ready, name=f"stt node {address}")
-        await ready.wait()
+        try:
+            await ready.wait()
+        except BaseException:  # cancelled while starting: leave nothing behind
+            await self.stop()
+            raise
         return address
 
     async def __aenter__(self) -> Node:
@@ -135,7 +139,11 @@ class Node(NodeBase):
         nursery = await outer.__aenter__()
         nursery.start_soon(self._run, ready, name=f"stt node {self._sock.address}")
         self._outer = outer
-        await ready.wait()
+        try:
+            await ready.wait()
+        except BaseException:  # cancelled while starting: leave nothing behind
+            await self.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> bool:

@@ -182,6 +182,87 @@ async def test_bidirectional_streaming_and_message_limits(stt):
                 await session.open_stream().send(b"x" * 100_001)
 
 
+async def test_multiplexed_streams_with_their_own_limits(stt):
+    """Video, audio and chat side by side, each stream with its own
+    ``max_frame_size``: chat sent during a video backlog is not stuck behind it."""
+    frame = 256 * 1024
+    with anyio.fail_after(60):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            arrivals = []  # (kind, index) in arrival order, all streams together
+            done = Box()
+
+            @server.on_session
+            async def serve(session):
+                async def consume(stream):
+                    async for message in stream:
+                        arrivals.append((message[:4], int(message[4:12])))
+                await gather(*[lambda: session.accept_stream() for _ in range(3)])
+                await gather(*(lambda s=s: consume(s) for s in list(session._streams.values())))
+                done.put(True)
+
+            session = await client.connect(server.address, server.node_id)
+            video = session.open_stream(max_frame_size=frame + 12)
+            audio = session.open_stream(max_frame_size=1024)
+            chat = session.open_stream(max_frame_size=64)
+            with pytest.raises(MessageTooLargeError):
+                await chat.send(b"x" * 65)
+            with pytest.raises(MessageTooLargeError):
+                await audio.send(b"x" * 1025)
+
+            async def produce(stream, kind, count, size, pause):
+                for i in range(count):
+                    await stream.send(kind + b"%08d" % i + bytes(size))
+                    if pause:
+                        await anyio.sleep(pause)
+                await stream.close()
+
+            await gather(lambda: produce(video, b"vid ", 60, frame, 0),
+                         lambda: produce(audio, b"aud ", 20, 900, 0.002),
+                         lambda: produce(chat, b"chat", 5, 20, 0.005))
+            await done.get()
+            for kind, count in ((b"vid ", 60), (b"aud ", 20), (b"chat", 5)):
+                assert [i for k, i in arrivals if k == kind] == list(range(count))
+            last_video = max(n for n, (k, _) in enumerate(arrivals) if k == b"vid ")
+            first_chat = min(n for n, (k, _) in enumerate(arrivals) if k == b"chat")
+            assert first_chat < last_video  # chat overtook the video backlog
+
+
+async def test_connect_with_exponential_backoff_until_the_peer_is_up(stt):
+    """Refused while nothing listens, then connected once the node starts on
+    that port: the retry loop of ``examples/connect_retry.py``."""
+    with anyio.fail_after(30):
+        async with stt.Node(shared_seed=SEED) as probe:
+            port, server_identity = probe.address[1], Identity.generate()
+        async with stt.Node(shared_seed=SEED) as client:
+            attempts = []
+
+            async def start_server_later(task_status=anyio.TASK_STATUS_IGNORED):
+                task_status.started()
+                await anyio.sleep(0.3)
+                async with stt.Node(identity=server_identity, shared_seed=SEED,
+                                    port=port) as server:
+                    echo_server(server)
+                    await anyio.sleep(5)
+
+            async with anyio.create_task_group() as tasks:
+                await tasks.start(start_server_later)
+                delay = 0.02
+                while True:
+                    try:
+                        session = await client.connect(("127.0.0.1", port),
+                                                       server_identity.node_id, timeout=2)
+                        break
+                    except ConnectionRefusedError:
+                        attempts.append(delay)
+                        await anyio.sleep(delay)
+                        delay = min(delay * 2, 1.0)
+                stream = session.open_stream()
+                await stream.send(b"up at last")
+                assert await stream.receive() == b"up at last"
+                assert len(attempts) >= 2  # refused fast, several times, before it came up
+                tasks.cancel_scope.cancel()
+
+
 async def test_a_200_mib_transfer_verified_by_hash(stt):
     size = 200 * 1024 * 1024
     data = os.urandom(1024 * 1024)
