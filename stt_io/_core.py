@@ -668,9 +668,12 @@ class Session:
         (for at most ``close_flush_timeout``), then the peer is told. Returns
         once the session is closed."""
         node = self._node
+        await node._cancel_point()
         if self._closed is None and node._running:
             node._endpoint.close(self.session_id, now=node._now())
             node._flush()
+        if self._closed is not None:
+            await node._schedule_point()
         while self._closed is None:
             self._closed_signal.clear()
             await self._closed_signal.wait()
@@ -861,8 +864,11 @@ class Stream:
     async def close(self) -> None:
         """End this side of the stream (the peer's ``receive`` ends after the
         messages already sent). Closing twice does nothing."""
+        node = self.session._node
+        await node._cancel_point()
         if self._local_closed or self.session._closed is not None:
             self._local_closed = True
+            await node._schedule_point()
             return
         async with self._send_lock:
             if self._local_closed:
@@ -883,8 +889,10 @@ class Stream:
     async def reset(self, error_code: int = 0) -> None:
         """Abandon this side: unsent data is dropped, the peer sees a reset."""
         node = self.session._node
+        await node._cancel_point()
         self.session._check_open()
         self._local_closed = True
         node._endpoint.reset_stream(self.session.session_id, self.stream_id, error_code,
                                     now=node._now())
         node._flush()
+        await node._schedule_point()

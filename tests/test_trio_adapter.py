@@ -274,3 +274,30 @@ def test_every_await_honours_trio_timeouts():
             assert scope.cancelled_caught
 
     run(main)
+
+
+def test_every_async_method_is_a_cancellation_point_that_changes_nothing():
+    async def main():
+        async with Node(shared_seed=SEED) as server, Node(shared_seed=SEED) as client:
+            session = await client.connect(server.address, server.node_id)
+            stream = session.open_stream()
+            await stream.send(b"first")
+            inbound = await server.accept()
+            peer = await inbound.accept_stream()
+            await peer.send(b"waiting")
+            await trio.sleep(0.1)  # "waiting" is queued on our side
+            calls = [lambda: stream.send(b"cancelled"), stream.receive, stream.close,
+                     lambda: stream.reset(1), session.accept_stream, session.receive_datagram,
+                     server.accept, session.close]
+            for call in calls:
+                with trio.CancelScope() as scope:
+                    scope.cancel()
+                    await call()
+                assert scope.cancelled_caught, call
+            assert not stream.is_closed() and not session.is_closed()
+            assert await stream.receive() == b"waiting"  # nothing was taken
+            await stream.send(b"second")
+            assert await peer.receive() == b"first"
+            assert await peer.receive() == b"second"  # nothing was sent
+
+    run(main)
