@@ -30,7 +30,8 @@ bounded by the stream and session windows, streams waiting for
 This module is backend-free. :class:`NodeBase` leaves to its subclass (the
 asyncio or the trio ``Node``) the clock, the socket watching, the timer, task
 spawning and name resolution; everything that waits does so on a
-:class:`Signal`, a lock and a clock the subclass provides. Waiting is always
+:class:`Signal` the subclass provides (the send lock, :class:`FifoLock`, is
+built on signals too). Waiting is always
 "check the condition, then wait for the signal, then check again", so a waiter
 that is cancelled loses nothing: a message leaves its queue only in the
 synchronous step that returns it.
@@ -62,7 +63,7 @@ from .errors import (
     StreamResetError,
 )
 
-__all__ = ["NodeBase", "Session", "Stream", "Signal", "MAX_QUEUED_DATAGRAMS",
+__all__ = ["NodeBase", "Session", "Stream", "Signal", "FifoLock", "MAX_QUEUED_DATAGRAMS",
            "loopback_datagram_size"]
 
 Address = tuple
@@ -130,6 +131,64 @@ class _Connect:
             self.signal.set()
 
 
+class FifoLock:
+    """A lock that serves its waiters in the order they came, on either backend.
+
+    Releasing hands the lock straight to the oldest waiter, so it stays held
+    while anyone waits: :meth:`try_acquire` succeeding means nobody is queued
+    and taking it jumps no queue. Acquiring a free lock does not yield (callers
+    place their own checkpoints); a waiter cancelled after the hand-over passes
+    the lock on.
+    """
+
+    __slots__ = ("_held", "_waiters", "_new_signal")
+
+    def __init__(self, new_signal: Callable[[], Signal]) -> None:
+        self._held = False
+        self._waiters: deque[list] = deque()
+        self._new_signal = new_signal
+
+    def locked(self) -> bool:
+        return self._held
+
+    def try_acquire(self) -> bool:
+        if self._held:
+            return False
+        self._held = True
+        return True
+
+    async def acquire(self) -> None:
+        if not self._held:
+            self._held = True
+            return
+        entry = [self._new_signal(), False]  # [signal, handed over]
+        self._waiters.append(entry)
+        try:
+            while not entry[1]:
+                entry[0].clear()
+                await entry[0].wait()
+        except BaseException:
+            if entry[1]:
+                self.release()
+            else:
+                self._waiters.remove(entry)
+            raise
+
+    def release(self) -> None:
+        if self._waiters:
+            entry = self._waiters.popleft()
+            entry[1] = True
+            entry[0].set()
+        else:
+            self._held = False
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
+
+
 class NodeBase:
     """One STT node: an identity, a UDP socket, and its sessions.
 
@@ -180,10 +239,6 @@ class NodeBase:
         raise NotImplementedError
 
     def _new_signal(self) -> Signal:
-        raise NotImplementedError
-
-    def _new_lock(self) -> Any:
-        """A FIFO lock usable with ``async with``."""
         raise NotImplementedError
 
     def _set_timer(self, at: float | None) -> None:
@@ -764,7 +819,7 @@ class Stream:
         self._messages: deque[tuple[bytes, int]] = deque()
         self._readable = node._new_signal()
         self._writable = node._new_signal()
-        self._send_lock = node._new_lock()
+        self._send_lock = FifoLock(node._new_signal)
         self._ended = False
         self._reset_code: int | None = None
         self._stopped_code: int | None = None
@@ -791,28 +846,49 @@ class Stream:
         await self._send(data, False)
 
     async def _send(self, data: bytes, as_bytes: bool) -> None:
+        node = self.session._node
+        await node._cancel_point()
+        lock = self._send_lock
+        if lock.try_acquire():
+            # Nobody else is sending: queue and flush at once, yield after.
+            try:
+                sent = self._try_send(data, as_bytes)
+            except BaseException:
+                lock.release()
+                raise
+            if sent:
+                lock.release()
+                await node._schedule_point()
+                return
+        else:
+            await lock.acquire()
+        try:
+            while not self._try_send(data, as_bytes):
+                self._writable.clear()
+                await self._writable.wait()
+        finally:
+            lock.release()
+
+    def _try_send(self, data: bytes, as_bytes: bool) -> bool:
+        """Queue ``data`` and flush; ``False`` if the send buffer is full."""
         session = self.session
         node = session._node
-        async with self._send_lock:  # on trio, acquiring is the checkpoint
-            while True:
-                session._check_open()
-                if self._stopped_code is not None:
-                    raise StreamResetError(
-                        f"the peer stopped stream {self.stream_id} "
-                        f"(code {self._stopped_code})", error_code=self._stopped_code)
-                try:
-                    if as_bytes:
-                        node._endpoint.send_stream_data(session.session_id, self.stream_id,
-                                                        data, now=node._now())
-                    else:
-                        node._endpoint.send_message(session.session_id, self.stream_id, data,
-                                                    now=node._now())
-                except SendBufferFullError:
-                    self._writable.clear()
-                    await self._writable.wait()
-                    continue
-                node._flush()
-                return
+        session._check_open()
+        if self._stopped_code is not None:
+            raise StreamResetError(
+                f"the peer stopped stream {self.stream_id} "
+                f"(code {self._stopped_code})", error_code=self._stopped_code)
+        try:
+            if as_bytes:
+                node._endpoint.send_stream_data(session.session_id, self.stream_id,
+                                                data, now=node._now())
+            else:
+                node._endpoint.send_message(session.session_id, self.stream_id, data,
+                                            now=node._now())
+        except SendBufferFullError:
+            return False
+        node._flush()
+        return True
 
     async def receive(self) -> bytes:
         """The next message. Cancelling a pending ``receive`` loses nothing: a
@@ -874,11 +950,11 @@ class Stream:
             if self._local_closed:
                 return
             self._local_closed = True
-            node = self.session._node
             if node._running:
                 node._endpoint.end_stream(self.session.session_id, self.stream_id,
                                           now=node._now())
                 node._flush()
+        await node._schedule_point()
 
     def is_closed(self) -> bool:
         """Whether this side can no longer send (closed, stopped by the peer, or

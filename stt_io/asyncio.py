@@ -92,9 +92,6 @@ class Node(NodeBase):
     def _new_signal(self) -> asyncio.Event:
         return asyncio.Event()
 
-    def _new_lock(self) -> asyncio.Lock:
-        return asyncio.Lock()  # FIFO: concurrent senders keep their order
-
     async def _resolve(self, host: str, port: int) -> Address:
         infos = await self._loop.getaddrinfo(host, port, family=self._sock.family,
                                              type=socket.SOCK_DGRAM)

@@ -251,11 +251,13 @@ class Node(NodeBase):
     def _clock(self) -> float:
         return trio.current_time()
 
+    def _open(self) -> Address:
+        # The run's clock, bound once: trio.current_time() looks it up per call.
+        self._clock = trio.lowlevel.current_clock().current_time
+        return super()._open()
+
     def _new_signal(self) -> _Signal:
         return _Signal()
-
-    def _new_lock(self) -> trio.StrictFIFOLock:
-        return trio.StrictFIFOLock()
 
     async def _cancel_point(self) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()

@@ -495,3 +495,33 @@ def test_uvloop_runs_the_asyncio_adapter():
         return await asyncio.wait_for(main(), 60)
 
     uvloop.run(bounded())
+
+
+async def test_the_send_lock_is_fifo_and_survives_cancelled_waiters(stt):
+    from stt_io._core import FifoLock
+    node = stt.Node(shared_seed=SEED)  # only its signals are used
+    lock = FifoLock(node._new_signal)
+    order, scopes = [], {}
+
+    async def taker(i):
+        with anyio.CancelScope() as scope:
+            scopes[i] = scope
+            await lock.acquire()
+            try:
+                order.append(i)
+                await anyio.sleep(0.01)
+            finally:
+                lock.release()
+
+    with anyio.fail_after(10):
+        assert lock.try_acquire() and not lock.try_acquire()
+        async with anyio.create_task_group() as tasks:
+            for i in range(1, 5):
+                tasks.start_soon(taker, i)
+                await anyio.sleep(0.01)  # each is queued before the next comes
+            scopes[2].cancel()  # cancelled while waiting: leaves the queue
+            await anyio.sleep(0.01)
+            lock.release()  # handed to 1 ...
+            scopes[1].cancel()  # ... cancelled as it wakes: it passes the lock on
+        assert order in ([1, 3, 4], [3, 4])  # 1 may or may not have run first
+        assert lock.try_acquire()  # free again, and nobody left queued
