@@ -12,6 +12,15 @@ first thing the client sends says what the stream is for:
 On STT the header is a message of its own and every chunk is one message; on
 QUIC and TCP+TLS it is the first bytes of the byte stream. Servers print one
 JSON line ``{"port": ..., "id": ...}`` on stdout and serve until SIGTERM.
+
+The STT server and the three client phases are written once, on anyio, and
+run on the backend of the row: ``stt`` and the QUIC and TCP rows on asyncio
+(``asyncio.run``, or ``uvloop.run``), ``stt-trio`` on trio (``trio.run``).
+anyio only catches SIGTERM, runs the connect workers and times phases out
+(background tasks use each backend's own, cheaper primitive: :class:`_Tasks`);
+the loops that are measured call the transport and nothing else, so neither
+backend pays for the shared code. The QUIC and TCP servers and connections
+stay plain asyncio.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ import struct
 import sys
 import time
 
+import anyio
+
 SEED = b"benchmark network seed, 32 bytes"
 ALPN = ["stt-bench"]
 HOST = "127.0.0.1"
@@ -42,6 +53,22 @@ ANSWER_SIZE = 32 + BULK_ANSWER.size
 #: session counters the STT client reports after bulk
 STT_STATS = ("packets_sent", "packets_lost", "bytes_retransmitted", "probe_timeouts",
              "rtt_min", "rtt_smoothed", "congestion_window", "pacing_rate")
+#: the STT rows and the adapter (and so the backend) each one runs on
+STT_BACKENDS = {"stt": "asyncio", "stt-trio": "trio"}
+
+
+def backend(kind: str) -> str:
+    """The event loop a transport's peers run on: trio for ``stt-trio``, else asyncio."""
+    return STT_BACKENDS.get(kind, "asyncio")
+
+
+def _stt_node_class(kind: str):
+    """``Node`` of the STT adapter the row ``kind`` runs."""
+    if backend(kind) == "trio":
+        from stt_io.trio import Node
+    else:
+        from stt_io.asyncio import Node
+    return Node
 
 # -- certificates (generated at run time) ------------------------------------------------
 
@@ -175,10 +202,107 @@ async def _serve_stt_stream(stream) -> None:
             await stream.send(b"p")
     except STTError:
         pass
+    except Exception as exc:  # noqa: BLE001 - one stream's bug must not end the server
+        print(f"STT server stream: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
-async def run_server(kind: str, certdir: str, profile: str | None,
-                     stt_config: dict | None = None) -> None:
+class _Tasks:
+    """Fire-and-forget tasks on the backend's own primitive: asyncio tasks, or a
+    trio nursery. (anyio's task group costs about 30 µs more per task on
+    asyncio, which handshakes/s would show.) Leaving the block waits at most
+    ``timeout`` seconds for what still runs, then cancels it. A task's
+    exception is its own business: the callers here catch everything."""
+
+    def __init__(self, backend: str, timeout: float) -> None:
+        self._trio = backend == "trio"
+        self._timeout = timeout
+        self._tasks: set[asyncio.Task] = set()
+        self._nursery_manager = self._nursery = None
+
+    async def __aenter__(self) -> _Tasks:
+        if self._trio:
+            import trio
+            self._nursery_manager = trio.open_nursery()
+            self._nursery = await self._nursery_manager.__aenter__()
+        return self
+
+    def start_soon(self, function, *args) -> None:
+        if self._trio:
+            self._nursery.start_soon(function, *args)
+            return
+        task = asyncio.ensure_future(function(*args))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def __aexit__(self, *exc_info) -> bool | None:
+        if self._trio:
+            import trio
+            self._nursery.cancel_scope.deadline = trio.current_time() + self._timeout
+            return await self._nursery_manager.__aexit__(*exc_info)
+        if self._tasks and self._timeout > 0:
+            await asyncio.wait(list(self._tasks), timeout=self._timeout)
+        for task in list(self._tasks):
+            task.cancel()
+        return None
+
+
+def _hello(port: int, ident: str) -> None:
+    """The line the benchmark waits for: the server is up and where."""
+    print(json.dumps({"port": port, "id": ident}), flush=True)
+
+
+@contextlib.contextmanager
+def _profiled(profile: str | None):
+    """cProfile what runs inside (the serving, not the start-up), dumped to ``profile``."""
+    if not profile:
+        yield
+        return
+    import cProfile
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile)
+
+
+async def run_stt_server(kind: str, profile: str | None, stt_config: dict | None = None) -> None:
+    """The STT server on the adapter of ``kind``, until SIGTERM (anyio: the same
+    code on asyncio and trio)."""
+    from stt_io.errors import STTError
+    # A benchmark from one address: no per-address session cap (closed sessions
+    # linger 3 s and count) and no cookie round trip under load, as QUIC's
+    # serve() runs without Retry.
+    node = _stt_node_class(kind)(
+        shared_seed=SEED, host=HOST, max_sessions_per_address=1_000_000,
+        handshakes_per_second_before_cookies=1e9, max_half_open=100_000,
+        max_sessions=1_000_000, **(stt_config or {}))
+    await node.start()
+    try:
+        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+            async with _Tasks(backend(kind), timeout=0) as streams:
+
+                async def on_session(session) -> None:
+                    while True:
+                        try:
+                            stream = await session.accept_stream()
+                        except STTError:
+                            return
+                        streams.start_soon(_serve_stt_stream, stream)
+
+                node.on_session(on_session)
+                _hello(node.address[1], node.node_id.hex())
+                with _profiled(profile):
+                    async for _ in signals:
+                        break
+    finally:
+        with anyio.move_on_after(5, shield=True):
+            await node.stop()
+
+
+async def run_server(kind: str, certdir: str, profile: str | None) -> None:
+    """A QUIC or TCP+TLS server on asyncio, until SIGTERM."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -189,40 +313,15 @@ async def run_server(kind: str, certdir: str, profile: str | None,
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    profiler = None
-    if profile:
-        import cProfile
-        profiler = cProfile.Profile()
     closers = []
-    if kind == "stt":
-        import stt
-        # A benchmark from one address: no per-address session cap (closed sessions
-        # linger 3 s and count) and no cookie round trip under load, as QUIC's
-        # serve() runs without Retry.
-        node = stt.Node(shared_seed=SEED, host=HOST, max_sessions_per_address=1_000_000,
-                        handshakes_per_second_before_cookies=1e9, max_half_open=100_000,
-                        max_sessions=1_000_000, **(stt_config or {}))
-        await node.start()
-
-        async def on_session(session) -> None:
-            while True:
-                try:
-                    stream = await session.accept_stream()
-                except stt.STTError:
-                    return
-                spawn(_serve_stt_stream(stream))
-
-        node.on_session(on_session)
-        port, ident = node.address[1], node.node_id.hex()
-        closers.append(node.stop)
-    elif kind in ("aioquic", "qh3"):
+    if kind in ("aioquic", "qh3"):
         serve, _, QuicConfiguration = _quic_lib(kind)
         config = QuicConfiguration(is_client=False, alpn_protocols=ALPN)
         config.load_cert_chain(os.path.join(certdir, "cert.pem"),
                                os.path.join(certdir, "key.pem"))
         server = await serve(HOST, 0, configuration=config,
                              stream_handler=lambda r, w: spawn(_serve_bytes(r, w)))
-        port, ident = server._transport.get_extra_info("sockname")[1], ""
+        port = server._transport.get_extra_info("sockname")[1]
 
         async def close_quic() -> None:
             server.close()
@@ -230,20 +329,16 @@ async def run_server(kind: str, certdir: str, profile: str | None,
     elif kind == "tcp-tls":
         server = await asyncio.start_server(_serve_bytes, HOST, 0,
                                             ssl=_tls_server_context(certdir))
-        port, ident = server.sockets[0].getsockname()[1], ""
+        port = server.sockets[0].getsockname()[1]
 
         async def close_tcp() -> None:
             server.close()
         closers.append(close_tcp)
     else:
         raise SystemExit(f"unknown transport {kind!r}")
-    print(json.dumps({"port": port, "id": ident}), flush=True)
-    if profiler is not None:
-        profiler.enable()
-    await stop.wait()
-    if profiler is not None:
-        profiler.disable()
-        profiler.dump_stats(profile)
+    _hello(port, "")
+    with _profiled(profile):
+        await stop.wait()
     for task in list(tasks):
         task.cancel()
     for close in closers:
@@ -349,10 +444,11 @@ class Peer:
     def __init__(self, kind: str, port: int, peer_id: str, certdir: str,
                  stt_config: dict | None = None) -> None:
         self.kind, self.port = kind, port
+        self.backend = backend(kind)
         self.stt_config = stt_config or {}
         self.peer_id = bytes.fromhex(peer_id) if peer_id else b""
         self.node = None
-        if kind == "stt":
+        if kind in STT_BACKENDS:
             self.conn = _SttConn
         elif kind in ("aioquic", "qh3"):
             _, self.connect, QuicConfiguration = _quic_lib(kind)
@@ -370,10 +466,10 @@ class Peer:
             self.conn = _TlsConn
 
     async def start(self) -> None:
-        if self.kind == "stt":
-            import stt
-            self.node = stt.Node(shared_seed=SEED, host=HOST, max_pending_connects=100_000,
-                                 **self.stt_config)
+        if self.kind in STT_BACKENDS:
+            self.node = _stt_node_class(self.kind)(shared_seed=SEED, host=HOST,
+                                                   max_pending_connects=100_000,
+                                                   **self.stt_config)
             await self.node.start()
 
     async def stop(self) -> None:
@@ -473,24 +569,22 @@ async def phase_connect(peer: Peer, count: int, seconds: float, concurrency: int
         latency, conn = await _connect_once(peer)
         latencies.append(latency)
         await conn.close()
-    closing: set[asyncio.Task] = set()
     done = 0
-    start = time.perf_counter()
-    deadline = start + seconds
+    async with _Tasks(peer.backend, timeout=10) as closing:
+        start = time.perf_counter()
+        deadline = start + seconds
 
-    async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < deadline:
-            _, conn = await _connect_once(peer)
-            done += 1
-            task = asyncio.ensure_future(conn.close())  # closing is not timed
-            closing.add(task)
-            task.add_done_callback(closing.discard)
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                _, conn = await _connect_once(peer)
+                done += 1
+                closing.start_soon(conn.close)  # closing is not timed
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - start
-    if closing:
-        await asyncio.wait(list(closing), timeout=10)
+        async with anyio.create_task_group() as workers:
+            for _ in range(concurrency):
+                workers.start_soon(worker)
+        elapsed = time.perf_counter() - start
     return {"connect_ms": statistics.median(latencies) * 1e3,
             "connect_p90_ms": sorted(latencies)[int(0.9 * (len(latencies) - 1))] * 1e3,
             "handshakes": done, "handshake_seconds": elapsed, "hs_s": done / elapsed}
@@ -512,39 +606,57 @@ async def run_client(kind: str, port: int, peer_id: str, certdir: str, opts: dic
             if name not in opts["phases"]:
                 continue
             try:
-                results[name] = await asyncio.wait_for(phase(), timeout)
-            except asyncio.TimeoutError:
+                with anyio.fail_after(timeout):
+                    results[name] = await phase()
+            except TimeoutError:
                 results[name] = {"error": f"timed out after {timeout:.0f} s"}
             except Exception as exc:  # one phase failing must not hide the others
+                exc = _sole(exc)
                 results[name] = {"error": f"{type(exc).__name__}: {exc}"}
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(peer.stop(), 10)
+        with contextlib.suppress(Exception), anyio.move_on_after(10, shield=True):
+            await peer.stop()
     return results
 
 
-def run(coro, use_uvloop: bool):
+def _sole(exc: BaseException) -> BaseException:
+    """The exception inside groups of one (a task group's failure), for the report."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def run(main, *args, kind: str, use_uvloop: bool = False):
+    """``main(*args)`` on the backend of ``kind``: ``trio.run`` for the trio
+    row; else ``asyncio.run``, or ``uvloop.run``, as an asyncio program would
+    (anyio's calls work inside either)."""
+    if backend(kind) == "trio":
+        import trio
+        return trio.run(main, *args)
     if use_uvloop:
         import uvloop
-        return uvloop.run(coro)
-    return asyncio.run(coro)
+        return uvloop.run(main(*args))
+    return asyncio.run(main(*args))
 
 
 def main_server(kind: str, certdir: str, use_uvloop: bool, profile: str | None,
                 stt_config: dict | None = None) -> int:
-    run(run_server(kind, certdir, profile, stt_config), use_uvloop)
+    if kind in STT_BACKENDS:
+        run(run_stt_server, kind, profile, stt_config, kind=kind, use_uvloop=use_uvloop)
+    else:
+        run(run_server, kind, certdir, profile, kind=kind, use_uvloop=use_uvloop)
     return 0
 
 
 def main_client(kind: str, port: int, peer_id: str, certdir: str, use_uvloop: bool,
                 opts: dict, profile: str | None) -> int:
+    args = (run_client, kind, port, peer_id, certdir, opts)
     if profile:
         import cProfile
         profiler = cProfile.Profile()
-        results = profiler.runcall(run, run_client(kind, port, peer_id, certdir, opts),
-                                   use_uvloop)
+        results = profiler.runcall(run, *args, kind=kind, use_uvloop=use_uvloop)
         profiler.dump_stats(profile)
     else:
-        results = run(run_client(kind, port, peer_id, certdir, opts), use_uvloop)
+        results = run(*args, kind=kind, use_uvloop=use_uvloop)
     json.dump(results, sys.stdout)
     return 0

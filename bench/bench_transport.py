@@ -3,13 +3,20 @@
 Usage::
 
     python bench/bench_transport.py [--mib 100] [--seconds 3] [--quick]
-    python bench/bench_transport.py --profile [bulk|echo|connect]   # cProfile STT
+    python bench/bench_transport.py --only stt,stt-trio    # the two STT adapters
+    python bench/bench_transport.py --profile [bulk|echo|connect]   # cProfile STT rows
 
 Every transport runs its server and its client in two separate processes on
 127.0.0.1 (the server prints its port and id; the client measures), all on
 asyncio (STT's asyncio adapter; aioquic's and qh3's ``asyncio.serve``/``connect``
 with their stream reader/writer; ``asyncio.start_server``/``open_connection``
-with a TLS 1.3 context). A self-signed P-256 certificate is generated at run
+with a TLS 1.3 context) except the ``STT (trio)`` row (``--only stt-trio``):
+STT's trio adapter on both sides, under ``trio.run``. The STT server and the
+client phases are one piece of code on anyio for both adapters (the phases
+serve every transport), so the two STT rows differ only in the adapter and the
+event loop, and a line compares them against issue 6's criterion: trio within
+20 % of asyncio in bulk and round trips (a ratio of at least 0.80, measured in
+the same run). A self-signed P-256 certificate is generated at run
 time; QUIC and TLS clients verify it. STT authenticates the server by its node
 id. Each transport carries the same payloads (see ``bench/_transport_peers.py``):
 
@@ -30,8 +37,8 @@ The STT server lifts two anti-abuse limits a one-address benchmark would hit:
 the per-address session cap (closed sessions linger and count) and the cookie
 round trip above 500 handshakes/s (QUIC servers here run without Retry too).
 Every other setting of every transport is its default. When uvloop is installed
-the STT rows are also run with uvloop on both sides. Every phase has a timeout;
-a missing library prints "n/a (not installed)".
+the asyncio STT row is also run with uvloop on both sides. Every phase has a
+timeout; a missing library prints "n/a (not installed)".
 """
 
 from __future__ import annotations
@@ -49,16 +56,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _transport_peers as peers  # noqa: E402
 
 #: (label, transport, uvloop)
-ALL = [("STT", "stt", False), ("STT+uvloop", "stt", True), ("aioquic", "aioquic", False),
-       ("qh3", "qh3", False), ("TCP+TLS1.3", "tcp-tls", False)]
+ALL = [("STT", "stt", False), ("STT+uvloop", "stt", True), ("STT (trio)", "stt-trio", False),
+       ("aioquic", "aioquic", False), ("qh3", "qh3", False), ("TCP+TLS1.3", "tcp-tls", False)]
 #: target ratios of STT over qh3 (from the issue)
 TARGETS = {"bulk": 3.0, "echo": 2.0, "connect": 0.5, "hs": 5.0}
+#: the lowest trio/asyncio ratio of bulk and round trips that is "within 20 %" (issue 6)
+TRIO_FLOOR = 0.8
 
 
 def _installed(kind: str, use_uvloop: bool) -> str | None:
     """None, or why the row cannot run."""
     if kind in ("aioquic", "qh3") and importlib.util.find_spec(kind) is None:
         return "n/a (not installed)"
+    if kind == "stt-trio" and importlib.util.find_spec("trio") is None:
+        return "n/a (trio not installed)"
     if use_uvloop and importlib.util.find_spec("uvloop") is None:
         return "n/a (uvloop not installed)"
     return None
@@ -156,12 +167,12 @@ def _stt_config(pairs: list[str]) -> dict:
     return config
 
 
-def _print_profile(path: str, top: int) -> None:
+def _print_profile(path: str, top: int, label: str) -> None:
     import pstats
     for side in ("client", "server"):
         file = f"{path}.{side}"
         if os.path.exists(file):
-            print(f"\n--- cProfile, STT {side}, by own time (cProfile slows it; "
+            print(f"\n--- cProfile, {label} {side}, by own time (cProfile slows it; "
                   "compare shares) ---")
             pstats.Stats(file).sort_stats("tottime").print_stats(top)
 
@@ -179,15 +190,16 @@ def main() -> int:
                         help="sequential connects for the latency median (50)")
     parser.add_argument("--concurrency", type=int, default=8,
                         help="concurrent connects for handshakes/s (8)")
-    parser.add_argument("--only", help="comma-separated rows: stt,stt-uvloop,aioquic,qh3,"
-                                       "tcp-tls")
+    parser.add_argument("--only", help="comma-separated rows: stt,stt-uvloop,stt-trio,aioquic,"
+                                       "qh3,tcp-tls")
     parser.add_argument("--no-uvloop", action="store_true", help="skip the STT+uvloop row")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 8 MiB, 1 s runs, 10 connects")
     parser.add_argument("--profile", nargs="?", const="bulk", choices=["bulk", "echo",
                                                                          "connect"],
-                        help="STT only, one phase (bulk unless named), under cProfile in "
-                             "both processes; prints the functions with the most own time")
+                        help="STT rows only (both adapters, or those --only names), one "
+                             "phase (bulk unless named), under cProfile in both processes; "
+                             "prints the functions with the most own time")
     parser.add_argument("--top", type=int, default=25, help="functions --profile shows (25)")
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--stt", action="append", default=[], metavar="NAME=VALUE",
@@ -231,16 +243,14 @@ def main() -> int:
         rows = [r for r in rows if (r[1] + ("-uvloop" if r[2] else "")) in wanted]
     if args.no_uvloop:
         rows = [r for r in rows if not r[2]]
-    profile_base = None
     if args.profile:
-        rows = [r for r in rows if r[1] == "stt" and not r[2]] or [ALL[0]]
+        rows = ([r for r in rows if r[1] in peers.STT_BACKENDS and not r[2]]
+                or [r for r in ALL if r[1] in peers.STT_BACKENDS and not r[2]])
         opts["phases"] = [args.profile]
 
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="stt-bench-") as certdir:
         peers.make_certificate(certdir)
-        if args.profile:
-            profile_base = os.path.join(certdir, "profile")
         for label, kind, use_uvloop in rows:
             missing = _installed(kind, use_uvloop)
             if missing:
@@ -248,6 +258,7 @@ def main() -> int:
                 continue
             print(f"running {label} ...", file=sys.stderr, flush=True)
             started = time.perf_counter()
+            profile_base = os.path.join(certdir, f"profile-{kind}") if args.profile else None
             results[label] = _run_pair(kind, use_uvloop, certdir, args, opts, profile_base)
             for phase, r in results[label].items():
                 if isinstance(r, dict) and "error" in r:
@@ -256,7 +267,8 @@ def main() -> int:
                 print(f"  {label}: {results[label]['error']}", file=sys.stderr)
             print(f"  done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
         if args.profile:
-            _print_profile(profile_base, args.top)
+            for label, kind, _ in rows:
+                _print_profile(os.path.join(certdir, f"profile-{kind}"), args.top, label)
 
     if args.json:
         with open(args.json, "w") as f:
@@ -265,7 +277,7 @@ def main() -> int:
     pinned = "pinned to CPUs " + "/".join(map(str, _cpus())) if _cpus() and args.pin \
         else "not pinned"
     print(f"\ntransport benchmark, loopback, server and client in separate processes "
-          f"({pinned}), asyncio; "
+          f"({pinned}), asyncio (STT (trio): trio); "
           f"bulk {args.mib:g} MiB in {args.chunk}-byte writes (SHA-256 verified, best of "
           f"{args.repeat}), "
           f"{peers.ECHO_SIZE}-byte round trips for {args.seconds:g} s, connect = median of "
@@ -295,7 +307,7 @@ def main() -> int:
                    ("round trips", "echo", "rt_s", "echo", "x", ">="),
                    ("connect", "connect", "connect_ms", "connect", "x", "<="),
                    ("handshakes/s", "connect", "hs_s", "hs", "x", ">=")]
-        for label in [lab for lab, kind, _ in rows if kind == "stt"]:
+        for label in [lab for lab, kind, _ in rows if kind in peers.STT_BACKENDS]:
             s = results.get(label, {})
             if "missing" in s:
                 continue
@@ -320,7 +332,7 @@ def main() -> int:
         print("bulk MB/s of every run: " + "; ".join(runs))
     for label, kind, _ in rows:
         bulk = results[label].get("bulk") or {}
-        if kind == "stt" and "stt_packets_sent" in bulk:
+        if kind in peers.STT_BACKENDS and "stt_packets_sent" in bulk:
             pacing = bulk["stt_pacing_rate"]
             print(f"{label} bulk session: {bulk['stt_packets_sent']:,} packets sent, "
                   f"{bulk['stt_packets_lost']} lost, {bulk['stt_bytes_retransmitted']:,} bytes "
@@ -332,8 +344,31 @@ def main() -> int:
     if not args.profile:
         ratios("qh3", True)
         ratios("TCP+TLS1.3", False)
+        trio_ratios(results)
     print("(connect ratio: STT's time over the other's; lower is better)")
     return 0
+
+
+def trio_ratios(results: dict) -> None:
+    """The trio adapter against the asyncio one, from the same run (issue 6:
+    bulk and round trips within 20 %)."""
+    trio_row, asyncio_row = results.get("STT (trio)"), results.get("STT")
+    if not trio_row or not asyncio_row or "missing" in trio_row or "missing" in asyncio_row:
+        return
+    parts = []
+    for name, phase, key in [("bulk", "bulk", "mb_s"), ("round trips", "echo", "rt_s"),
+                             ("connect", "connect", "connect_ms"),
+                             ("handshakes/s", "connect", "hs_s")]:
+        tv, av = _value(trio_row, phase, key), _value(asyncio_row, phase, key)
+        if tv is None or av is None or av == 0:
+            parts.append(f"{name} n/a")
+            continue
+        text = f"{name} {tv / av:.2f}x"
+        if phase in ("bulk", "echo"):
+            met = tv / av >= TRIO_FLOOR
+            text += f" (criterion >= {TRIO_FLOOR:.2f}: {'met' if met else 'MISSED'})"
+        parts.append(text)
+    print("STT (trio)/STT: " + "; ".join(parts))
 
 
 if __name__ == "__main__":
