@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .constants import MAX_ACK_RANGES
 from .crypto import KeyLimits
 from .handshake import SUITE_BY_CIPHER
 from .identity import Identity, validate_seed
@@ -106,6 +107,31 @@ class EndpointConfig:
     + idle_timeout`` after the close (docs/protocol.md 7.5)."""
     max_closed_streams: int = 65_536
     """Closed-stream ids remembered per session (oldest forgotten first)."""
+    max_stream_open_rate: float = 2_000.0
+    """Streams the peer may open per second on a session, on average; bursts of
+    one second's worth (or ``max_streams`` if more) are allowed. A stream
+    opened faster is refused like one
+    beyond ``max_streams`` (``STREAM_LIMIT_ERROR``; counted as
+    ``streams_refused_rate``)."""
+    max_stream_fragments: int = 1_024
+    """Out-of-order pieces a stream holds (data that arrived above a gap), or
+    one per 512 bytes held if that is more. A STREAM frame that would add more
+    is discarded and its packet left unacknowledged, so an honest sender
+    retransmits it once the gap has filled (counted as ``fragments_refused``).
+    Bytes held are bounded by flow control; this bounds the bookkeeping per
+    piece, which tiny frames would inflate (docs/security.md)."""
+    max_session_fragments: int = 8_192
+    """Out-of-order pieces all the streams of a session hold together (or one
+    per 512 bytes they hold, if more); beyond it frames are refused as for
+    ``max_stream_fragments``."""
+    max_ack_ranges: int = MAX_ACK_RANGES
+    """Ranges of received packet numbers tracked for acknowledgements (at most
+    ``MAX_ACK_RANGES``, 256); beyond it the lowest are forgotten (counted as
+    ``ack_ranges_forgotten``)."""
+    max_dht_message_size: int = 4_096
+    """Largest DHT frame accepted; a larger one is discarded (its packet is
+    still acknowledged: DHT frames are unreliable) and counted as
+    ``dht_messages_dropped``."""
     auto_credit: bool = True
     """Return flow-control credit when a stream event is pulled with
     ``next_event``. Adapters that queue data for the application set this to
@@ -152,10 +178,15 @@ class EndpointConfig:
             raise ValueError("max_datagram_size must be within 1200..65527")
         for name in ("max_frame_size", "stream_window", "max_stream_window", "session_window",
                      "max_session_window", "max_send_buffer", "max_streams",
-                     "max_closed_streams", "max_queued_datagrams"):
+                     "max_closed_streams", "max_queued_datagrams", "max_stream_fragments",
+                     "max_session_fragments", "max_ack_ranges", "max_dht_message_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int")
+        if self.max_ack_ranges > MAX_ACK_RANGES:
+            raise ValueError(f"max_ack_ranges must be at most {MAX_ACK_RANGES}")
+        if not self.max_stream_open_rate > 0:
+            raise ValueError("max_stream_open_rate must be positive")
         if self.stream_window < 1024 or self.session_window < 1024:
             raise ValueError("stream_window and session_window must be at least 1024 bytes")
         if self.max_stream_window < self.stream_window:

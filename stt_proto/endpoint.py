@@ -168,7 +168,7 @@ class _Session:
     __slots__ = ("session_id", "peer_id", "address", "initiator", "keys", "peer_params",
                  "established", "created_at", "last_received", "last_sent", "rekey",
                  "closed_at", "timer_at", "routes", "core", "closing", "close_next",
-                 "close_interval", "close_sends")
+                 "close_interval", "close_sends", "close_frame")
 
     def __init__(self, session_id: bytes, peer_id: bytes, address: Address, initiator: bool,
                  keys: KeyRing, peer_params: TransportParameters, now: float) -> None:
@@ -198,6 +198,9 @@ class _Session:
         self.close_next: float | None = None
         self.close_interval = 0.0
         self.close_sends = 0
+        #: ``(error_code, reason)`` of our CLOSE: repetitions carry the same
+        #: (docs/protocol.md 7.8; only the echo of the peer's CLOSE is CLOSE(0)).
+        self.close_frame: tuple[int, str] = (ErrorCode.NO_ERROR, "")
 
 
 def _check_code(error_code: int) -> None:
@@ -265,7 +268,7 @@ class Endpoint:
                 "handshakes_unconfirmed", "connects_timed_out", "auth_failures",
                 "rekeys_completed", "sessions_closed", "events_dropped",
                 "handshake_bytes_received_unvalidated", "handshake_bytes_sent_unvalidated",
-                "amplification_refused",
+                "amplification_refused", "sessions_closed_by_violation",
             ),
             0,
         )
@@ -568,6 +571,7 @@ class Endpoint:
             # What is queued (datagrams, acknowledgements) leaves before the CLOSE.
             self._transmit(session, now)
             self._dirty.pop(session, None)
+            session.close_frame = (error_code, reason)
             self._send_close(session, error_code, reason, now)
             # CLOSE is repeated until the peer echoes one (docs/protocol.md 7.8).
             session.close_interval = min(max(0.05, 1.5 * session.core.rtt.smoothed_rtt),
@@ -608,7 +612,7 @@ class Endpoint:
                 session.close_interval = 0.0
                 self._schedule(session)
             else:
-                self._send_close(session, ErrorCode.NO_ERROR, "", now)
+                self._send_close(session, *session.close_frame, now)
         elif closing:
             self._send_close(session, ErrorCode.NO_ERROR, "", now)  # echo
 
@@ -858,11 +862,6 @@ class Endpoint:
         if ephemeral in self._replay_cache:
             self._stats["initiations_replayed"] += 1
             return
-        if (self._half_open >= self._config.max_half_open
-                or len(self._sessions) >= self._config.max_sessions
-                or self._per_host.get(_host(address), 0) >= self._config.max_sessions_per_address):
-            self._stats["initiations_rejected_limit"] += 1
-            return
         handshake = HandshakeState(SUITES[msg.suite], initiator=False, prologue=PROLOGUE,
                                    s=self._identity.private_key, psks=[self._psk], rng=self._rng,
                                    static_dh_cache=self._static_dh)
@@ -884,6 +883,16 @@ class Endpoint:
                     and rekeyed.established and rekeyed.closed_at is None):
                 self._stats["initiations_failed"] += 1
                 return
+        elif (self._half_open >= self._config.max_half_open
+                or len(self._sessions) >= self._config.max_sessions
+                or self._per_host.get(_host(address), 0) >= self._config.max_sessions_per_address):
+            # The limits bound new sessions only, so they are checked once the
+            # Noise message told a rekey apart: a rekey replaces the keys of a
+            # session already counted, and refusing it would let a full table
+            # (or the peer's other sessions) kill that session when its keys
+            # reach their hard time limit.
+            self._stats["initiations_rejected_limit"] += 1
+            return
         local_index = self._new_index()
         response_noise = handshake.write_message(self._local_params(address=address).encode())
         send, recv = self._split(handshake, initiator=False)
@@ -1099,7 +1108,7 @@ class Endpoint:
                 return
             if session.close_next is not None and now >= session.close_next:
                 if session.close_sends < _MAX_CLOSE_SENDS:
-                    self._send_close(session, ErrorCode.NO_ERROR, "", now)
+                    self._send_close(session, *session.close_frame, now)
                     session.close_interval = min(session.close_interval * 2,
                                                  config.close_linger / _MAX_CLOSE_SENDS)
                     session.close_next = now + session.close_interval
@@ -1174,6 +1183,7 @@ class Endpoint:
                            max_datagram_size=self._datagram_size(session.address))
 
     def _protocol_violation(self, session: _Session, code: int, message: str, now: float) -> None:
+        self._stats["sessions_closed_by_violation"] += 1
         try:
             self._send_payload(session, wire.encode_frames([wire.CloseFrame(int(code), message[:200])]), now)
         except KeyExhaustedError:

@@ -46,7 +46,7 @@ from collections.abc import Callable
 
 from . import _wire as wire
 from .config import EndpointConfig
-from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, MAX_ACK_RANGES, ErrorCode
+from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, ErrorCode
 from .crypto import KeyExhaustedError
 from .errors import LocalProtocolError, ProtocolError, StreamClosedError
 from .events import (
@@ -94,6 +94,10 @@ _ACK_EVERY = 10
 _ACK_EARLY_PACKETS = 100
 #: Smallest space worth starting a STREAM frame in.
 _MIN_STREAM_ROOM = 24
+#: Out-of-order pieces that average at least this many bytes are always held:
+#: the fragment limits only bite on tiny pieces (docs/security.md), so the
+#: bookkeeping stays a fraction of the bytes, which credit bounds.
+_BYTES_PER_FRAGMENT = 512
 
 _StreamFrame = wire.StreamFrame
 _AckFrame = wire.AckFrame
@@ -166,6 +170,10 @@ class SessionCore:
 
         # -- acknowledging
         self._received = wire.RangeSet()
+        self._max_ack_ranges = config.max_ack_ranges
+        #: Set while a packet is processed if a frame of it was refused: the
+        #: packet is then not acknowledged.
+        self._withhold_ack = False
         self._largest_received = -1
         self._largest_received_at = 0.0
         self._unacked_eliciting = 0
@@ -191,6 +199,15 @@ class SessionCore:
         self._next_stream_id = 1 if initiator else 0
         self._peer_streams = 0
         self._local_streams = 0
+        #: Out-of-order pieces held by all streams (max_session_fragments),
+        #: and their bytes.
+        self._fragments = 0
+        self._fragment_bytes = 0
+        #: Token bucket of stream opens by the peer (max_stream_open_rate):
+        #: tokens and when they were last refilled.
+        self._open_burst = float(max(config.max_streams, config.max_stream_open_rate))
+        self._open_tokens = self._open_burst
+        self._open_tokens_at: float | None = None
 
         # -- flow control
         self._peer_max_data = peer_params.initial_max_data
@@ -224,7 +241,9 @@ class SessionCore:
             "packets_lost", "bytes_lost", "bytes_retransmitted", "probe_timeouts",
             "acks_sent", "stream_bytes_sent", "stream_bytes_received", "messages_sent",
             "messages_received", "streams_refused", "datagrams_dropped",
-            "spurious_frames_absorbed", "persistent_congestion",
+            "spurious_frames_absorbed", "persistent_congestion", "streams_refused_rate",
+            "fragments_refused", "ack_ranges_forgotten", "dht_messages_dropped",
+            "closed_streams_forgotten", "refused_streams_forgotten", "messages_refused_too_large",
         ), 0)
 
     # ------------------------------------------------------------------ streams (API)
@@ -338,7 +357,10 @@ class SessionCore:
         stream = self._local_stream(stream_id)
         recv = stream.recv
         before = recv.consumed
+        held, held_bytes = recv.fragments, recv.out_of_order_bytes
         if recv.stop(error_code):
+            self._fragments -= held
+            self._fragment_bytes -= held_bytes
             self._consumed(recv.consumed - before)
             if recv.stop_pending:
                 self._stops[stream_id] = stream
@@ -432,6 +454,7 @@ class SessionCore:
         if now > self._now:
             self._now = now
         self._current_pn = pn
+        self._withhold_ack = False
         stats = self._stats
         stats["packets_received"] += 1
         stats["bytes_received"] += len(payload) + DATA_HEADER_SIZE + AEAD_TAG_SIZE
@@ -454,10 +477,12 @@ class SessionCore:
                 if handler is None:
                     raise ProtocolError(f"unexpected {kind.__name__}")
                 handler(self, frame, now)
+        if self._withhold_ack:
+            return  # not acknowledged: the peer will resend what we refused
         received = self._received
         received.add(pn, pn + 1)
-        if len(received) > MAX_ACK_RANGES:
-            received.trim_lowest(MAX_ACK_RANGES)
+        if len(received) > self._max_ack_ranges:
+            stats["ack_ranges_forgotten"] += received.trim_lowest(self._max_ack_ranges)
         largest = self._largest_received
         if pn > largest:
             if largest >= 0 and pn != largest + 1 and eliciting:
@@ -497,11 +522,18 @@ class SessionCore:
             if len(self._refusals) < 64:
                 self._refusals.append(stream_id)
             return None
-        if self._peer_streams >= self._config.max_streams:
+        over = self._peer_streams >= self._config.max_streams
+        if not over and not self._open_token(now):
+            # Opening faster than max_stream_open_rate: refused like a stream
+            # beyond the limit (docs/security.md), so churn costs us nothing.
+            self._stats["streams_refused_rate"] += 1
+            over = True
+        if over:
             self._stats["streams_refused"] += 1
             self._refused[stream_id] = 0
             if len(self._refused) > self._config.max_closed_streams:
                 self._refused.popitem(last=False)
+                self._stats["refused_streams_forgotten"] += 1
             if len(self._refusals) < 64:
                 self._refusals.append(stream_id)
             return None
@@ -509,6 +541,21 @@ class SessionCore:
         stream = self._new_stream(stream_id, remote=True)
         self._emit(StreamOpened(session_id=self.session_id, stream_id=stream_id))
         return stream
+
+    def _open_token(self, now: float) -> bool:
+        """Take a token from the bucket of peer stream opens, if one is left."""
+        config = self._config
+        tokens = self._open_tokens
+        last = self._open_tokens_at
+        if last is not None and now > last:
+            tokens = min(tokens + (now - last) * config.max_stream_open_rate,
+                         self._open_burst)
+        self._open_tokens_at = now
+        if tokens < 1.0:
+            self._open_tokens = tokens
+            return False
+        self._open_tokens = tokens - 1.0
+        return True
 
     def _absorb_refused(self, stream_id: int, end: int, now: float) -> None:
         """Count the bytes of a refused stream as received and consumed: the
@@ -532,11 +579,27 @@ class SessionCore:
             if self._refused:
                 self._absorb_refused(frame.stream_id, frame.offset + len(frame.data), now)
             return
-        stream.last_pn = self._current_pn
         recv = stream.recv
         out: list = []
         before = recv.consumed
-        grown = recv.receive(frame.offset, frame.data, frame.fin, out)
+        held = recv.fragments
+        held_bytes = recv.out_of_order_bytes
+        config = self._config
+        room = min(max(config.max_stream_fragments, held_bytes // _BYTES_PER_FRAGMENT) - held,
+                   max(config.max_session_fragments, self._fragment_bytes // _BYTES_PER_FRAGMENT)
+                   - self._fragments)
+        grown = recv.receive(frame.offset, frame.data, frame.fin, out, room)
+        if grown < 0:
+            # Too many out-of-order pieces: the frame is discarded and its
+            # packet left unacknowledged, so an honest sender resends it
+            # (docs/security.md). Every frame we act on is idempotent, so the
+            # rest of the packet coming again does no harm.
+            self._stats["fragments_refused"] += 1
+            self._withhold_ack = True
+            return
+        stream.last_pn = self._current_pn
+        self._fragments += recv.fragments - held
+        self._fragment_bytes += recv.out_of_order_bytes - held_bytes
         if grown:
             total = self._recv_total + grown
             if total > self._local_max_data:
@@ -546,6 +609,13 @@ class SessionCore:
             self._stats["stream_bytes_received"] += grown
         if recv.consumed != before:
             self._consumed(recv.consumed - before)
+        if recv.aborted and recv.final_size is None and not recv.stop_unacked:
+            # Data on a direction we stopped, after our STOP_SENDING was
+            # acknowledged: the peer may have ignored it because it had not
+            # opened the stream yet (7.2). Ask again, or it waits for credit
+            # that never comes and the stream never closes.
+            recv.stop_pending = recv.stop_unacked = True
+            self._stops[stream.stream_id] = stream
         if out:
             self._deliver(stream, out, now)
         elif recv.finished:
@@ -575,6 +645,7 @@ class SessionCore:
                 emit(StreamEnded(session_id=session_id, stream_id=sid,
                                  flow_controlled_length=span))
             else:  # too_large: the stream stopped itself
+                self._stats["messages_refused_too_large"] += 1
                 self._stops[sid] = stream
                 emit(StreamReset(session_id=session_id, stream_id=sid,
                                  error_code=ErrorCode.MESSAGE_TOO_LARGE))
@@ -590,7 +661,10 @@ class SessionCore:
         stream.last_pn = self._current_pn
         recv = stream.recv
         before = recv.consumed
+        held, held_bytes = recv.fragments, recv.out_of_order_bytes
         report, grown = recv.on_reset(frame.error_code, frame.final_size)
+        self._fragments += recv.fragments - held
+        self._fragment_bytes += recv.out_of_order_bytes - held_bytes
         if grown:
             total = self._recv_total + grown
             if total > self._local_max_data:
@@ -669,6 +743,9 @@ class SessionCore:
         self._emit(DatagramReceived(session_id=self.session_id, data=frame.data))
 
     def _on_dht(self, frame, now: float) -> None:
+        if len(frame.data) > self._config.max_dht_message_size:
+            self._stats["dht_messages_dropped"] += 1
+            return
         self._emit(DhtMessageReceived(session_id=self.session_id, data=frame.data))
 
     def _on_path_challenge(self, frame, now: float) -> None:
@@ -1171,6 +1248,8 @@ class SessionCore:
         if self._streams.get(sid) is not stream:
             return
         del self._streams[sid]
+        self._fragments -= recv.fragments
+        self._fragment_bytes -= recv.out_of_order_bytes
         for table in (self._send_queue, self._credit_waiters, self._updates, self._resets,
                       self._stops, self._stream_blocked):
             table.pop(sid, None)
@@ -1189,6 +1268,7 @@ class SessionCore:
         closed[sid] = (now + linger, stream.last_pn, reuse_at)
         if len(closed) > self._config.max_closed_streams:
             closed.popitem(last=False)
+            self._stats["closed_streams_forgotten"] += 1
         self._emit(StreamClosed(session_id=self.session_id, stream_id=sid))
 
     # ------------------------------------------------------------------ statistics
@@ -1216,12 +1296,14 @@ class SessionCore:
             streams_open=len(self._streams),
             streams_opened_by_peer=self._peer_streams,
             closed_streams_remembered=len(self._closed),
+            refused_streams_remembered=len(self._refused),
             send_buffered=send_buffered,
             recv_buffered=recv_buffered,
             send_credit=self._peer_max_data - self._sent_total,
             recv_credit=self._local_max_data - self._recv_total,
             session_window=self._session_window,
             ack_ranges=len(self._received),
+            recv_fragments=self._fragments,
             queued_datagrams=len(self._datagrams),
         )
         return stats

@@ -393,12 +393,26 @@ class RecvStream:
 
     # -- frames from the peer --------------------------------------------------------
 
-    def receive(self, offset: int, data: bytes, fin: bool, out: list) -> int:
+    @property
+    def fragments(self) -> int:
+        """Out-of-order pieces held (data above a gap, waiting for it to fill)."""
+        return len(self._pending)
+
+    @property
+    def out_of_order_bytes(self) -> int:
+        """Bytes held in those pieces."""
+        return self._ranges.covered()
+
+    def receive(self, offset: int, data: bytes, fin: bool, out: list,
+                fragment_room: int | None = None) -> int:
         """Take a STREAM frame; append deliveries to ``out`` as ``(kind, data,
         span)`` with kind ``"message"``, ``"data"``, ``"end"`` or ``"too_large"``.
 
+        :param fragment_room: how many more out-of-order pieces may be held
+            (``None``: no limit). A frame above a gap that would need more is
+            refused whole: nothing changes and ``-1`` is returned.
         :returns: the growth of :attr:`highest` (what the session's flow control
-            counts).
+            counts), or ``-1`` if the frame was refused.
         :raises ProtocolError: flow-control or final-size violations.
         """
         end = offset + len(data)
@@ -409,6 +423,15 @@ class RecvStream:
         if final is not None and (end > final or (fin and end != final)):
             raise ProtocolError(f"stream {self.stream_id}: final size changed",
                                 error_code=ErrorCode.FINAL_SIZE_ERROR)
+        if (fragment_room is not None and offset > self.read_end
+                and self.state is not RecvState.RESET_READ
+                and self.state is not RecvState.RESET_RECVD
+                and len(self._ranges.missing(offset, end)) > fragment_room):
+            # Tiny frames above a gap would each cost a dictionary entry; the
+            # bytes are bounded by credit, the pieces by this (docs/security.md).
+            # Data at the gap itself is never refused, so an honest sender's
+            # retransmissions always make progress.
+            return -1
         grown = end - self.highest
         if grown > 0:
             self.highest = end
