@@ -500,8 +500,10 @@ class Endpoint:
         session = self._sessions.get(session_id)
         if session is None or session.core is None or session.closed_at is not None:
             return
-        session.core.stream_consumed(stream_id, nbytes, now=now)
-        self._mark(session)
+        core = session.core
+        core.stream_consumed(stream_id, nbytes, now=now)
+        if core._has_eliciting_work():  # a credit update is due (often it is not)
+            self._mark(session)
 
     def stream_writable(self, session_id: bytes, stream_id: int) -> bool:
         """Whether a send on the stream would be accepted now."""
