@@ -25,7 +25,8 @@ memory, and ``send`` waits while the stream's send buffer is full. That is also
 what bounds the adapter's own queues: messages waiting for ``receive`` are
 bounded by the stream and session windows, streams waiting for
 ``accept_stream`` by ``max_streams``, sessions waiting for ``accept`` by
-``max_sessions``, unreliable datagrams by :data:`MAX_QUEUED_DATAGRAMS`.
+``max_sessions``, unread unreliable datagrams by :data:`MAX_QUEUED_DATAGRAMS`
+and :data:`MAX_QUEUED_DATAGRAM_BYTES` per session (the oldest are dropped).
 
 This module is backend-free. :class:`NodeBase` leaves to its subclass (the
 asyncio or the trio ``Node``) the clock, the socket watching, the timer, task
@@ -64,6 +65,7 @@ from .errors import (
 )
 
 __all__ = ["NodeBase", "Session", "Stream", "Signal", "FifoLock", "MAX_QUEUED_DATAGRAMS",
+           "MAX_QUEUED_DATAGRAM_BYTES",
            "loopback_datagram_size"]
 
 Address = tuple
@@ -72,6 +74,8 @@ logger = logging.getLogger("stt")
 
 #: Unreliable datagrams kept per session for ``Session.receive_datagram``.
 MAX_QUEUED_DATAGRAMS = 1024
+#: ... and at most this many bytes of them (loopback datagrams reach 64 KiB).
+MAX_QUEUED_DATAGRAM_BYTES = 4 * 1024 * 1024
 
 
 class Signal(Protocol):
@@ -618,6 +622,8 @@ class Session:
         self._incoming: deque[Stream] = deque()
         self._incoming_signal = node._new_signal()
         self._datagrams: deque[bytes] = deque()
+        self._datagram_bytes = 0
+        self._datagrams_dropped = 0
         self._datagram_signal = node._new_signal()
         self._closed: SessionClosedError | None = None
         self._closed_signal = node._new_signal()
@@ -696,13 +702,17 @@ class Session:
 
     async def receive_datagram(self) -> bytes:
         """The next unreliable datagram from the peer (the oldest are dropped
-        past :data:`MAX_QUEUED_DATAGRAMS` unread ones)."""
+        past :data:`MAX_QUEUED_DATAGRAMS` unread ones or
+        :data:`MAX_QUEUED_DATAGRAM_BYTES`, counted in ``statistics()`` as
+        ``datagrams_dropped_unread``)."""
         await self._node._cancel_point()
         waited = False
         while True:
             if self._datagrams:
                 if waited:
-                    return self._datagrams.popleft()
+                    data = self._datagrams.popleft()
+                    self._datagram_bytes -= len(data)
+                    return data
                 await self._node._schedule_point()  # then look again
             else:
                 self._check_open()
@@ -711,9 +721,12 @@ class Session:
             waited = True
 
     def _on_datagram(self, data: bytes) -> None:
-        if len(self._datagrams) >= MAX_QUEUED_DATAGRAMS:
-            self._datagrams.popleft()
-        self._datagrams.append(data)
+        queue = self._datagrams
+        queue.append(data)
+        self._datagram_bytes += len(data)
+        while len(queue) > MAX_QUEUED_DATAGRAMS or self._datagram_bytes > MAX_QUEUED_DATAGRAM_BYTES:
+            self._datagram_bytes -= len(queue.popleft())
+            self._datagrams_dropped += 1
         self._datagram_signal.set()
 
     # ------------------------------------------------------------------ life cycle
@@ -744,9 +757,14 @@ class Session:
 
     def statistics(self) -> dict[str, Any]:
         """RTT, congestion window, bytes and packets sent/received/lost/
-        retransmitted, streams open (see ``Endpoint.session_statistics``)."""
+        retransmitted, streams open (see ``Endpoint.session_statistics``),
+        plus the adapter's ``datagrams_queued`` (unread unreliable datagrams)
+        and ``datagrams_dropped_unread``."""
         self._check_open()
-        return self._node._endpoint.session_statistics(self.session_id)
+        stats = self._node._endpoint.session_statistics(self.session_id)
+        stats["datagrams_queued"] = len(self._datagrams)
+        stats["datagrams_dropped_unread"] = self._datagrams_dropped
+        return stats
 
     def _check_open(self) -> None:
         if self._closed is not None:

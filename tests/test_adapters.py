@@ -525,3 +525,26 @@ async def test_the_send_lock_is_fifo_and_survives_cancelled_waiters(stt):
             scopes[1].cancel()  # ... cancelled as it wakes: it passes the lock on
         assert order in ([1, 3, 4], [3, 4])  # 1 may or may not have run first
         assert lock.try_acquire()  # free again, and nobody left queued
+
+
+async def test_unread_datagrams_are_bounded_oldest_dropped(stt):
+    from stt_io._core import MAX_QUEUED_DATAGRAM_BYTES
+    with anyio.fail_after(30):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            session = await client.connect(server.address, server.node_id)
+            inbound = await server.accept()
+            size = min(session.max_datagram_payload, 60_000)
+            count = MAX_QUEUED_DATAGRAM_BYTES // size + 40
+            for i in range(count):
+                session.send_datagram(i.to_bytes(4, "big") * (size // 4))
+                if i % 8 == 7:
+                    await anyio.sleep(0.002)  # no bursts beyond the socket buffers
+            await anyio.sleep(0.3)
+            stats = inbound.statistics()
+            assert stats["datagrams_queued"] * size <= MAX_QUEUED_DATAGRAM_BYTES
+            assert stats["datagrams_dropped_unread"] > 0
+            assert stats["datagrams_queued"] + stats["datagrams_dropped_unread"] <= count
+            first = await inbound.receive_datagram()
+            # The oldest arrivals were dropped, so the oldest kept one comes
+            # after at least that many (more if the kernel lost some).
+            assert int.from_bytes(first[:4], "big") >= stats["datagrams_dropped_unread"]
