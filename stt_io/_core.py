@@ -341,6 +341,21 @@ class NodeBase:
         if self._accept_signal is not None:
             self._accept_signal.set()
 
+    async def stop(self) -> None:
+        """Close every session (the peers are told), cancel the node's tasks and
+        close the socket. Pending calls fail with :class:`NodeStoppedError` or
+        :class:`SessionClosedError`. Stopping twice does nothing."""
+        raise NotImplementedError
+
+    def _begin_stop(self) -> bool:
+        """The part of ``stop()`` both backends share; ``False`` if there is
+        nothing (left) to stop."""
+        if not self._running:
+            self._stopped = True
+            return False
+        self._shutdown()
+        return True
+
     def _check_running(self) -> None:
         if not self._running:
             raise NodeStoppedError("node is not running (start it first)")

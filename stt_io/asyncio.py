@@ -61,14 +61,9 @@ class Node(NodeBase):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
-    async def stop(self) -> None:
-        """Close every session (the peers are told), cancel the node's tasks and
-        close the socket. Pending calls fail with :class:`NodeStoppedError` or
-        :class:`SessionClosedError`. Stopping twice does nothing."""
-        if not self._running:
-            self._stopped = True
+    async def stop(self) -> None:  # documented in NodeBase
+        if not self._begin_stop():
             return
-        self._shutdown()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

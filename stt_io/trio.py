@@ -156,14 +156,9 @@ class Node(NodeBase):
             await outer.__aexit__(None, None, None)
         return False
 
-    async def stop(self) -> None:
-        """Close every session (the peers are told), cancel the node's tasks and
-        close the socket. Pending calls fail with :class:`NodeStoppedError` or
-        :class:`SessionClosedError`. Stopping twice does nothing."""
-        if not self._running:
-            self._stopped = True
+    async def stop(self) -> None:  # documented in NodeBase
+        if not self._begin_stop():
             return
-        self._shutdown()
         if self._scope is not None:
             self._scope.cancel()
         with trio.CancelScope(shield=True):

@@ -20,6 +20,8 @@ from stt_io.errors import ConnectionTimeoutError, SessionClosedError, STTError
 from stt_io.trio import ByteStream, Node
 from stt_proto.identity import Identity
 
+from .test_adapters import echo_stream
+
 SEED = b"trio adapter test network seed"
 
 
@@ -37,16 +39,7 @@ async def echo(session) -> None:
                 stream = await session.accept_stream()
             except STTError:
                 return
-            nursery.start_soon(_echo_stream, stream)
-
-
-async def _echo_stream(stream) -> None:
-    try:
-        async for message in stream:
-            await stream.send(message)
-        await stream.close()
-    except STTError:
-        pass
+            nursery.start_soon(echo_stream, stream)
 
 
 def test_serve_with_nursery_start_and_handler_errors_are_logged(caplog):
