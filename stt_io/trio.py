@@ -231,6 +231,9 @@ class Node(NodeBase):
         ``task_status.started()`` reports the node's ``(host, port)``. A
         handler's exception is logged and does not stop serving."""
         self._check_running()
+        if self._session_handlers:
+            raise RuntimeError("serve() takes the sessions on_session() handlers would get: "
+                               "use one or the other")
         task_status.started(self.address)
         async with trio.open_nursery() as nursery:
             while True:
@@ -325,12 +328,26 @@ class ByteStream(trio.abc.HalfCloseableStream):
             self._sending = False
 
     async def wait_send_all_might_not_block(self) -> None:
+        """Wait until the stream's send buffer has room (or it can no longer
+        send: then ``send_all`` will raise)."""
         if self._sending:
             raise trio.BusyResourceError("another task is sending on this stream")
         self._sending = True
         try:
             self._check_closed()
             await trio.lowlevel.checkpoint()
+            stream = self.stream
+            session = stream.session
+            node = session._node
+            while not self._closed and not stream.is_closed() and node._running:
+                try:
+                    if node._endpoint.stream_writable(session.session_id, stream.stream_id):
+                        return
+                except KeyError:
+                    return
+                stream._writable.clear()
+                await stream._writable.wait()
+            self._check_closed()
         finally:
             self._sending = False
 

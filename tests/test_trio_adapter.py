@@ -294,3 +294,39 @@ def test_every_async_method_is_a_cancellation_point_that_changes_nothing():
             assert await peer.receive() == b"second"  # nothing was sent
 
     run(main)
+
+
+def test_wait_send_all_might_not_block_waits_for_room():
+    async def main():
+        async with Node(shared_seed=SEED) as server, \
+                Node(shared_seed=SEED, max_send_buffer=64 * 1024, stream_window=64 * 1024) \
+                as client:
+            session = await client.connect(server.address, server.node_id)
+            view = session.open_stream().as_byte_stream()
+            await view.wait_send_all_might_not_block()  # empty buffer: at once
+            await view.send_all(b"x" * (200 * 1024))  # past the window and the buffer
+            with trio.move_on_after(0.3) as scope:
+                await view.wait_send_all_might_not_block()
+            assert scope.cancelled_caught  # full, and nobody reads
+            peer = (await (await server.accept()).accept_stream()).as_byte_stream()
+            with trio.fail_after(10):
+                async with trio.open_nursery() as nursery:
+                    async def drain():
+                        got = 0
+                        while got < 200 * 1024:
+                            got += len(await peer.receive_some())
+                    nursery.start_soon(drain)
+                    await view.wait_send_all_might_not_block()  # room again
+
+    run(main)
+
+
+def test_serve_and_on_session_handlers_exclude_each_other():
+    async def main():
+        async with Node(shared_seed=SEED) as node:
+            node.on_session(echo)
+            async with trio.open_nursery() as nursery:
+                with pytest.raises(RuntimeError):
+                    await nursery.start(node.serve, echo)
+
+    run(main)
