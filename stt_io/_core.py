@@ -40,6 +40,7 @@ synchronous step that returns it.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import socket
@@ -93,15 +94,25 @@ class Signal(Protocol):
     async def wait(self) -> Any: ...
 
 
+@functools.lru_cache(maxsize=1024)
+def _parse_host(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as an IP address, or ``None`` for a name (parsing costs more
+    than a handshake's worth of Python calls, and hosts repeat)."""
+    try:
+        return ipaddress.ip_address(host)
+    except (ValueError, TypeError):
+        return None
+
+
 def loopback_datagram_size(address: Address) -> int | None:
     """The path size the node uses by default: a loopback path carries whole
     64 KiB datagrams (its MTU is 65,536; TCP's loopback MSS reflects the same),
     any other path the configured ``max_datagram_size``."""
     try:
-        loopback = ipaddress.ip_address(address[0].split("%")[0]).is_loopback
-    except (ValueError, TypeError, IndexError):
+        ip = _parse_host(address[0].split("%")[0])
+    except (AttributeError, TypeError, IndexError):
         return None
-    return 65507 if loopback else None
+    return 65507 if ip is not None and ip.is_loopback else None
 
 
 def close_error(reason: str, code: int, message: str) -> Exception:
@@ -400,9 +411,8 @@ class NodeBase:
         """``peer_addr`` as is when its host is a numeric address of the
         socket's family: no resolver round trip (a thread hop) for it."""
         host, port = peer_addr[0], peer_addr[1]
-        try:
-            ip = ipaddress.ip_address(host)
-        except (ValueError, TypeError):
+        ip = _parse_host(host) if isinstance(host, str) else None
+        if ip is None:
             return None
         version, host = ip.version, str(ip)  # the form the socket reports
         if not isinstance(port, int) or not 0 < port < 65536:
