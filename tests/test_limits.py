@@ -52,15 +52,7 @@ class Hostile:
     def send(self, *frames) -> None:
         """Seal ``frames`` (each a callable writing into a ``wire.Writer``) in
         one packet and deliver it to the victim now, bypassing the link."""
-        session = self.node.endpoint._sessions[self.session_id]
-        core = session.core
-        w = wire.Writer(core.max_payload)
-        for frame in frames:
-            frame(w)
-        pn, datagram = session.keys.seal(w.getvalue(), now=self.net.now)
-        # Our own engine must not take the victim's ACK of this number for a
-        # violation (it did not send it through its core).
-        core._largest_sent = max(core._largest_sent, pn)
+        datagram = self.seal_only(*frames)
         self.victim.endpoint.receive_datagram(datagram, self.node.address, self.net.now)
         self.victim.flush()
 
@@ -72,6 +64,8 @@ class Hostile:
         for frame in frames:
             frame(w)
         pn, datagram = session.keys.seal(w.getvalue(), now=self.net.now)
+        # Our own engine must not take the victim's ACK of this number for a
+        # violation (it did not send it through its core).
         core._largest_sent = max(core._largest_sent, pn)
         return datagram
 
