@@ -40,6 +40,7 @@ synchronous step that returns it.
 
 from __future__ import annotations
 
+import abc
 import functools
 import ipaddress
 import logging
@@ -204,7 +205,7 @@ class FifoLock:
         self.release()
 
 
-class NodeBase:
+class NodeBase(abc.ABC):
     """One STT node: an identity, a UDP socket, and its sessions.
 
     Args:
@@ -249,29 +250,30 @@ class NodeBase:
 
     # ------------------------------------------------------------------ backend hooks
 
+    @abc.abstractmethod
     def _clock(self) -> float:
         """The backend's monotonic clock, in seconds."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _new_signal(self) -> Signal:
-        raise NotImplementedError
+        """A new :class:`Signal` of the backend."""
 
+    @abc.abstractmethod
     def _set_timer(self, at: float | None) -> None:
         """Make :meth:`_on_timer` run at ``at`` (replacing the armed time), or
         never when ``None``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _watch_writable(self) -> None:
         """Call :meth:`_on_writable` once the socket is writable."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _retry_backlog_later(self) -> None:
         """Call :meth:`_on_writable` again shortly (the device queue was full)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _spawn(self, coro: Awaitable[Any], what: str) -> None:
         """Run ``coro`` as a task of the node; its exception is logged, never raised."""
-        raise NotImplementedError
 
     def _flush_soon(self) -> None:
         """Flush once the current step is over (or now, if the backend cannot defer)."""
@@ -287,8 +289,9 @@ class NodeBase:
         waited: on trio, lets other tasks run (it cannot be cancelled, so what
         the method took is never lost); nothing on asyncio."""
 
+    @abc.abstractmethod
     async def _resolve(self, host: str, port: int) -> Address:
-        raise NotImplementedError
+        """Resolve a host name to the numeric ``(host, port)`` of the socket's family."""
 
     # ------------------------------------------------------------------ properties
 
@@ -352,11 +355,11 @@ class NodeBase:
         if self._accept_signal is not None:
             self._accept_signal.set()
 
+    @abc.abstractmethod
     async def stop(self) -> None:
         """Close every session (the peers are told), cancel the node's tasks and
         close the socket. Pending calls fail with :class:`NodeStoppedError` or
         :class:`SessionClosedError`. Stopping twice does nothing."""
-        raise NotImplementedError
 
     def _begin_stop(self) -> bool:
         """The part of ``stop()`` both backends share; ``False`` if there is
