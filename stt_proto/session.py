@@ -851,7 +851,7 @@ class SessionCore:
                     stream.recv.stop_unacked = False
                     self._check_closed(stream, now)
 
-    def _frames_lost(self, frames: list) -> None:
+    def _frames_lost(self, frames: list, now: float) -> None:
         streams = self._streams
         for record in frames:
             kind = record[0]
@@ -870,7 +870,14 @@ class SessionCore:
             elif kind == _F_RESET:
                 stream = record[1]
                 if stream.stream_id in streams and stream.send.state.value == "reset_sent":
-                    self._resets[stream.stream_id] = stream
+                    if stream.send.delivered_whole:
+                        # The peer holds every byte and the FIN, so it closed
+                        # the stream and may forget its id: a late RESET would
+                        # open a new stream there. Settled as if acknowledged.
+                        if stream.send.on_reset_acked():
+                            self._check_closed(stream, now)
+                    else:
+                        self._resets[stream.stream_id] = stream
             elif kind == _F_STOP:
                 stream = record[1]
                 if stream.recv.stop_unacked and streams.get(stream.stream_id) is stream:
@@ -912,7 +919,7 @@ class SessionCore:
             stats["packets_lost"] += 1
             stats["bytes_lost"] += packet.size
             if packet.frames:
-                self._frames_lost(packet.frames)
+                self._frames_lost(packet.frames, now)
         self.bytes_in_flight = in_flight
         self.cc.on_packets_lost(lost, bytes_in_flight=in_flight, now=now)
         self.pacer.set_rate(self.cc.pacing_rate(self.rtt), now)
@@ -997,7 +1004,7 @@ class SessionCore:
             if packet.frames:
                 # The packet stays in flight (an ACK for it still counts); its
                 # stream data is sent again so the probe carries something useful.
-                self._frames_lost(packet.frames)
+                self._frames_lost(packet.frames, now)
                 break
 
     # ------------------------------------------------------------------ flow control
@@ -1098,7 +1105,7 @@ class SessionCore:
             try:
                 pn, datagram = seal(w.getvalue(), now=now)
             except KeyExhaustedError:
-                self._frames_lost(records)
+                self._frames_lost(records, now)
                 break
             size = len(datagram)
             out.append(datagram)

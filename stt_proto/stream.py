@@ -199,6 +199,13 @@ class SendStream:
         """Whether this side is done: all acknowledged, or the reset acknowledged."""
         return self.state in SEND_TERMINAL
 
+    @property
+    def delivered_whole(self) -> bool:
+        """Whether the peer acknowledged every byte and the FIN, even if a reset
+        followed: it then closed its side cleanly, and a RESET_STREAM has
+        nothing left to tell it (docs/protocol.md 7.4)."""
+        return self.fin_acked and self.acked_end >= self.write_end
+
     # -- the session side -------------------------------------------------------------
 
     def wants_to_send(self, credit: int) -> bool:
@@ -260,11 +267,20 @@ class SendStream:
 
     def on_acked(self, start: int, end: int, fin: bool) -> bool:
         """A frame was acknowledged. Returns ``True`` when the side just finished."""
-        if self.reset_code is not None:
-            return False
         if fin:
             self.fin_acked = True
             self.fin_pending = False
+        if self.reset_code is not None:
+            # Still counted after a reset: see delivered_whole.
+            if end > self.acked_end:
+                acked = self._acked
+                if start <= self.acked_end and not acked:
+                    self.acked_end = end
+                else:
+                    acked.add(max(start, self.acked_end), end)
+                    if acked and acked.lowest() == self.acked_end:
+                        self.acked_end = acked.shift()[1]
+            return False
         if end > self.acked_end:
             acked = self._acked
             if start <= self.acked_end and not acked:
