@@ -1223,7 +1223,11 @@ class BBR(CongestionController):
 
         if self._state == _PROBE_BW and self._is_next_cycle_phase(now, lost, prior_inflight):
             self._advance_cycle_phase(now)
-        self._check_full_pipe(round_start, p_app_limited)
+        # A round without a usable sample (an interval of 0, as on a zero-delay
+        # path or with a coarse clock) says nothing about whether the
+        # bandwidth stopped growing: counting it would end Startup at the first,
+        # tiny estimate, and pacing would then hold the rate there.
+        self._check_full_pipe(round_start, p_app_limited or rate < 0.0)
         self._check_drain(bytes_in_flight, now)
 
         # -- RTprop (BBRUpdateRTprop). A sample merely equal to the estimate

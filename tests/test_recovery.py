@@ -1028,3 +1028,24 @@ def test_pacer_rejects_bad_configuration() -> None:
         Pacer(max_datagram_size=0)
     with pytest.raises(ValueError):
         Pacer(max_datagram_size=1000, burst_packets=0)
+
+
+def test_bbr_rounds_without_a_rate_sample_do_not_end_startup() -> None:
+    # A zero-delay path (or a coarse clock): packets are acknowledged at the
+    # instant they were sent, so no delivery-rate sample exists. Counting those
+    # rounds as "no growth" ended Startup at the first, tiny estimate and held
+    # the pacing rate there (found by test_session_stateful's slow run: 115 kB
+    # took 74 s).
+    cc = BBR(max_datagram_size=MDS)
+    rtt = RttEstimator()
+    p = packet(0, 0.0, 30)
+    cc.on_packet_sent(p, bytes_in_flight=30, now=0.0)
+    rtt.update(0.025, 0.0, max_ack_delay=0.025)
+    cc.on_packets_acked([p], bytes_in_flight=0, rtt=rtt, now=0.025)  # 1,200 B/s
+    assert cc.btl_bw == pytest.approx(1200)
+    for pn in range(1, 40):  # rounds of one packet, acknowledged instantly
+        p = packet(pn, 1.0 + pn, MDS)
+        cc.on_packet_sent(p, bytes_in_flight=MDS, now=1.0 + pn)
+        cc.on_packets_acked([p], bytes_in_flight=0, rtt=rtt, now=1.0 + pn)
+    assert cc.state == "startup"
+    assert cc.pacing_rate(rtt) > 100 * cc.btl_bw
