@@ -335,7 +335,8 @@ class SessionCore:
             return
         stream = self._local_stream(stream_id)
         stream.send.end()
-        self._want_send(stream)
+        if stream.send.reset_code is None:  # ending again after a reset changes nothing
+            self._want_send(stream)
 
     def reset_stream(self, stream_id: int, error_code: int, *, now: float) -> None:
         """Abandon this side's unsent data and tell the peer (RESET_STREAM).

@@ -231,7 +231,10 @@ class SendStream:
         Lost data goes first, then new data within the stream's and the session's
         (``credit``) flow control. Returns ``(offset, data, fin, new_bytes)`` or
         ``None``; ``new_bytes`` is what the frame takes from session credit.
+        Nothing after a reset: the RESET_STREAM's final size is the last word.
         """
+        if self.reset_code is not None:
+            return None
         sid = self.stream_id
         if self.lost:
             start, stop = self.lost.shift()

@@ -1033,3 +1033,49 @@ def test_reset_after_fin_lost_does_not_reopen_a_closed_stream() -> None:
     m.drop(index=5)                       # the packet with b's RESET_STREAM is lost
     m.step_ok = True
     m.teardown()                          # the model fails on StreamOpened after StreamClosed
+
+
+def test_stop_during_a_partly_sent_final_message_keeps_the_final_size() -> None:
+    # The slow run's shrunk example, replayed step by step. The peer's STOP
+    # resets a stream whose 18 kB final message was only partly sent; ending it
+    # again put it back in the send queue, and SendStream.next_frame, which did
+    # not check for a reset, sent new data past the RESET's final size: the
+    # receiver closed the session with FINAL_SIZE_ERROR.
+    m = SessionMachine()
+
+    def step() -> None:
+        m.limits()
+        m.prefixes()
+        m.step_finished()
+
+    m.setup(seed=0, auto_credit=(True, True), max_streams=(1, 1), stream_window=1 * KiB,
+            session_window=1 * KiB, max_send_buffer=4 * KiB,
+            max_frame_size=(128 * KiB, 128 * KiB), congestion_control="newreno")
+    step()
+    for _ in range(20):
+        m.to_next_timer()
+        step()
+    m.corrupt(bit=0, index=0)
+    step()
+    m.send(as_bytes=False, end=True, index=0, side="a", size=18017)
+    step()
+    for _ in range(3):
+        m.to_next_timer()
+        step()
+    m.deliver_all(rounds=8)
+    step()
+    m.stop_stream(code=100, index=0, side="b")
+    step()
+    m.to_next_timer()
+    step()
+    m.deliver_all(rounds=1)
+    step()
+    for _ in range(2):
+        m.to_next_timer()
+        step()
+    for _ in range(2):  # the second call matters
+        m.end_stream(index=0, side="a")
+        step()
+    m.close(code=0, now=0, side="a")
+    step()
+    m.teardown()
