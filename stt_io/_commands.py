@@ -15,6 +15,7 @@ command, sleeping, waiting forever) goes through a small :class:`Backend`.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import hashlib
@@ -42,7 +43,7 @@ BACKENDS = ("asyncio", "trio")
 # ---------------------------------------------------------------------------- backends
 
 
-class Backend:
+class Backend(abc.ABC):
     """What a command needs from its event loop, beyond the adapter's API.
 
     Tasks are not part of it: a command hands them to its node (see
@@ -53,16 +54,17 @@ class Backend:
     #: The adapter's node class (``stt_io.asyncio.Node`` or ``stt_io.trio.Node``).
     Node: type[NodeBase]
 
+    @abc.abstractmethod
     def run(self, command: Callable[..., Awaitable[int]], *args: Any) -> int:
         """Run ``await command(*args)`` in a new event loop; return its result."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def sleep(self, seconds: float) -> None:
-        raise NotImplementedError
+        """Sleep on the backend's clock."""
 
+    @abc.abstractmethod
     async def wait_forever(self) -> None:
         """Block until cancelled (by Ctrl-C or a signal)."""
-        raise NotImplementedError
 
 
 class _AsyncioBackend(Backend):
