@@ -270,20 +270,12 @@ class SendStream:
 
     def on_acked(self, start: int, end: int, fin: bool) -> bool:
         """A frame was acknowledged. Returns ``True`` when the side just finished."""
+        # Counted after a reset too (see delivered_whole): the buffer is then
+        # empty with its base at write_end, so nothing below is compacted, and
+        # the state (RESET_SENT) does not move on ALL_ACKED.
         if fin:
             self.fin_acked = True
             self.fin_pending = False
-        if self.reset_code is not None:
-            # Still counted after a reset: see delivered_whole.
-            if end > self.acked_end:
-                acked = self._acked
-                if start <= self.acked_end and not acked:
-                    self.acked_end = end
-                else:
-                    acked.add(max(start, self.acked_end), end)
-                    if acked and acked.lowest() == self.acked_end:
-                        self.acked_end = acked.shift()[1]
-            return False
         if end > self.acked_end:
             acked = self._acked
             if start <= self.acked_end and not acked:
