@@ -430,18 +430,7 @@ class NodeBase(abc.ABC):
         """The next session a peer opened (when no ``on_session`` handler is
         registered, inbound sessions queue here)."""
         self._check_running()
-        await self._cancel_point()
-        waited = False
-        while True:
-            if self._accepted:
-                if waited:
-                    return self._accepted.popleft()
-                await self._schedule_point()  # then look again
-            else:
-                self._check_running()
-                self._accept_signal.clear()
-                await self._accept_signal.wait()
-            waited = True
+        return await _next_from(self, self._accepted, self._accept_signal, self._check_running)
 
     def on_session(self, handler: Callable[[Session], Awaitable[Any]]) -> Callable:
         """Run ``handler(session)`` as a task for every inbound session (instead
@@ -627,6 +616,25 @@ def _close_quietly(session: Session) -> None:
         pass
 
 
+async def _next_from(node: NodeBase, queue: deque, signal: Signal,
+                     check: Callable[[], None]) -> Any:
+    """Pop the oldest item of ``queue``, waiting on ``signal`` while it is empty
+    (``check`` raises once waiting is pointless). A checkpoint on either
+    backend; cancelled, it takes nothing."""
+    await node._cancel_point()
+    waited = False
+    while True:
+        if queue:
+            if waited:
+                return queue.popleft()
+            await node._schedule_point()  # then look again
+        else:
+            check()
+            signal.clear()
+            await signal.wait()
+        waited = True
+
+
 _STREAM_EVENTS = frozenset({
     ev.StreamOpened, ev.MessageReceived, ev.StreamDataReceived, ev.StreamEnded,
     ev.StreamReset, ev.StreamStopped, ev.StreamWritable, ev.StreamClosed,
@@ -700,18 +708,8 @@ class Session:
 
     async def accept_stream(self) -> Stream:
         """The next stream the peer opened."""
-        await self._node._cancel_point()
-        waited = False
-        while True:
-            if self._incoming:
-                if waited:
-                    return self._incoming.popleft()
-                await self._node._schedule_point()  # then look again
-            else:
-                self._check_open()
-                self._incoming_signal.clear()
-                await self._incoming_signal.wait()
-            waited = True
+        return await _next_from(self._node, self._incoming, self._incoming_signal,
+                                self._check_open)
 
     def _stream(self, stream_id: int) -> Stream:
         stream = self._streams.get(stream_id)
@@ -733,20 +731,10 @@ class Session:
         past :data:`MAX_QUEUED_DATAGRAMS` unread ones or
         :data:`MAX_QUEUED_DATAGRAM_BYTES`, counted in ``statistics()`` as
         ``datagrams_dropped_unread``)."""
-        await self._node._cancel_point()
-        waited = False
-        while True:
-            if self._datagrams:
-                if waited:
-                    data = self._datagrams.popleft()
-                    self._datagram_bytes -= len(data)
-                    return data
-                await self._node._schedule_point()  # then look again
-            else:
-                self._check_open()
-                self._datagram_signal.clear()
-                await self._datagram_signal.wait()
-            waited = True
+        data = await _next_from(self._node, self._datagrams, self._datagram_signal,
+                                self._check_open)
+        self._datagram_bytes -= len(data)
+        return data
 
     def _on_datagram(self, data: bytes) -> None:
         queue = self._datagrams
