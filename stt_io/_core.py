@@ -129,10 +129,9 @@ def close_error(reason: str, code: int, message: str) -> Exception:
 class _Connect:
     """A pending connect: its outcome, set once, and the signal its caller waits on."""
 
-    __slots__ = ("address", "signal", "session", "error")
+    __slots__ = ("signal", "session", "error")
 
-    def __init__(self, address: Address, signal: Signal) -> None:
-        self.address = address
+    def __init__(self, signal: Signal) -> None:
         self.signal = signal
         self.session: Session | None = None
         self.error: BaseException | None = None
@@ -392,7 +391,7 @@ class NodeBase(abc.ABC):
             address = await self._resolve(peer_addr[0], peer_addr[1])
             self._check_running()
         session_id = self._endpoint.connect(address, peer_id, now=self._now(), timeout=timeout)
-        pending = self._connects[session_id] = _Connect(address, self._new_signal())
+        pending = self._connects[session_id] = _Connect(self._new_signal())
         self._flush()
         try:
             while not pending.done:
