@@ -98,6 +98,11 @@ class EndpointConfig:
     max_send_buffer: int = 4 * 1024 * 1024
     """Bytes a stream holds unacknowledged before sends are refused
     (``SendBufferFullError``; wait for ``StreamWritable``)."""
+    max_session_send_buffer: int = 64 * 1024 * 1024
+    """Bytes all the streams of a session hold unacknowledged together before
+    sends on any of them are refused the same way (counted as
+    ``sends_refused_session_buffer``). A peer that withholds credit or
+    acknowledgements on many streams at once pins at most this much."""
     max_streams: int = 4096
     """Streams the peer may have open at once on a session; beyond it a new
     stream is refused with ``STREAM_LIMIT_ERROR`` (the session survives)."""
@@ -177,9 +182,10 @@ class EndpointConfig:
         if not 1200 <= self.max_datagram_size <= 65527:
             raise ValueError("max_datagram_size must be within 1200..65527")
         for name in ("max_frame_size", "stream_window", "max_stream_window", "session_window",
-                     "max_session_window", "max_send_buffer", "max_streams",
-                     "max_closed_streams", "max_queued_datagrams", "max_stream_fragments",
-                     "max_session_fragments", "max_ack_ranges", "max_dht_message_size"):
+                     "max_session_window", "max_send_buffer", "max_session_send_buffer",
+                     "max_streams", "max_closed_streams", "max_queued_datagrams",
+                     "max_stream_fragments", "max_session_fragments", "max_ack_ranges",
+                     "max_dht_message_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int")

@@ -48,7 +48,7 @@ from . import _wire as wire
 from .config import EndpointConfig
 from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, ErrorCode
 from .crypto import KeyExhaustedError
-from .errors import LocalProtocolError, ProtocolError, StreamClosedError
+from .errors import LocalProtocolError, ProtocolError, SendBufferFullError, StreamClosedError
 from .events import (
     DatagramReceived,
     DhtMessageReceived,
@@ -183,8 +183,9 @@ class SessionCore:
         # -- streams
         self._streams: dict[int, _Stream] = {}
         #: Closed stream ids that still absorb late frames: id -> (linger end,
-        #: last packet number that carried a frame for it).
-        self._closed: OrderedDict[int, tuple[float, int]] = OrderedDict()
+        #: last packet number that carried a frame for it, when this side may
+        #: reopen the id).
+        self._closed: OrderedDict[int, tuple[float, int, float]] = OrderedDict()
         self._now = float("-inf")
         self._current_pn = -1
         #: Our packets that carried an ACK frame: pn -> largest pn it acknowledged.
@@ -196,6 +197,10 @@ class SessionCore:
         self._refused: OrderedDict[int, int] = OrderedDict()
         self._send_queue: dict[int, _Stream] = {}
         self._credit_waiters: dict[int, _Stream] = {}
+        #: Queued bytes all streams keep in memory (max_session_send_buffer),
+        #: and the streams a send refused for that limit, to wake up.
+        self._send_held = 0
+        self._room_waiters: dict[int, _Stream] = {}
         self._next_stream_id = 1 if initiator else 0
         self._peer_streams = 0
         self._local_streams = 0
@@ -244,6 +249,7 @@ class SessionCore:
             "spurious_frames_absorbed", "persistent_congestion", "streams_refused_rate",
             "fragments_refused", "ack_ranges_forgotten", "dht_messages_dropped",
             "closed_streams_forgotten", "refused_streams_forgotten", "messages_refused_too_large",
+            "sends_refused_session_buffer",
         ), 0)
 
     # ------------------------------------------------------------------ streams (API)
@@ -318,7 +324,10 @@ class SessionCore:
         new = stream_id not in self._streams
         stream = self._local_stream(stream_id)
         try:
-            stream.send.write(data, mode=mode, end_stream=end_stream)
+            if (self._send_held >= self._config.max_session_send_buffer
+                    and (data or not end_stream)):
+                self._session_buffer_full(stream)
+            self._send_held += stream.send.write(data, mode=mode, end_stream=end_stream)
         except LocalProtocolError:
             if new:  # nothing was queued: forget the stream this call opened
                 del self._streams[stream_id]
@@ -327,6 +336,26 @@ class SessionCore:
         if mode == MODE_MESSAGES:
             self._stats["messages_sent"] += 1
         self._want_send(stream)
+
+    def _session_buffer_full(self, stream: _Stream) -> None:
+        send = stream.send
+        if send.fin or send.reset_code is not None:
+            return  # write() raises the better error
+        self._stats["sends_refused_session_buffer"] += 1
+        self._room_waiters[stream.stream_id] = stream
+        raise SendBufferFullError(
+            f"the session holds {self._send_held} unacknowledged bytes "
+            f"(max_session_send_buffer {self._config.max_session_send_buffer})")
+
+    def _release_held(self, nbytes: int) -> None:
+        """``nbytes`` of queued data left memory (acknowledged or reset)."""
+        held = self._send_held = self._send_held - nbytes
+        if self._room_waiters and held < self._config.max_session_send_buffer:
+            waiters = self._room_waiters
+            self._room_waiters = {}
+            for sid, stream in waiters.items():
+                if self._streams.get(sid) is stream and stream.send.writable:
+                    self._emit(StreamWritable(session_id=self.session_id, stream_id=sid))
 
     def end_stream(self, stream_id: int) -> None:
         """End this side of the stream (FIN after what is queued). Nothing happens
@@ -344,7 +373,9 @@ class SessionCore:
         if stream_id in self._closed:
             return
         stream = self._local_stream(stream_id)
+        held = stream.send.held
         if stream.send.reset(error_code):
+            self._release_held(held)
             self._resets[stream_id] = stream
             self._send_queue.pop(stream_id, None)
             self._credit_waiters.pop(stream_id, None)
@@ -390,7 +421,8 @@ class SessionCore:
 
     def stream_writable(self, stream_id: int) -> bool:
         stream = self._streams.get(stream_id)
-        return stream is not None and stream.send.writable
+        return (stream is not None and stream.send.writable
+                and self._send_held < self._config.max_session_send_buffer)
 
     def stream_info(self, stream_id: int) -> dict:
         stream = self._streams.get(stream_id)
@@ -687,7 +719,9 @@ class SessionCore:
         if stream is None:
             self._stats["spurious_frames_absorbed"] += 1
             return
+        held = stream.send.held
         if stream.send.reset(frame.error_code):
+            self._release_held(held)
             sid = stream.stream_id
             self._resets[sid] = stream
             self._send_queue.pop(sid, None)
@@ -835,7 +869,12 @@ class SessionCore:
             if kind == _F_STREAM:
                 stream = record[1]
                 send = stream.send
-                if send.on_acked(record[2], record[3], record[4]):
+                held = send.held
+                finished = send.on_acked(record[2], record[3], record[4])
+                held -= send.held
+                if held:
+                    self._release_held(held)
+                if finished:
                     self._check_closed(stream, now)
                 elif send.buffer_was_full and send.writable:
                     send.buffer_was_full = False
@@ -1258,8 +1297,10 @@ class SessionCore:
         del self._streams[sid]
         self._fragments -= recv.fragments
         self._fragment_bytes -= recv.out_of_order_bytes
+        if stream.send.held:
+            self._release_held(stream.send.held)
         for table in (self._send_queue, self._credit_waiters, self._updates, self._resets,
-                      self._stops, self._stream_blocked):
+                      self._stops, self._stream_blocked, self._room_waiters):
             table.pop(sid, None)
         self._reserving.discard(stream)
         if stream.remote:
@@ -1306,6 +1347,7 @@ class SessionCore:
             closed_streams_remembered=len(self._closed),
             refused_streams_remembered=len(self._refused),
             send_buffered=send_buffered,
+            send_held=self._send_held,
             recv_buffered=recv_buffered,
             send_credit=self._peer_max_data - self._sent_total,
             recv_credit=self._local_max_data - self._recv_total,

@@ -121,6 +121,12 @@ class SendStream:
         return self.write_end - self.acked_end
 
     @property
+    def held(self) -> int:
+        """Bytes of queued data this side still keeps in memory (none after a
+        reset: the buffer is dropped then)."""
+        return self.write_end - max(self.acked_end, self._base)
+
+    @property
     def writable(self) -> bool:
         """Whether :meth:`write` would accept data now."""
         return (not self.fin and self.reset_code is None

@@ -267,6 +267,35 @@ def test_a_peer_that_never_acknowledges_nor_grants_credit_is_bounded():
     check_good_session(net, victim, good, sid_good)
 
 
+def test_a_peer_that_starves_many_streams_pins_at_most_the_session_send_buffer():
+    # As above, on 40 streams: each stream's own buffer (64 kB) would allow
+    # 40 x 84 kB; the session-wide limit holds the victim's queued answers to
+    # 150 kB (plus the one answer that crossed it).
+    refused = []
+
+    def server(node, event):
+        if isinstance(event, MessageReceived) and event.data[:4] != b"good":
+            try:
+                node.call(Endpoint.send_message, event.session_id, event.stream_id,
+                          bytes(20_000))
+            except SendBufferFullError:
+                refused.append(event.stream_id)
+
+    net, victim, good, sid_good, bad, _, vsid = world(victim_app=server,
+                                                       max_send_buffer=64_000,
+                                                       max_session_send_buffer=150_000)
+    net.unroute(bad.node, victim)
+    for i in range(400):
+        bad.send(stream(1 + 2 * (i % 40), 0 if i < 40 else 1 + 2 * (i // 40),
+                        (b"\x00" if i < 40 else b"") + b"\x01q"))
+        net.run(until=net.now + 0.01)
+    stats = victim.endpoint.session_statistics(vsid)
+    assert stats["send_held"] <= 150_000 + 20_000 + 16
+    assert stats["send_buffered"] == stats["send_held"]
+    assert stats["sends_refused_session_buffer"] == len(refused) > 200
+    check_good_session(net, victim, good, sid_good)
+
+
 def test_data_beyond_the_credit_closes_only_the_offending_session():
     net, victim, good, sid_good, bad, _, vsid = world(stream_window=4096)
     bad.send(stream(1, 0, b"\x01" + bytes(1000)))

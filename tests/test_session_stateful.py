@@ -782,6 +782,9 @@ class SessionMachine(RuleBasedStateMachine):
                 send_total += info["send_buffered"]
             assert stats["recv_buffered"] == recv_total
             assert stats["send_buffered"] == send_total
+            # What the session counts as held (max_session_send_buffer): never
+            # negative, never more than is unacknowledged (resets drop theirs).
+            assert 0 <= stats["send_held"] <= send_total
             assert recv_total <= config.max_session_window + len(ids) * config.max_frame_size
 
     @invariant()
@@ -908,6 +911,7 @@ class SessionMachine(RuleBasedStateMachine):
             assert stats["streams_open"] == 0, (side, self.ep[side].stream_ids(self.sid[side]),
                                                 label)
             assert stats["send_buffered"] == stats["recv_buffered"] == 0, (side, label)
+            assert stats["send_held"] == 0, (side, label)
             assert stats["stream_bytes_in_flight"] == 0, (side, label)
             assert stats["packets_in_flight"] == 0, (side, label)
 

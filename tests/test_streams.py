@@ -207,6 +207,36 @@ def test_a_4_mib_message_with_default_windows_does_not_deadlock():
     assert p.net.now < 3.0
 
 
+def test_the_session_send_buffer_bounds_all_streams_together():
+    # Each stream's own buffer (4 MiB) is far above what it sends; the
+    # session-wide limit is what refuses, and StreamWritable resumes every
+    # refused stream once acknowledgements free room.
+    limit, size = 100_000, 30_000
+    p = Pair(seed=16, a={"max_session_send_buffer": limit})
+    streams = [p.open("a") for _ in range(4)]
+    queued = {s: payloads(s, [size] * 15) for s in streams}
+    peak = []
+
+    def watch(node, event) -> None:
+        peak.append(p.stats("a")["send_held"])
+
+    p.on["a"].append(watch)
+    pumps = [Pump(p, "a", s, queued[s]) for s in streams]
+    # The first sends fill the session: later streams are refused at once.
+    assert p.stats("a")["send_held"] >= limit
+    assert not p.ep("a").stream_writable(p.sa, streams[-1])
+    assert p.run(30.0, stop=lambda: len(p.events("b", MessageReceived)) == 60)
+    for s in streams:
+        assert p.messages("b", s) == queued[s]
+    assert all(pump.refused for pump in pumps)
+    p.run(1.0)  # the last acknowledgements
+    stats = p.stats("a")
+    assert stats["sends_refused_session_buffer"] >= 4
+    # Refused at the limit; the send that crossed it may overshoot by one message.
+    assert max(peak) < limit + size + 16
+    assert stats["send_held"] == stats["send_buffered"] == 0
+
+
 @pytest.mark.parametrize("auto_credit", [True, False])
 def test_messages_larger_than_the_session_window_get_through(auto_credit):
     # Windows that cannot grow, far below the messages; two streams at once.
