@@ -192,6 +192,14 @@ class SessionCore:
         self._acks_sent: OrderedDict[int, int] = OrderedDict()
         #: The peer holds our acknowledgement of every packet up to this one.
         self._peer_saw_acks = -1
+        #: How _peer_saw_acks grew: (value, number of the peer's packet that
+        #: showed it). Oldest dropped first, which only makes the bound below
+        #: later (safer).
+        self._saw_acks_history: deque[tuple[int, int]] = deque(maxlen=256)
+        #: A frame that would open a stream, in a peer packet numbered below
+        #: this, may be a late copy for an id we forgot: it is not trusted to
+        #: open anything (docs/protocol.md 7.5).
+        self._late_below = -1
         #: Streams refused for the stream limit -> highest offset seen on them
         #: (their bytes count against session credit, which goes straight back).
         self._refused: OrderedDict[int, int] = OrderedDict()
@@ -249,7 +257,7 @@ class SessionCore:
             "spurious_frames_absorbed", "persistent_congestion", "streams_refused_rate",
             "fragments_refused", "ack_ranges_forgotten", "dht_messages_dropped",
             "closed_streams_forgotten", "refused_streams_forgotten", "messages_refused_too_large",
-            "sends_refused_session_buffer",
+            "sends_refused_session_buffer", "stream_opens_deferred",
         ), 0)
 
     # ------------------------------------------------------------------ streams (API)
@@ -540,7 +548,8 @@ class SessionCore:
             return stream
         tombstone = self._closed.get(stream_id)
         if tombstone is not None:
-            if not self._may_forget(tombstone, now):
+            late_below = self._forget_bound(tombstone, now)
+            if late_below is None:
                 self._stats["spurious_frames_absorbed"] += 1
                 if self._current_pn > tombstone[1]:
                     # A late copy in a newer packet (a retransmission the peer
@@ -548,12 +557,21 @@ class SessionCore:
                     # our ACK of this packet too before the id is forgotten.
                     self._closed[stream_id] = (tombstone[0], self._current_pn, tombstone[2])
                 return None
-            # The peer opened the id again (it waited out its reuse delay).
+            # Forgotten: only a packet newer than the bound may open it again.
             del self._closed[stream_id]
+            if late_below > self._late_below:
+                self._late_below = late_below
         if stream_id in self._refused:
             # Refused for the stream limit: remind the peer, absorb the data.
             if len(self._refusals) < 64:
                 self._refusals.append(stream_id)
+            return None
+        if self._current_pn < self._late_below:
+            # Sent before the peer learned that a forgotten id was done with:
+            # perhaps a late copy (a delayed packet). Not acknowledged, so a
+            # real new stream is sent again, in a newer packet.
+            self._stats["stream_opens_deferred"] += 1
+            self._withhold_ack = True
             return None
         over = self._peer_streams >= self._config.max_streams
         if not over and not self._open_token(now):
@@ -861,7 +879,9 @@ class SessionCore:
                 else:
                     continue
             del acks[pn]
-        self._peer_saw_acks = saw
+        if saw > self._peer_saw_acks:
+            self._peer_saw_acks = saw
+            self._saw_acks_history.append((saw, self._current_pn))
 
     def _frames_acked(self, frames: list, now: float) -> None:
         for record in frames:
@@ -1014,16 +1034,25 @@ class SessionCore:
         if self._closed:
             self._sweep_closed(now)
 
-    def _may_forget(self, tombstone: tuple[float, int, float], now: float) -> bool:
-        """Whether a frame for a closed id can only belong to a new stream."""
+    def _forget_bound(self, tombstone: tuple[float, int, float], now: float) -> int | None:
+        """``None`` while frames for a closed id are surely late copies; after
+        that, the peer packet number from which on they surely are not."""
         until, last_pn, _ = tombstone
         if now < until:
-            return False
-        # The peer resends a frame only while it lacks our ACK of it; once it
-        # holds that ACK nothing late can come. If acknowledgements never get
-        # through, the idle timeout bounds the wait.
-        return (self._peer_saw_acks >= last_pn
-                or now >= until + self._config.idle_timeout)
+            return None
+        if self._peer_saw_acks >= last_pn:
+            # The peer resends a frame only while it lacks our ACK of it. It
+            # held the ACK when it sent the packet that told us so, so only
+            # packets sent before that one (delayed on the way) can be late.
+            for saw, pn in self._saw_acks_history:
+                if saw >= last_pn:
+                    return pn
+            return self._largest_received + 1
+        if now >= until + self._config.idle_timeout:
+            # Acknowledgements never got through: the idle timeout bounds the
+            # wait, and every packet received so far is suspect.
+            return self._largest_received + 1
+        return None
 
     def _sweep_closed(self, now: float) -> None:
         closed = self._closed
@@ -1031,9 +1060,14 @@ class SessionCore:
             sid, tombstone = next(iter(closed.items()))
             # Kept until this side may reuse the id: until then the record is
             # what refuses a local reopen.
-            if now < tombstone[2] or not self._may_forget(tombstone, now):
+            if now < tombstone[2]:
+                break
+            late_below = self._forget_bound(tombstone, now)
+            if late_below is None:
                 break
             del closed[sid]
+            if late_below > self._late_below:
+                self._late_below = late_below
 
     def _on_probe_timeout(self, now: float) -> None:
         """RFC 9002 section 6.2.4: send probes, retransmitting the oldest data."""
@@ -1318,6 +1352,9 @@ class SessionCore:
         if len(closed) > self._config.max_closed_streams:
             closed.popitem(last=False)
             self._stats["closed_streams_forgotten"] += 1
+            # Forgotten early: every packet received so far is suspect.
+            if self._largest_received >= self._late_below:
+                self._late_below = self._largest_received + 1
         self._emit(StreamClosed(session_id=self.session_id, stream_id=sid))
 
     # ------------------------------------------------------------------ statistics

@@ -1083,3 +1083,37 @@ def test_stop_during_a_partly_sent_final_message_keeps_the_final_size() -> None:
     m.close(code=0, now=0, side="a")
     step()
     m.teardown()
+
+
+def test_a_delayed_copy_of_a_frame_does_not_reopen_a_forgotten_stream() -> None:
+    # b's answer on stream 1 goes out twice: the first packet is delayed on
+    # the way, the probe timeout resends it, and the copy closes the stream.
+    # Long after a forgot the id, the delayed packet arrives: a frame in a
+    # packet b sent before it held a's acknowledgement is not trusted to open
+    # a stream (docs/protocol.md 7.5). It used to open stream 1 again.
+    m = SessionMachine()
+    m.setup(seed=0, auto_credit=(True, True), max_streams=(8, 8), stream_window=64 * KiB,
+            session_window=256 * KiB, max_send_buffer=64 * KiB,
+            max_frame_size=(128 * KiB, 128 * KiB), congestion_control="newreno")
+    m.send(side="a", index=0, size=100, as_bytes=False, end=True)  # opens stream 1
+    m.deliver_all(rounds=4)
+    (stream_id,) = m.streams
+    m.send(side="b", index=1, size=100, as_bytes=False, end=True)
+    (delayed,) = [item for item in m.wire if item[0] == "a"]
+    m.wire.remove(delayed)
+    m.to_next_timer()                    # b's probe timeout sends the answer again
+    assert [item for item in m.wire if item[0] == "a"]
+    for _ in range(30):                  # a closes the stream, then forgets its id
+        m.deliver_all(rounds=4)
+        m.jump(seconds=3.0, idle_out=0)
+        if not m.ep["a"].session_statistics(m.sid["a"])["closed_streams_remembered"]:
+            break
+    assert m.streams[stream_id].closed["a"] and m.streams[stream_id].closed["b"]
+    stats = m.ep["a"].session_statistics(m.sid["a"])
+    assert stats["closed_streams_remembered"] == 0
+    m.wire.append(delayed)
+    m.deliver(len(m.wire) - 1)           # the model fails on StreamOpened after StreamClosed
+    stats = m.ep["a"].session_statistics(m.sid["a"])
+    assert stats["stream_opens_deferred"] == 1 and stats["streams_open"] == 0
+    m.step_ok = True
+    m.teardown()
