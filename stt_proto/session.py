@@ -91,6 +91,9 @@ _ACK_RANGES_PER_FRAME = 64
 #: Ack-eliciting packets received before an ACK is sent at once.
 _ACK_EVERY_EARLY = 2
 _ACK_EVERY = 10
+#: Packets declared lost whose frames are kept in case an ACK of them still
+#: comes (the oldest are forgotten first).
+_MAX_LOST_RECORDS = 1024
 _ACK_EARLY_PACKETS = 100
 #: Smallest space worth starting a STREAM frame in.
 _MIN_STREAM_ROOM = 24
@@ -158,6 +161,9 @@ class SessionCore:
                                                max_datagram_size=size)
         self.pacer = Pacer(max_datagram_size=size)
         self._sent: dict[int, SentPacket] = {}
+        #: Frames of packets declared lost, by packet number (oldest first), so
+        #: that a late acknowledgement of one still settles them.
+        self._lost: OrderedDict[int, list] = OrderedDict()
         self.bytes_in_flight = 0
         self._largest_acked = -1
         self._largest_sent = -1
@@ -257,7 +263,7 @@ class SessionCore:
             "spurious_frames_absorbed", "persistent_congestion", "streams_refused_rate",
             "fragments_refused", "ack_ranges_forgotten", "dht_messages_dropped",
             "closed_streams_forgotten", "refused_streams_forgotten", "messages_refused_too_large",
-            "sends_refused_session_buffer", "stream_opens_deferred",
+            "sends_refused_session_buffer", "stream_opens_deferred", "spurious_losses",
         ), 0)
 
     # ------------------------------------------------------------------ streams (API)
@@ -817,6 +823,8 @@ class SessionCore:
             raise ProtocolError("ACK of a packet number never sent")
         if self._acks_sent:
             self._on_acks_acked(ranges)
+        if self._lost:
+            self._on_lost_acked(ranges, now)
         sent = self._sent
         if not sent:
             return
@@ -859,6 +867,33 @@ class SessionCore:
                                  now=now)
         self._pto_count = 0
         self.pacer.set_rate(self.cc.pacing_rate(self.rtt), now)
+
+    def _on_lost_acked(self, ranges: tuple, now: float) -> None:
+        """Packets we declared lost that the peer received after all: their
+        frames are settled now (data and FINs not sent again, resets and stops
+        done). Otherwise the peer would keep getting copies of what it has,
+        and closed-stream tombstones rely on it not (docs/protocol.md 7.5)."""
+        lost = self._lost
+        lowest = ranges[-1][0]
+        # Below the lowest range the peer no longer reports: never acknowledged.
+        while lost:
+            pn = next(iter(lost))
+            if pn >= lowest:
+                break
+            del lost[pn]
+        hits = []
+        i = len(ranges) - 1   # ranges run from the highest down
+        for pn in lost:
+            while i >= 0 and ranges[i][1] < pn:
+                i -= 1
+            if i < 0:
+                break
+            if ranges[i][0] <= pn:
+                hits.append(pn)
+        if hits:
+            self._stats["spurious_losses"] += len(hits)
+            for pn in hits:
+                self._frames_acked(lost.pop(pn), now)
 
     def _on_acks_acked(self, ranges: tuple) -> None:
         """Learn which of our ACK frames the peer received: it will not resend
@@ -903,12 +938,16 @@ class SessionCore:
                                                   stream_id=stream.stream_id))
             elif kind == _F_RESET:
                 stream = record[1]
+                if self._resets.get(stream.stream_id) is stream:
+                    del self._resets[stream.stream_id]  # queued again when lost
                 if stream.send.on_reset_acked():
                     self._check_closed(stream, now)
             elif kind == _F_STOP:
                 stream = record[1]
                 if stream.recv.stop_unacked:
                     stream.recv.stop_unacked = False
+                    if self._stops.get(stream.stream_id) is stream:
+                        del self._stops[stream.stream_id]
                     self._check_closed(stream, now)
 
     def _frames_lost(self, frames: list, now: float) -> None:
@@ -974,12 +1013,16 @@ class SessionCore:
     def _on_lost(self, lost: list[SentPacket], now: float) -> None:
         stats = self._stats
         in_flight = self.bytes_in_flight
+        records = self._lost
         for packet in lost:
             in_flight -= packet.size
             stats["packets_lost"] += 1
             stats["bytes_lost"] += packet.size
             if packet.frames:
                 self._frames_lost(packet.frames, now)
+                records[packet.pn] = packet.frames
+                if len(records) > _MAX_LOST_RECORDS:
+                    records.popitem(last=False)
         self.bytes_in_flight = in_flight
         self.cc.on_packets_lost(lost, bytes_in_flight=in_flight, now=now)
         self.pacer.set_rate(self.cc.pacing_rate(self.rtt), now)
@@ -1135,11 +1178,16 @@ class SessionCore:
         stats = self._stats
         max_payload = self.max_payload
         while True:
-            # Probes and keep-alive PINGs may exceed the window by a packet.
+            # Probes may exceed the window by a packet; a keep-alive PING goes
+            # out even with the window full, but then alone.
             # The cheap questions first: most calls (a receiver after each
             # packet) have nothing to send, and then the pacer is not asked.
-            if self._probes > 0 or self._ping_pending:
+            ping_only = False
+            if self._probes > 0:
                 can_elicit = True
+            elif self._ping_pending:
+                can_elicit = True
+                ping_only = self.bytes_in_flight >= cc.congestion_window
             elif not self._has_eliciting_work():
                 if self.bytes_in_flight < cc.congestion_window:
                     cc.on_app_limited(bytes_in_flight=self.bytes_in_flight, now=now)
@@ -1169,7 +1217,11 @@ class SessionCore:
                                 delay if delay > 0 else 0)
                 with_ack = True
             eliciting = False
-            if can_elicit:
+            if ping_only:
+                _PingFrame().push(w)
+                self._ping_pending = False
+                eliciting = True
+            elif can_elicit:
                 eliciting = self._write_frames(w, records, now)
                 if not eliciting and self._probes:
                     _PingFrame().push(w)
