@@ -91,10 +91,10 @@ _ACK_RANGES_PER_FRAME = 64
 #: Ack-eliciting packets received before an ACK is sent at once.
 _ACK_EVERY_EARLY = 2
 _ACK_EVERY = 10
+_ACK_EARLY_PACKETS = 100
 #: Packets declared lost whose frames are kept in case an ACK of them still
 #: comes (the oldest are forgotten first).
 _MAX_LOST_RECORDS = 1024
-_ACK_EARLY_PACKETS = 100
 #: Smallest space worth starting a STREAM frame in.
 _MIN_STREAM_ROOM = 24
 #: Out-of-order pieces that average at least this many bytes are always held:
@@ -933,7 +933,7 @@ class SessionCore:
                     self._check_closed(stream, now)
                 elif send.buffer_was_full and send.writable:
                     send.buffer_was_full = False
-                    if stream.stream_id in self._streams:
+                    if self._streams.get(stream.stream_id) is stream:
                         self._emit(StreamWritable(session_id=self.session_id,
                                                   stream_id=stream.stream_id))
             elif kind == _F_RESET:
