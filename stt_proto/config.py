@@ -68,8 +68,13 @@ class EndpointConfig:
     replay_cache_size: int = 8_192
     """How many recent INITIATION ephemeral keys are remembered to drop replays."""
     max_events: int = 65_536
-    """Events waiting for ``next_event``; beyond it the oldest data events are
-    dropped and counted (session events are never dropped)."""
+    """Events waiting for ``next_event``; beyond it new unreliable ones
+    (``DatagramReceived``, ``DhtMessageReceived``) are dropped and counted as
+    ``events_dropped`` (stream and session events are never dropped: flow
+    control bounds the former)."""
+    max_event_bytes: int = 16 * 1024 * 1024
+    """Bytes of unreliable data (datagrams, DHT messages) the waiting events
+    may hold; beyond it new ones are dropped the same way."""
     max_datagram_size: int = 1452
     """Largest UDP payload this endpoint sends or accepts."""
     path_max_datagram_size: Callable[[Any], int | None] | None = None
@@ -176,7 +181,8 @@ class EndpointConfig:
         if self.keep_alive_interval >= self.idle_timeout:
             raise ValueError("keep_alive_interval must be shorter than idle_timeout")
         for name in ("max_sessions", "max_sessions_per_address", "max_half_open",
-                     "max_pending_connects", "replay_cache_size", "max_events"):
+                     "max_pending_connects", "replay_cache_size", "max_events",
+                     "max_event_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if not 1200 <= self.max_datagram_size <= 65527:

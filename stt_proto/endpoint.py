@@ -105,8 +105,8 @@ _MAX_CLOSE_SENDS = 8
 #: Peers whose static-static DH result is kept (least recently used evicted).
 STATIC_DH_CACHE_SIZE = 4096
 
-#: Events that may be dropped (and counted) when ``max_events`` are waiting:
-#: unreliable ones only. Stream events are bounded by flow control instead.
+#: Events that may be dropped (and counted) when ``max_events`` are waiting or
+#: they would hold more than ``max_event_bytes``: unreliable ones only. Stream events are bounded by flow control instead.
 _DROPPABLE_EVENTS = (DatagramReceived, DhtMessageReceived)
 
 
@@ -244,6 +244,8 @@ class Endpoint:
         self._half_open = 0
         self._outgoing: list[tuple[bytes, Address]] = []
         self._events: deque[Event] = deque()
+        #: Bytes of data held by the droppable events waiting (max_event_bytes).
+        self._event_bytes = 0
         self._timers: list[tuple[float, int, Any]] = []
         self._timer_seq = itertools.count()
         self._replay_cache: OrderedDict[bytes, None] = OrderedDict()
@@ -291,6 +293,7 @@ class Endpoint:
             indices=len(self._by_index),
             replay_cache=len(self._replay_cache),
             queued_events=len(self._events),
+            queued_event_bytes=self._event_bytes,
             timer_entries=len(self._timers),
         )
         return stats
@@ -670,6 +673,8 @@ class Endpoint:
         if not self._events:
             return None
         event = self._events.popleft()
+        if type(event) in _DROPPABLE_EVENTS:
+            self._event_bytes -= len(event.data)
         if self._config.auto_credit and type(event) in STREAM_DATA_EVENTS \
                 and event.flow_controlled_length:
             session = self._sessions.get(event.session_id)
@@ -1261,9 +1266,14 @@ class Endpoint:
         self._outgoing.append((datagram, address))
 
     def _push_event(self, event: Event) -> None:
-        if len(self._events) >= self._config.max_events and isinstance(event, _DROPPABLE_EVENTS):
-            self._stats["events_dropped"] += 1
-            return
+        if type(event) in _DROPPABLE_EVENTS:
+            config = self._config
+            size = len(event.data)
+            if (len(self._events) >= config.max_events
+                    or self._event_bytes + size > config.max_event_bytes):
+                self._stats["events_dropped"] += 1
+                return
+            self._event_bytes += size
         self._events.append(event)
 
     def _schedule(self, owner: _Session | _Connect) -> None:

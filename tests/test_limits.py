@@ -325,6 +325,25 @@ def test_unread_datagram_events_are_dropped_beyond_max_events():
     check_good_session(net, victim, good, sid_good)
 
 
+def test_unread_datagram_events_are_dropped_beyond_max_event_bytes():
+    # Few events, but large ones: the byte budget is what bites.
+    net, victim, good, sid_good, bad, _, vsid = world(max_event_bytes=10_000)
+    for i in range(20):
+        datagram = bad.seal_only(lambda w: wire.DatagramFrame(bytes(1000)).push(w))
+        victim.endpoint.receive_datagram(datagram, bad.node.address, net.now)
+    stats = victim.statistics()
+    assert stats["queued_event_bytes"] == 10_000 and stats["events_dropped"] == 10
+    # Pulling the events gives the budget back.
+    while victim.endpoint.next_event() is not None:
+        pass
+    assert victim.statistics()["queued_event_bytes"] == 0
+    datagram = bad.seal_only(lambda w: wire.DatagramFrame(bytes(1000)).push(w))
+    victim.endpoint.receive_datagram(datagram, bad.node.address, net.now)
+    assert victim.statistics()["queued_event_bytes"] == 1000
+    victim.flush()
+    check_good_session(net, victim, good, sid_good)
+
+
 # -- sessions ---------------------------------------------------------------------------------
 
 
