@@ -200,9 +200,11 @@ class SessionMachine(RuleBasedStateMachine):
         max_frame_size=st.tuples(st.sampled_from([128 * KiB, 1024 * KiB]),
                                  st.sampled_from([128 * KiB, 1024 * KiB])),
         congestion_control=st.sampled_from(["newreno", "cubic", "bbr"]),
+        max_session_send_buffer=st.sampled_from([16 * KiB, 64 * 1024 * KiB]),
     )
     def setup(self, seed, auto_credit, max_streams, stream_window, session_window,
-              max_send_buffer, max_frame_size, congestion_control) -> None:
+              max_send_buffer, max_frame_size, congestion_control,
+              max_session_send_buffer=64 * 1024 * KiB) -> None:
         rng = random.Random(seed)
         self.config: dict[str, EndpointConfig] = {}
         self.ep: dict[str, Endpoint] = {}
@@ -215,6 +217,7 @@ class SessionMachine(RuleBasedStateMachine):
                 session_window=session_window,
                 max_session_window=max(session_window, 1024 * KiB),
                 max_send_buffer=max_send_buffer, max_frame_size=max_frame_size[i],
+                max_session_send_buffer=max_session_send_buffer,
                 congestion_control=congestion_control, **COMMON_CONFIG)
             self.config[side] = config
             self.ep[side] = Endpoint(config)
@@ -540,8 +543,10 @@ class SessionMachine(RuleBasedStateMachine):
             return
         except SendBufferFullError:
             assert writable is not True, f"{side}: stream_writable() was True, send refused"
-            assert endpoint.stream_info(sid, stream.stream_id)["send_buffered"] >= \
-                self.config[side].max_send_buffer
+            assert (endpoint.stream_info(sid, stream.stream_id)["send_buffered"]
+                    >= self.config[side].max_send_buffer
+                    or endpoint.session_statistics(sid)["send_held"]
+                    >= self.config[side].max_session_send_buffer)
             return
         except LocalProtocolError:
             # Sending on a new id opens it: refused at max_streams.
@@ -785,6 +790,7 @@ class SessionMachine(RuleBasedStateMachine):
             # What the session counts as held (max_session_send_buffer): never
             # negative, never more than is unacknowledged (resets drop theirs).
             assert 0 <= stats["send_held"] <= send_total
+            assert stats["send_held"] <= config.max_session_send_buffer + MAX_SEND + 16
             assert recv_total <= config.max_session_window + len(ids) * config.max_frame_size
 
     @invariant()
