@@ -41,8 +41,7 @@ Not modelled: an application that sends on an id its own engine refused
 (stream limit) before it heard of it. The engine then opens the id locally
 while the peer treats the stream as refused: what the application sends on it
 is discarded by the peer without a ``StreamStopped``. The machine avoids it
-(see ``pick_stream``). It also resets no direction it already ended, until the
-bug pinned by the xfail test at the end of this file is fixed.
+(see ``pick_stream``).
 
 ``test_session_state_machine`` runs derandomized (the same examples on every
 run, so a CI failure replays locally); the ``slow`` variant (``--run-slow``)
@@ -604,10 +603,7 @@ class SessionMachine(RuleBasedStateMachine):
     def reset_stream(self, side: str, index: int, code: int) -> None:
         self._begin()
         stream = self.pick_stream(index, side)
-        if stream is None or not self.live(side) or stream.dirs[side].fin:
-            # A reset after the FIN can reopen a closed stream at the peer:
-            # test_reset_after_fin_lost_does_not_reopen_a_closed_stream (xfail).
-            # Re-enable once that is fixed.
+        if stream is None or not self.live(side):
             return
         try:
             self.ep[side].reset_stream(self.sid[side], stream.stream_id, code, now=self.now)
