@@ -212,9 +212,9 @@ class SessionCore:
         self._send_queue: dict[int, _Stream] = {}
         self._credit_waiters: dict[int, _Stream] = {}
         #: Queued bytes all streams keep in memory (max_session_send_buffer),
-        #: and the streams a send refused for that limit, to wake up.
+        #: and the ids a send refused for that limit, to wake up.
         self._send_held = 0
-        self._room_waiters: dict[int, _Stream] = {}
+        self._room_waiters: dict[int, None] = {}
         self._next_stream_id = 1 if initiator else 0
         self._peer_streams = 0
         self._local_streams = 0
@@ -356,7 +356,7 @@ class SessionCore:
         if send.fin or send.reset_code is not None:
             return  # write() raises the better error
         self._stats["sends_refused_session_buffer"] += 1
-        self._room_waiters[stream.stream_id] = stream
+        self._room_waiters[stream.stream_id] = None
         raise SendBufferFullError(
             f"the session holds {self._send_held} unacknowledged bytes "
             f"(max_session_send_buffer {self._config.max_session_send_buffer})")
@@ -367,8 +367,13 @@ class SessionCore:
         if self._room_waiters and held < self._config.max_session_send_buffer:
             waiters = self._room_waiters
             self._room_waiters = {}
-            for sid, stream in waiters.items():
-                if self._streams.get(sid) is stream and stream.send.writable:
+            streams = self._streams
+            for sid in waiters:
+                # A send that would have opened the id was refused too: the
+                # id is free to send on (and so to open) again.
+                stream = streams.get(sid)
+                if (stream.send.writable if stream is not None
+                        else sid not in self._closed):
                     self._emit(StreamWritable(session_id=self.session_id, stream_id=sid))
 
     def end_stream(self, stream_id: int) -> None:

@@ -542,7 +542,9 @@ class SessionMachine(RuleBasedStateMachine):
             return
         except SendBufferFullError:
             assert writable is not True, f"{side}: stream_writable() was True, send refused"
-            assert (endpoint.stream_info(sid, stream.stream_id)["send_buffered"]
+            # (A send that would open the id is refused for the session only.)
+            assert (stream.stream_id in endpoint.stream_ids(sid)
+                    and endpoint.stream_info(sid, stream.stream_id)["send_buffered"]
                     >= self.config[side].max_send_buffer
                     or endpoint.session_statistics(sid)["send_held"]
                     >= self.config[side].max_session_send_buffer)

@@ -237,6 +237,20 @@ def test_the_session_send_buffer_bounds_all_streams_together():
     assert stats["send_held"] == stats["send_buffered"] == 0
 
 
+def test_a_send_opening_a_stream_refused_for_the_session_buffer_is_woken_up():
+    # The refused send opened nothing, but the id still gets its StreamWritable
+    # (an adapter waits for exactly that before trying again).
+    p = Pair(seed=17, a={"max_session_send_buffer": 20_000})
+    p.send("a", p.open("a"), bytes(30_000))
+    new_id = 101
+    with pytest.raises(SendBufferFullError):
+        p.send("a", new_id, b"hello")
+    assert new_id not in p.ep("a").stream_ids(p.sa)
+    assert p.run(10.0, stop=lambda: p.events("a", StreamWritable, stream_id=new_id))
+    p.send("a", new_id, b"hello")
+    assert p.run(10.0, stop=lambda: p.messages("b", new_id) == [b"hello"])
+
+
 @pytest.mark.parametrize("auto_credit", [True, False])
 def test_messages_larger_than_the_session_window_get_through(auto_credit):
     # Windows that cannot grow, far below the messages; two streams at once.
