@@ -1246,7 +1246,12 @@ class BBR(CongestionController):
         # -- control parameters (BBRUpdateControlParameters) --
         if not self._pacing_rate and rtt.has_sample:
             self._pacing_rate = self._initial_pacing_rate(rtt)
-        self._set_pacing_rate_with_gain(self.pacing_gain)
+        if self._pacing_rate:
+            # Not before the initial rate: an ACK without an RTT sample would
+            # otherwise set the rate from a first estimate alone, and Startup
+            # (which only raises it) would begin from there, not from the
+            # initial window per RTT.
+            self._set_pacing_rate_with_gain(self.pacing_gain)
         self._set_send_quantum()
 
         if self._packet_conservation and newest.time_sent > self._conservation_start:

@@ -1049,3 +1049,25 @@ def test_bbr_rounds_without_a_rate_sample_do_not_end_startup() -> None:
         cc.on_packets_acked([p], bytes_in_flight=0, rtt=rtt, now=1.0 + pn)
     assert cc.state == "startup"
     assert cc.pacing_rate(rtt) > 100 * cc.btl_bw
+
+
+def test_bbr_a_first_ack_without_an_rtt_sample_does_not_set_a_tiny_pacing_rate() -> None:
+    # The slow stateful run: everything was lost for 12 s, then the first ACK
+    # (no RTT sample: it did not acknowledge the largest packet) gave a first
+    # estimate of 30 bytes in 12 s. That became the pacing rate (7 B/s), and
+    # since Startup only raises it and a zero-delay path gives no further
+    # samples, 1 kB waited 150 s for the pacer.
+    cc = BBR(max_datagram_size=MDS)
+    rtt = RttEstimator()
+    p = packet(0, 0.0, 30)
+    cc.on_packet_sent(p, bytes_in_flight=30, now=0.0)
+    later = packet(1, 0.0, MDS)
+    cc.on_packet_sent(later, bytes_in_flight=30 + MDS, now=0.0)
+    cc.on_packets_acked([p], bytes_in_flight=MDS, rtt=rtt, now=12.0)
+    assert cc.btl_bw == pytest.approx(2.5)
+    assert cc.pacing_rate(rtt) is None   # no RTT sample yet: not paced
+    rtt.update(0.025, 0.0, max_ack_delay=0.025)
+    p = packet(2, 12.0, MDS)
+    cc.on_packet_sent(p, bytes_in_flight=2 * MDS, now=12.0)
+    cc.on_packets_acked([p], bytes_in_flight=MDS, rtt=rtt, now=12.0)
+    assert cc.pacing_rate(rtt) >= cc._initial_pacing_rate(rtt)
