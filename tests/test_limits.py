@@ -236,26 +236,33 @@ def test_gaps_in_packet_numbers_keep_at_most_max_ack_ranges():
     check_good_session(net, victim, good, sid_good)
 
 
-def test_a_peer_that_never_acknowledges_nor_grants_credit_is_bounded():
-    # The hostile client sends requests; the victim answers each with 20 kB;
-    # the client never acknowledges and never returns credit (a zero window).
+def starved_answers(streams: int, requests: int, refused: list, **victim_config):
+    """The hostile client sends one-byte requests on ``streams`` streams; the
+    victim answers each with 20 kB; the client never acknowledges and never
+    returns credit (a zero window). Answers the victim refuses (send buffer
+    full) are listed in ``refused``."""
     def server(node, event):
         if isinstance(event, MessageReceived) and event.data[:4] != b"good":
             try:
                 node.call(Endpoint.send_message, event.session_id, event.stream_id,
                           bytes(20_000))
             except SendBufferFullError:
-                pass
+                refused.append(event.stream_id)
 
-    net, victim, good, sid_good, bad, _, vsid = world(victim_app=server,
-                                                       max_send_buffer=64_000,
-                                                       max_queued_datagrams=16)
+    world_ = world(victim_app=server, max_send_buffer=64_000, **victim_config)
+    net, victim, _, _, bad, _, _ = world_
     net.unroute(bad.node, victim)  # nothing of the hostile engine's own gets through
-    for i in range(200):
-        # Ten streams, twenty one-byte requests on each (after the mode byte).
-        bad.send(stream(1 + 2 * (i % 10), 0 if i < 10 else 1 + 2 * (i // 10),
-                        (b"\x00" if i < 10 else b"") + b"\x01q"))
+    for i in range(requests):
+        # Each stream's first request carries the mode byte.
+        bad.send(stream(1 + 2 * (i % streams), 0 if i < streams else 1 + 2 * (i // streams),
+                        (b"\x00" if i < streams else b"") + b"\x01q"))
         net.run(until=net.now + 0.01)
+    return world_
+
+
+def test_a_peer_that_never_acknowledges_nor_grants_credit_is_bounded():
+    net, victim, good, sid_good, bad, _, vsid = starved_answers(10, 200, [],
+                                                                max_queued_datagrams=16)
     stats = victim.endpoint.session_statistics(vsid)
     assert stats["send_buffered"] <= 10 * (64_000 + 20_000)  # the buffer, plus one send
     assert stats["bytes_in_flight"] <= stats["congestion_window"] + 3 * 1452
@@ -271,24 +278,9 @@ def test_a_peer_that_starves_many_streams_pins_at_most_the_session_send_buffer()
     # As above, on 40 streams: each stream's own buffer (64 kB) would allow
     # 40 x 84 kB; the session-wide limit holds the victim's queued answers to
     # 150 kB (plus the one answer that crossed it).
-    refused = []
-
-    def server(node, event):
-        if isinstance(event, MessageReceived) and event.data[:4] != b"good":
-            try:
-                node.call(Endpoint.send_message, event.session_id, event.stream_id,
-                          bytes(20_000))
-            except SendBufferFullError:
-                refused.append(event.stream_id)
-
-    net, victim, good, sid_good, bad, _, vsid = world(victim_app=server,
-                                                       max_send_buffer=64_000,
-                                                       max_session_send_buffer=150_000)
-    net.unroute(bad.node, victim)
-    for i in range(400):
-        bad.send(stream(1 + 2 * (i % 40), 0 if i < 40 else 1 + 2 * (i // 40),
-                        (b"\x00" if i < 40 else b"") + b"\x01q"))
-        net.run(until=net.now + 0.01)
+    refused: list = []
+    net, victim, good, sid_good, bad, _, vsid = starved_answers(
+        40, 400, refused, max_session_send_buffer=150_000)
     stats = victim.endpoint.session_statistics(vsid)
     assert stats["send_held"] <= 150_000 + 20_000 + 16
     assert stats["send_buffered"] == stats["send_held"]

@@ -1024,16 +1024,39 @@ def test_stop_before_the_peer_opened_the_stream_is_not_lost() -> None:
     m.finish_streams()           # and then the stream closes on both sides
 
 
+def small_machine(**changes) -> SessionMachine:
+    """The setup most shrunk examples share (one stream each way, 1 KiB
+    windows, a 4 KiB send buffer, NewReno), with ``changes``."""
+    m = SessionMachine()
+    m.setup(**{**dict(seed=0, auto_credit=(True, True), max_streams=(1, 1),
+                      stream_window=1 * KiB, session_window=1 * KiB, max_send_buffer=4 * KiB,
+                      max_frame_size=(128 * KiB, 128 * KiB), congestion_control="newreno"),
+               **changes})
+    return m
+
+
+def checked(m: SessionMachine) -> None:
+    """The invariants the machine checks after every step."""
+    m.limits()
+    m.prefixes()
+    m.step_finished()
+
+
+def replay(m: SessionMachine, steps: list) -> None:
+    """Run ``(rule, arguments[, times])`` steps, checking after each one."""
+    for rule_name, arguments, *times in steps:
+        for _ in range(times[0] if times else 1):
+            getattr(m, rule_name)(**arguments)
+            checked(m)
+
+
 def test_reset_after_fin_lost_does_not_reopen_a_closed_stream() -> None:
     # A RESET_STREAM sent after the FIN is lost; the FIN and all data are
     # acknowledged, the peer closes the stream and may forget its id. The
     # sender must not send that RESET again: a late copy would open a new
     # stream on the forgotten id (SendStream.delivered_whole).
     # The machine's minimal failing run, replayed step by step.
-    m = SessionMachine()
-    m.setup(seed=0, auto_credit=(True, True), max_streams=(1, 1), stream_window=1 * KiB,
-            session_window=1 * KiB, max_send_buffer=4 * KiB,
-            max_frame_size=(128 * KiB, 128 * KiB), congestion_control="newreno")
+    m = small_machine()
     m.open_stream(side="a")
     m.end_stream(index=0, side="a")
     m.deliver_all(rounds=1)
@@ -1058,43 +1081,21 @@ def test_stop_during_a_partly_sent_final_message_keeps_the_final_size() -> None:
     # again put it back in the send queue, and SendStream.next_frame, which did
     # not check for a reset, sent new data past the RESET's final size: the
     # receiver closed the session with FINAL_SIZE_ERROR.
-    m = SessionMachine()
-
-    def step() -> None:
-        m.limits()
-        m.prefixes()
-        m.step_finished()
-
-    m.setup(seed=0, auto_credit=(True, True), max_streams=(1, 1), stream_window=1 * KiB,
-            session_window=1 * KiB, max_send_buffer=4 * KiB,
-            max_frame_size=(128 * KiB, 128 * KiB), congestion_control="newreno")
-    step()
-    for _ in range(20):
-        m.to_next_timer()
-        step()
-    m.corrupt(bit=0, index=0)
-    step()
-    m.send(as_bytes=False, end=True, index=0, side="a", size=18017)
-    step()
-    for _ in range(3):
-        m.to_next_timer()
-        step()
-    m.deliver_all(rounds=8)
-    step()
-    m.stop_stream(code=100, index=0, side="b")
-    step()
-    m.to_next_timer()
-    step()
-    m.deliver_all(rounds=1)
-    step()
-    for _ in range(2):
-        m.to_next_timer()
-        step()
-    for _ in range(2):  # the second call matters
-        m.end_stream(index=0, side="a")
-        step()
-    m.close(code=0, now=0, side="a")
-    step()
+    m = small_machine()
+    checked(m)
+    replay(m, [
+        ("to_next_timer", {}, 20),
+        ("corrupt", dict(bit=0, index=0)),
+        ("send", dict(as_bytes=False, end=True, index=0, side="a", size=18017)),
+        ("to_next_timer", {}, 3),
+        ("deliver_all", dict(rounds=8)),
+        ("stop_stream", dict(code=100, index=0, side="b")),
+        ("to_next_timer", {}),
+        ("deliver_all", dict(rounds=1)),
+        ("to_next_timer", {}, 2),
+        ("end_stream", dict(index=0, side="a"), 2),   # the second call matters
+        ("close", dict(code=0, now=0, side="a")),
+    ])
     m.teardown()
 
 
@@ -1104,10 +1105,8 @@ def test_a_delayed_copy_of_a_frame_does_not_reopen_a_forgotten_stream() -> None:
     # Long after a forgot the id, the delayed packet arrives: a frame in a
     # packet b sent before it held a's acknowledgement is not trusted to open
     # a stream (docs/protocol.md 7.5). It used to open stream 1 again.
-    m = SessionMachine()
-    m.setup(seed=0, auto_credit=(True, True), max_streams=(8, 8), stream_window=64 * KiB,
-            session_window=256 * KiB, max_send_buffer=64 * KiB,
-            max_frame_size=(128 * KiB, 128 * KiB), congestion_control="newreno")
+    m = small_machine(max_streams=(8, 8), stream_window=64 * KiB, session_window=256 * KiB,
+                      max_send_buffer=64 * KiB)
     m.send(side="a", index=0, size=100, as_bytes=False, end=True)  # opens stream 1
     m.deliver_all(rounds=4)
     (stream_id,) = m.streams
@@ -1139,44 +1138,21 @@ def test_a_late_ack_of_a_packet_declared_lost_settles_its_frames() -> None:
     # ignored (RFC 9002 forgets lost packets). a kept resending data b had,
     # after b had closed stream 1 and, holding a's ACK of the last copy it
     # saw, forgotten the id: the next copy opened stream 1 again on b.
-    m = SessionMachine()
-
-    def step() -> None:
-        m.limits()
-        m.prefixes()
-        m.step_finished()
-
-    m.setup(seed=0, auto_credit=(True, True), max_streams=(1, 1), stream_window=1 * KiB,
-            session_window=1 * KiB, max_send_buffer=4 * KiB,
-            max_frame_size=(128 * KiB, 128 * KiB), congestion_control="newreno")
-    m.send(as_bytes=False, end=False, index=0, side="a", size=20847)
-    step()
-    m.deliver_all(rounds=1)
-    step()
-    for _ in range(13):
-        m.to_next_timer()
-        step()
-    m.reset_stream(code=100, index=0, side="b")
-    step()
-    m.deliver_all(rounds=9)
-    step()
-    m.tick(seconds=0.03)
-    step()
-    m.end_stream(index=0, side="a")
-    step()
-    for _ in range(3):
-        m.to_next_timer()
-        step()
-    m.deliver_one(index=12)
-    step()
-    m.deliver_all(rounds=1)
-    step()
-    for _ in range(18):
-        m.to_next_timer()
-        step()
-    for _ in range(3):
-        m.deliver_all(rounds=1)
-        step()
+    m = small_machine()
+    replay(m, [
+        ("send", dict(as_bytes=False, end=False, index=0, side="a", size=20847)),
+        ("deliver_all", dict(rounds=1)),
+        ("to_next_timer", {}, 13),
+        ("reset_stream", dict(code=100, index=0, side="b")),
+        ("deliver_all", dict(rounds=9)),
+        ("tick", dict(seconds=0.03)),
+        ("end_stream", dict(index=0, side="a")),
+        ("to_next_timer", {}, 3),
+        ("deliver_one", dict(index=12)),
+        ("deliver_all", dict(rounds=1)),
+        ("to_next_timer", {}, 18),
+        ("deliver_all", dict(rounds=1), 3),
+    ])
     assert m.ep["a"].session_statistics(m.sid["a"])["spurious_losses"] > 0
     m.teardown()
 
@@ -1185,10 +1161,7 @@ def test_a_keep_alive_with_the_window_full_goes_alone() -> None:
     # The slow run's example: every acknowledgement is lost, the window is
     # full, and each keep-alive PING used to fill its packet with stream
     # data, one more full packet past the window per keep-alive interval.
-    m = SessionMachine()
-    m.setup(seed=0, auto_credit=(True, True), max_streams=(1, 1), stream_window=64 * KiB,
-            session_window=256 * KiB, max_send_buffer=4 * KiB,
-            max_frame_size=(128 * KiB, 128 * KiB), congestion_control="newreno")
+    m = small_machine(stream_window=64 * KiB, session_window=256 * KiB)
     m.jump(idle_out=0, seconds=1.0)
     m.send(as_bytes=False, end=False, index=0, side="a", size=21214)
     m.deliver_all(rounds=1)
