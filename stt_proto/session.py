@@ -95,6 +95,8 @@ _ACK_EARLY_PACKETS = 100
 #: Packets declared lost whose frames are kept in case an ACK of them still
 #: comes (the oldest are forgotten first).
 _MAX_LOST_RECORDS = 1024
+#: A tombstone's "last packet" that no acknowledgement can reach (7.5).
+_NEVER_ACKED = 1 << 62
 #: Smallest space worth starting a STREAM frame in.
 _MIN_STREAM_ROOM = 24
 #: Out-of-order pieces that average at least this many bytes are always held:
@@ -936,6 +938,15 @@ class SessionCore:
                     self._release_held(held)
                 if finished:
                     self._check_closed(stream, now)
+                elif (send.reset_code is not None and send.delivered_whole
+                      and self._resets.get(stream.stream_id) is stream):
+                    # A RESET_STREAM still waiting to be sent (again) has
+                    # nothing left to tell: settled, as when it is lost
+                    # (docs/protocol.md 7.4). Sent after this ACK, it would
+                    # reach a peer that may have forgotten the id (7.5).
+                    del self._resets[stream.stream_id]
+                    if send.on_reset_acked():
+                        self._check_closed(stream, now)
                 elif send.buffer_was_full and send.writable:
                     send.buffer_was_full = False
                     if self._streams.get(stream.stream_id) is stream:
@@ -1405,7 +1416,11 @@ class SessionCore:
         # peer forgets at the latest idle_timeout after its own linger, and its
         # close happened within a few probe timeouts of ours.
         reuse_at = now + 2 * linger + self._config.idle_timeout
-        closed[sid] = (now + linger, stream.last_pn, reuse_at)
+        # After our STOP_SENDING with the peer's RESET_STREAM never seen, the
+        # peer may still send it (or data we never got) in packets newer than
+        # any we saw: then only the idle-timeout rule forgets the id.
+        last_pn = _NEVER_ACKED if stream.recv.answer_due else stream.last_pn
+        closed[sid] = (now + linger, last_pn, reuse_at)
         if len(closed) > self._config.max_closed_streams:
             closed.popitem(last=False)
             self._stats["closed_streams_forgotten"] += 1

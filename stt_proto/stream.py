@@ -348,7 +348,7 @@ class RecvStream:
         "max_data", "highest", "final_size", "read_end", "_ranges", "_pending", "_buf",
         "_buf_base", "_pos", "_msg_len", "_msg_end", "delivered", "consumed",
         "last_update", "reset_code", "aborted", "stop_pending",
-        "stop_code", "reserved", "stop_unacked", "limits_moved",
+        "stop_code", "reserved", "stop_unacked", "limits_moved", "answer_due",
     )
 
     def __init__(self, stream_id: int, *, window: int, max_window: int,
@@ -378,6 +378,10 @@ class RecvStream:
         self.stop_pending = False
         self.stop_code = 0
         self.stop_unacked = False   # a STOP_SENDING not acknowledged yet
+        #: We sent STOP_SENDING and the peer's RESET_STREAM has not arrived:
+        #: the peer may still send (or resend) frames for this direction
+        #: after the stream closed here (docs/protocol.md 7.5).
+        self.answer_due = False
         self.reserved = 0           # credit beyond the window for a large message
         #: Set when something the credit depends on moved (a delivery, a new
         #: message header, consumption); the session clears it when it asks.
@@ -584,6 +588,7 @@ class RecvStream:
         grown = final_size - self.highest
         self.final_size = final_size
         self.highest = final_size
+        self.answer_due = False
         state = self.state
         if state is RecvState.DATA_READ or state is RecvState.DATA_RECVD:
             return False, grown
@@ -619,7 +624,7 @@ class RecvStream:
         self._to(RecvInput.ABORT)
         self.aborted = True
         self.stop_pending = self.final_size is None or self.read_end < self.final_size
-        self.stop_unacked = self.stop_pending
+        self.stop_unacked = self.answer_due = self.stop_pending
         self.stop_code = error_code
         if self.reset_code is None:
             self.reset_code = error_code

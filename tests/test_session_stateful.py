@@ -1171,3 +1171,35 @@ def test_a_keep_alive_with_the_window_full_goes_alone() -> None:
         m.limits()            # bytes in flight within the window plus the probes
     m.step_ok = True
     m.teardown()
+
+
+def test_a_stop_answered_by_a_reset_we_never_got_does_not_reopen_the_stream() -> None:
+    # The slow run's example, minimised. a stops reading stream 0 before b's
+    # data arrives; b's FIN arrives (its data never does), so a knows the
+    # final size and closes the stream. b answers the STOP with a
+    # RESET_STREAM, which is lost and resent: b lacks a's ACK of its data, so
+    # the reset is not settled. The resend came after b held a's ACK of the
+    # last packet a saw for the stream, and a took it as a new stream. Such a
+    # tombstone is now forgotten only by the idle-timeout rule (7.5).
+    m = small_machine()
+    replay(m, [
+        ("to_next_timer", {}, 2),
+        ("deliver_one", dict(index=0), 2),
+        ("send", dict(as_bytes=False, end=False, index=0, side="b", size=0)),
+        ("to_next_timer", {}, 2),
+        ("deliver_one", dict(index=0)),
+        ("reset_stream", dict(code=100, index=0, side="a")),
+        ("duplicate", dict(index=0, where=0)),
+        ("stop_stream", dict(code=100, index=0, side="a")),
+        ("end_stream", dict(index=0, side="b")),
+        ("deliver_one", dict(index=34)),
+        ("to_next_timer", {}, 2),
+        ("deliver_one", dict(index=0)),
+        ("to_next_timer", {}),
+        ("deliver_one", dict(index=79)),
+        ("to_next_timer", {}, 4),
+        ("deliver_one", dict(index=0)),
+        ("deliver_one", dict(index=1)),
+        ("to_next_timer", {}, 7),
+    ])
+    m.teardown()
