@@ -1203,3 +1203,24 @@ def test_a_stop_answered_by_a_reset_we_never_got_does_not_reopen_the_stream() ->
         ("to_next_timer", {}, 7),
     ])
     m.teardown()
+
+
+def test_a_reset_still_queued_when_everything_is_acknowledged_is_settled() -> None:
+    # b ends stream 0 with its data, then resets it before sending anything
+    # more; a's ACK of the data and the FIN arrives before b transmits. The
+    # RESET_STREAM has nothing left to tell a, which holds the whole
+    # direction and may close and forget the stream: it is settled unsent.
+    m = small_machine()
+    m.send(side="b", index=0, size=10, as_bytes=False, end=True)   # opens stream 0
+    (stream_id,) = m.streams
+    m.deliver_all(rounds=1)              # the data and the FIN reach a
+    m.to_next_timer()                    # a's delayed ACK leaves
+    acks = [i for i, item in enumerate(m.wire) if item[0] == "b"]
+    assert acks
+    m.ep["b"].reset_stream(m.sid["b"], stream_id, 100, now=m.now)  # queued, not sent
+    m.streams[stream_id].dirs["b"].reset_codes.add(100)
+    m.deliver(acks[0])                   # b takes the ACK, then transmits
+    info = m.ep["b"].stream_info(m.sid["b"], stream_id)
+    assert info["send_state"] == "reset_recvd"
+    m.step_ok = True
+    m.teardown()
