@@ -196,7 +196,8 @@ class SendStream:
         self._buf = bytearray()
         self._base = self.write_end
         self.lost = _RangeSet()
-        self._acked = _RangeSet()
+        # The acknowledged ranges stay: with those still to come they tell
+        # whether the peer holds every byte after all (delivered_whole).
         self.fin_pending = False
         return True
 

@@ -35,6 +35,7 @@ from stt_proto.events import (
     StreamStopped,
     StreamWritable,
 )
+from stt_proto.stream import MODE_MESSAGES, SendStream
 from stt_proto.testing import Link, Network
 
 MiB = 1024 * 1024
@@ -1109,3 +1110,21 @@ def test_datagrams_flow_alongside_a_bulk_stream():
         assert t_got < t_big
     assert len(p.events("a", DatagramReceived)) == 20
     assert p.messages("b", s) == [big]
+
+
+def test_acknowledgements_from_before_a_reset_still_count_for_delivered_whole():
+    # The slow stateful run (seed 75): the frame with the last byte and the FIN
+    # was acknowledged first, then the stream was reset, then the earlier
+    # frame was acknowledged. reset() forgot the first acknowledgement, so the
+    # peer never seemed to hold every byte: the RESET_STREAM was resent until
+    # it reached the peer after it had closed and forgotten the stream.
+    send = SendStream(3, max_data=1 << 20, max_buffer=1 << 20, max_frame_size=1 << 20)
+    send.write(bytes(3000), mode=MODE_MESSAGES, end_stream=True)
+    first = send.next_frame(2000, 1 << 20)
+    last = send.next_frame(2000, 1 << 20)
+    assert last[2] and last[0] + len(last[1]) == send.write_end   # the FIN rides on it
+    send.on_acked(last[0], last[0] + len(last[1]), last[2])
+    assert send.reset(100)
+    assert not send.delivered_whole
+    send.on_acked(first[0], first[0] + len(first[1]), first[2])
+    assert send.delivered_whole
