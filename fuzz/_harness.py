@@ -85,6 +85,23 @@ class Ops:
         """A length-prefixed byte string (two bytes of length)."""
         return self.take(self.u16())
 
+    def mutate(self, original: bytes, *, insert: int, overwrite: int) -> bytes:
+        """``original`` with one to four edits: a flipped byte, a cut, up to
+        ``insert`` bytes inserted, or ``overwrite`` bytes overwritten."""
+        data = bytearray(original)
+        for _ in range(1 + self.byte() % 4):
+            how = self.byte() % 4
+            pos = self.u16() % (len(data) + 1)
+            if how == 0 and data:
+                data[pos % len(data)] ^= self.byte() or 1
+            elif how == 1:
+                del data[pos:]
+            elif how == 2:
+                data[pos:pos] = self.take(self.byte() % (insert + 1))
+            else:
+                data[pos : pos + overwrite] = self.take(overwrite)
+        return bytes(data)
+
 
 def pack_blob(data: bytes) -> bytes:
     """The encoding :meth:`Ops.blob` reads (for writing seeds)."""

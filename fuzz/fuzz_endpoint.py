@@ -160,22 +160,6 @@ class Pair:
             raise AssertionError(f"the session no longer works: {self.received!r}")
 
 
-def mutate(ops: Ops, packet: bytes) -> bytes:
-    data = bytearray(packet)
-    for _ in range(1 + ops.byte() % 4):
-        how = ops.byte() % 4
-        pos = ops.u16() % (len(data) + 1)
-        if how == 0 and data:
-            data[pos % len(data)] ^= ops.byte() or 1
-        elif how == 1:
-            del data[pos:]
-        elif how == 2:
-            data[pos:pos] = ops.take(ops.byte() % 32)
-        else:
-            data[pos : pos + 8] = ops.take(8)
-    return bytes(data)
-
-
 def test_one_input(data: bytes) -> None:
     ops = Ops(data)
     pair = Pair()
@@ -188,7 +172,7 @@ def test_one_input(data: bytes) -> None:
             pair.to_b(ops.blob(), source, authentic=False)
         elif op == 1 and pair.pool:
             packet = pair.pool[ops.byte() % len(pair.pool)]
-            pair.to_b(mutate(ops, packet), source, authentic=False)
+            pair.to_b(ops.mutate(packet, insert=31, overwrite=8), source, authentic=False)
         elif op == 2:
             # Looks like A's packets: a live receiver index of B, any packet
             # number and body.

@@ -78,22 +78,6 @@ def _genuine(suite: int) -> dict:
 GENUINE = {suite: _genuine(suite) for suite in hs.SUITES}
 
 
-def mutate(ops: Ops, original: bytes) -> bytes:
-    data = bytearray(original)
-    for _ in range(1 + ops.byte() % 4):
-        how = ops.byte() % 4
-        pos = ops.u16() % (len(data) + 1)
-        if how == 0 and data:
-            data[pos % len(data)] ^= ops.byte() or 1
-        elif how == 1:
-            del data[pos:]
-        elif how == 2:
-            data[pos:pos] = ops.take(1 + ops.byte() % 16)
-        else:
-            data[pos : pos + 4] = ops.take(4)
-    return bytes(data)
-
-
 def expect_noise_error(state: HandshakeState, message: bytes) -> None:
     """``message`` must be refused with ``NoiseError`` and kill ``state``."""
     try:
@@ -134,7 +118,7 @@ def check_decoders(target: int, data: bytes) -> None:
 
 def check_mutated_initiation(suite: int, ops: Ops) -> None:
     genuine = GENUINE[suite]
-    packet = mutate(ops, genuine["initiation"])
+    packet = ops.mutate(genuine["initiation"], insert=16, overwrite=4)
     if packet == genuine["initiation"]:
         return
     try:
@@ -159,18 +143,18 @@ def check_mutated_initiation(suite: int, ops: Ops) -> None:
 
 def check_mutated_response(suite: int, ops: Ops) -> None:
     genuine = GENUINE[suite]
-    message = mutate(ops, genuine["message2"])
+    message = ops.mutate(genuine["message2"], insert=16, overwrite=4)
     if message != genuine["message2"]:
         state = initiator_state(suite)
         state.write_message(hs.TransportParameters().encode(pad_to=hs.MIN_INITIATION_SIZE))
         expect_noise_error(state, message)
-    packet = mutate(ops, genuine["response"])
+    packet = ops.mutate(genuine["response"], insert=16, overwrite=4)
     check_decoders(1, packet)
 
 
 def check_mutated_cookie(suite: int, ops: Ops) -> None:
     genuine = GENUINE[suite]
-    packet = mutate(ops, genuine["cookie_reply"])
+    packet = ops.mutate(genuine["cookie_reply"], insert=16, overwrite=4)
     try:
         msg = hs.parse_cookie_reply_untrusted(packet)
     except DecodeError:
