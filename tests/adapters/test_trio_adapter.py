@@ -20,7 +20,7 @@ from stt_io.errors import ConnectionTimeoutError, SessionClosedError, STTError
 from stt_io.trio import ByteStream, Node
 from stt_proto.identity import Identity
 
-from .test_adapters import echo_stream
+from ..helpers.echo import echo_stream
 
 SEED = b"trio adapter test network seed"
 

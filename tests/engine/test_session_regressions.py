@@ -12,7 +12,8 @@ from stt_proto.endpoint import Endpoint
 from stt_proto.events import MessageReceived, StreamOpened, StreamStopped
 from stt_proto.testing import Link, Network
 
-from .sim_streams import connect
+from ..helpers.scenarios import run_scenario
+from ..helpers.sim_streams import connect
 
 
 def test_refused_streams_do_not_leak_session_credit() -> None:
@@ -112,6 +113,4 @@ def test_keep_alive_behind_a_full_window_does_not_spin() -> None:
     100774,  # a RESET_STREAM resent (spuriously) after the peer forgot the id
 ])
 def test_nightly_scenarios_that_once_failed(seed: int) -> None:
-    from .test_session_properties import run_scenario
-
     run_scenario(seed)

@@ -1,9 +1,9 @@
 """Tests of :mod:`stt_proto.noise`: the cacophony test vectors, then failure
 handling, secrecy of ``repr``, nonce rules and determinism.
 
-The vectors live outside the repository, in ``shared/vectors/noise`` beside the
-clone (``STT_NOISE_VECTORS`` overrides the path). A missing file is a failure,
-not a skip: without it the implementation is untested against the spec.
+The vectors are vendored in ``tests/vectors/noise`` (their origin and licence are
+in the README there; ``STT_NOISE_VECTORS`` overrides the path). A missing file is a
+failure, not a skip: without it the implementation is untested against the spec.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _vectors_path() -> Path:
     override = os.environ.get("STT_NOISE_VECTORS")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "shared" / "vectors" / "noise" / "cacophony_25519.json"
+    return Path(__file__).resolve().parents[1] / "vectors" / "noise" / "cacophony_25519.json"
 
 
 def _load_vectors() -> tuple[list[dict[str, Any]], str | None]:

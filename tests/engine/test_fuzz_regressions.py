@@ -19,9 +19,10 @@ import pytest
 
 from stt_proto.crypto import KeyLimits
 from stt_proto.events import DatagramReceived, SessionClosed
-from tests.test_endpoint import A_ADDR, B_ADDR, Net, connect, make_endpoint
 
-FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
+from ..helpers.endpoints import A_ADDR, B_ADDR, Net, connect, make_endpoint
+
+FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
 
 
 def replay_through_harness(harness: str, data: bytes) -> None:

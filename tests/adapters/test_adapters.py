@@ -30,9 +30,10 @@ from stt_io.errors import (
     MessageTooLargeError,
     SessionClosedError,
     StreamClosedError,
-    STTError,
 )
 from stt_proto.identity import Identity
+
+from ..helpers.echo import echo_server
 
 SEED = b"adapter scenario test network seed"
 
@@ -65,28 +66,6 @@ class Box:
     async def get(self):
         await self.event.wait()
         return self.value
-
-
-async def echo_stream(stream) -> None:
-    try:
-        async for message in stream:
-            await stream.send(message)
-        await stream.close()
-    except STTError:
-        pass
-
-
-def echo_server(node) -> None:
-    """Answer every message on every stream of every inbound session with itself."""
-    @node.on_session
-    async def handle(session):
-        async with anyio.create_task_group() as tasks:
-            while True:
-                try:
-                    stream = await session.accept_stream()
-                except STTError:
-                    break
-                tasks.start_soon(echo_stream, stream)
 
 
 async def gather(*functions):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guide.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guide.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.S)
 PROGRAMS = [(i, code) for i, code in enumerate(BLOCKS)
             if re.search(r"^\s*(asyncio|trio)\.run\(", code, flags=re.M)]

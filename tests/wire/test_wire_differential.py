@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from .wire_strategies import build, frame_key, frame_specs
+from ..helpers.wire_strategies import build, frame_key, frame_specs
 
 
 def _decode_outcome(wire, data: bytes):

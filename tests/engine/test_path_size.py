@@ -9,7 +9,7 @@ from stt_proto.endpoint import Endpoint
 from stt_proto.events import MessageReceived
 from stt_proto.testing import Link, Network
 
-from .sim_streams import connect
+from ..helpers.sim_streams import connect
 
 
 def _big(address):

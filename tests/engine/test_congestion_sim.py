@@ -16,7 +16,7 @@ from stt_proto.errors import SendBufferFullError
 from stt_proto.events import MessageReceived, StreamWritable
 from stt_proto.testing import Link, Network, Node
 
-from .sim_streams import connect
+from ..helpers.sim_streams import connect
 
 RATE = 100e6          # bits per second
 ONE_WAY = 0.010       # seconds: 20 ms round trip

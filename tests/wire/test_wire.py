@@ -15,7 +15,7 @@ from stt_proto.constants import (
 )
 from stt_proto.errors import DecodeError, EncodeError
 
-from .wire_strategies import build, frame_key, frame_specs, normalize, varints
+from ..helpers.wire_strategies import build, frame_key, frame_specs, normalize, varints
 
 # --- variable-length integers -------------------------------------------------
 

@@ -23,7 +23,7 @@ import stt_io.asyncio
 import stt_io.trio
 
 SEED = b"interop test network seed"
-PEER = Path(__file__).with_name("interop_peer.py")
+PEER = Path(__file__).resolve().parents[1] / "helpers" / "interop_peer.py"
 
 pytestmark = pytest.mark.anyio
 
