@@ -1,5 +1,5 @@
 """Shared pieces of the engine fuzz harnesses (``fuzz_endpoint``, ``fuzz_session``,
-``fuzz_handshake``) and of ``tests/test_fuzz_regressions.py``.
+``fuzz_handshake``) and of ``tests/engine/test_fuzz_regressions.py``.
 
 Nothing here imports atheris, so the regression tests replay findings through the
 very same checks without it. Everything is deterministic: keys and ``rng`` come
