@@ -63,14 +63,13 @@ from .events import (
     StreamWritable,
 )
 from .handshake import TransportParameters
+from .congestion import Pacer, create_congestion_controller
 from .recovery import (
     K_GRANULARITY,
     K_PACKET_THRESHOLD,
     K_PERSISTENT_CONGESTION_THRESHOLD,
-    Pacer,
     RttEstimator,
     SentPacket,
-    create_congestion_controller,
 )
 from .stream import MODE_BYTES, MODE_MESSAGES, RecvStream, SendStream
 
