@@ -634,7 +634,7 @@ class NodeBase(abc.ABC):
             return
         if self._session_handlers:
             for handler in self._session_handlers:
-                self._spawn(handler(session), "an STT session handler")
+                self._spawn(run_handler(handler, session), "an STT session handler")
         else:
             self._accepted.append(session)
             self._accept_signal.set()
@@ -654,6 +654,19 @@ class NodeBase(abc.ABC):
                 continue
             if hasattr(result, "__await__"):
                 self._spawn(result, "an on_session_closed callback")
+
+
+async def run_handler(handler: Callable[[Session], Awaitable[Any]], session: Session) -> None:
+    """``await handler(session)``, as the body of a handler task: whatever goes
+    wrong, a plain function's exception or a result that cannot be awaited,
+    happens inside the task and is reported like any handler error, instead of
+    breaking the flush (``on_session``) or the accept loop (``serve``) that
+    started it."""
+    result = handler(session)
+    if not hasattr(result, "__await__"):
+        raise TypeError(f"the session handler must be an async function: it returned "
+                        f"{type(result).__name__}, not an awaitable")
+    await result
 
 
 def _close_quietly(session: Session) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from ._arguments import check_handler
 from ._bytestream import ByteStreamBase
-from ._core import MAX_QUEUED_DATAGRAMS, NodeBase, Session, loopback_datagram_size
+from ._core import MAX_QUEUED_DATAGRAMS, NodeBase, Session, loopback_datagram_size, run_handler
 from ._core import Stream as _CoreStream
 from .errors import NodeStoppedError
 
@@ -155,7 +155,7 @@ class Node(NodeBase):
                     session = await self.accept()
                 except NodeStoppedError:
                     return
-                task = asyncio.ensure_future(handler(session))
+                task = asyncio.ensure_future(run_handler(handler, session))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 task.add_done_callback(self._report_handler)

@@ -41,15 +41,16 @@ from typing import Any
 
 import trio
 
+from ._arguments import check_handler
+from ._bytestream import ByteStreamBase
 from ._core import (
     MAX_QUEUED_DATAGRAMS,
     NodeBase,
     Session,
     loopback_datagram_size,
+    run_handler,
 )
 from ._core import Stream as _CoreStream
-from ._arguments import check_handler
-from ._bytestream import ByteStreamBase
 from .errors import NodeStoppedError
 
 __all__ = ["Node", "Session", "Stream", "ByteStream", "MAX_QUEUED_DATAGRAMS",
@@ -253,7 +254,8 @@ class Node(NodeBase):
                 except NodeStoppedError:
                     nursery.cancel_scope.cancel()
                     return
-                nursery.start_soon(self._guard, handler(session), "an STT session handler")
+                nursery.start_soon(self._guard, run_handler(handler, session),
+                                   "an STT session handler")
 
     # ------------------------------------------------------------------ backend hooks
 

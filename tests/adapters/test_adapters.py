@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
+import logging
 import os
 import signal
 import subprocess
@@ -555,12 +556,24 @@ async def test_node_identity_is_the_key_pair_it_runs_with(stt):
             assert len(session.session_id) == 16
 
 
-async def test_serve_runs_a_handler_per_session_and_survives_handler_errors(
-        stt, anyio_backend, caplog):
-    reported = []
-    if anyio_backend == "asyncio":  # asyncio reports through the loop's handler
+@pytest.fixture
+async def reported(anyio_backend, caplog):
+    """The messages of the handler errors the node reported: through the loop's
+    exception handler on asyncio, to the ``stt`` logger on trio."""
+    caplog.set_level(logging.ERROR, logger="stt")
+    contexts = []
+    if anyio_backend == "asyncio":
         asyncio.get_running_loop().set_exception_handler(
-            lambda loop, context: reported.append(context["exception"]))
+            lambda loop, context: contexts.append(context))
+
+    def messages():
+        if anyio_backend == "asyncio":
+            return [str(c.get("exception")) for c in contexts]
+        return [str(r.exc_info[1]) for r in caplog.records if r.exc_info]
+    return messages
+
+
+async def test_serve_runs_a_handler_per_session_and_survives_handler_errors(stt, reported):
     with anyio.fail_after(30):
         async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
             calls = []
@@ -584,10 +597,31 @@ async def test_serve_runs_a_handler_per_session_and_survives_handler_errors(
             # serve() was cancelled, the node runs on: sessions queue for accept().
             await client.connect(server.address, server.node_id)
             assert (await server.accept()).peer_id == client.node_id
-    if anyio_backend == "asyncio":
-        assert [str(exc) for exc in reported] == ["handler bug"]
-    else:
-        assert any("handler bug" in repr(r.exc_info) for r in caplog.records)
+    assert reported() == ["handler bug"]
+
+
+@pytest.mark.parametrize("way", ["on_session", "serve"])
+async def test_a_handler_that_is_not_async_is_reported_and_serving_goes_on(stt, reported, way):
+    with anyio.fail_after(30):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            calls = []
+
+            def forgot_async(session):  # a plain function: nothing to await
+                calls.append(session)
+
+            async with anyio.create_task_group() as tasks:
+                if way == "serve":
+                    await tasks.start(server.serve, forgot_async)
+                else:
+                    server.on_session(forgot_async)
+                for n in (1, 2):  # the first failure broke nothing
+                    await client.connect(server.address, server.node_id)
+                    while len(calls) < n or len(reported()) < n:
+                        await anyio.sleep(0.01)
+                tasks.cancel_scope.cancel()
+            assert len(calls) == 2
+            assert reported() == ["the session handler must be an async function: "
+                                  "it returned NoneType, not an awaitable"] * 2
 
 
 async def test_serve_returns_when_the_node_stops_and_cancels_its_handlers(stt):
