@@ -65,7 +65,8 @@ class Node(NodeBase):
     ``await node.start()`` binds and returns ``(host, port)``; ``async with
     Node(...) as node`` starts and stops it. See :class:`stt_io._core.NodeBase`
     for the arguments and the methods both adapters share (``connect``,
-    ``accept``, ``on_session``, ``on_session_closed``, ``statistics``).
+    ``accept``, ``on_session``, ``on_session_closed``, ``statistics``,
+    ``identity``); :meth:`serve` is asyncio's own.
     """
 
     _stream_class = Stream

@@ -96,7 +96,8 @@ class Node(NodeBase):
 
     See :class:`stt_io._core.NodeBase` for the arguments and the methods both
     adapters share (``connect``, ``accept``, ``on_session``,
-    ``on_session_closed``, ``statistics``).
+    ``on_session_closed``, ``statistics``, ``identity``); :meth:`serve` is
+    trio's own.
     """
 
     _stream_class = Stream
