@@ -21,7 +21,7 @@ on asyncio (:class:`stt_io.asyncio.ByteStream`). Both are thin facades over
   ``drain`` (an asyncio transport does the same); ``drain`` waits until the
   view holds nothing. That queue is bounded by the caller, as asyncio's write
   buffer is: it grows only by ``write`` calls that do not ``drain``, and
-  :meth:`ByteStreamBase.unsent_bytes` counts it.
+  :meth:`ByteStreamBase._held_size` counts it.
 * **Ending.** ``send_eof``/``write_eof`` ends this side once the unsent bytes
   are out; ``close`` does the same and also stops reading (the peer is asked to
   stop sending), and wakes a receive or send blocked in another task, which
@@ -252,7 +252,7 @@ class ByteStreamBase:
                 return
             await self.stream._wait_room()
 
-    def unsent_bytes(self) -> int:
+    def _held_size(self) -> int:
         """Bytes written but not yet accepted by the stream's send buffer."""
         return self._unsent_bytes
 

@@ -76,9 +76,8 @@ from .errors import (
     STTError,
 )
 
-__all__ = ["NodeBase", "Session", "Stream", "Signal", "FifoLock", "MAX_QUEUED_DATAGRAMS",
-           "MAX_QUEUED_DATAGRAM_BYTES",
-           "loopback_datagram_size"]
+__all__ = ["NodeBase", "Session", "Stream", "Signal", "FifoLock", "run_handler",
+           "MAX_QUEUED_DATAGRAMS", "MAX_QUEUED_DATAGRAM_BYTES", "loopback_datagram_size"]
 
 Address = tuple
 

@@ -34,13 +34,13 @@ Address = tuple
 
 #: What ``ByteStream.readline`` and ``readuntil`` search before giving up
 #: (asyncio's own ``StreamReader`` default).
-DEFAULT_LIMIT = 2**16
+_DEFAULT_LIMIT = 2**16
 
 
 class Stream(_CoreStream):
     __doc__ = _CoreStream.__doc__
 
-    def as_byte_stream(self, *, limit: int = DEFAULT_LIMIT) -> ByteStream:
+    def as_byte_stream(self, *, limit: int = _DEFAULT_LIMIT) -> ByteStream:
         """This stream as bytes, in the shape of an asyncio
         ``StreamReader``/``StreamWriter`` pair in one object: ``read``,
         ``readexactly``, ``readuntil``, ``readline``, ``at_eof``, ``write``,
@@ -274,7 +274,7 @@ class ByteStream(ByteStreamBase):
     _busy_error = RuntimeError
     _eof_sent_error = RuntimeError
 
-    def __init__(self, stream: Stream, *, limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(self, stream: Stream, *, limit: int = _DEFAULT_LIMIT) -> None:
         super().__init__(stream)
         self._limit = limit
 
@@ -397,7 +397,7 @@ class ByteStream(ByteStreamBase):
 
     def get_write_buffer_size(self) -> int:
         """Bytes written but not yet accepted by the stream's send buffer."""
-        return self.unsent_bytes()
+        return self._held_size()
 
     def can_write_eof(self) -> bool:
         return True
