@@ -11,7 +11,7 @@ Everything here comes from :mod:`stt_io.asyncio` and :mod:`stt_io.errors`; the
 sans-I/O engine is :mod:`stt_proto`.
 """
 
-from stt_io.asyncio import Node, Session, Stream
+from stt_io.asyncio import ByteStream, Node, Session, Stream
 from stt_io.errors import (
     AuthenticationError,
     ConnectionTimeoutError,
@@ -29,6 +29,7 @@ __all__ = [
     "Node",
     "Session",
     "Stream",
+    "ByteStream",
     "Identity",
     "STTError",
     "ConnectionTimeoutError",

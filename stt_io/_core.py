@@ -56,6 +56,15 @@ from stt_proto.errors import SendBufferFullError
 from stt_proto.events import CloseReason
 from stt_proto.identity import Identity
 
+from ._arguments import (
+    check_bind,
+    check_handler,
+    check_identity,
+    check_peer_address,
+    check_peer_id,
+    check_seed,
+    check_timeout,
+)
 from ._udp import DatagramSocket
 from .errors import (
     AuthenticationError,
@@ -64,11 +73,11 @@ from .errors import (
     SessionClosedError,
     StreamClosedError,
     StreamResetError,
+    STTError,
 )
 
-__all__ = ["NodeBase", "Session", "Stream", "Signal", "FifoLock", "MAX_QUEUED_DATAGRAMS",
-           "MAX_QUEUED_DATAGRAM_BYTES",
-           "loopback_datagram_size"]
+__all__ = ["NodeBase", "Session", "Stream", "Signal", "FifoLock", "run_handler",
+           "MAX_QUEUED_DATAGRAMS", "MAX_QUEUED_DATAGRAM_BYTES", "loopback_datagram_size"]
 
 Address = tuple
 
@@ -214,14 +223,21 @@ class NodeBase(abc.ABC):
         host, port: where to bind (``port=0`` picks a free port).
         **config: any :class:`~stt_proto.config.EndpointConfig` field, e.g.
             ``idle_timeout=30.0`` or ``max_frame_size=...``.
+
+    Raises:
+        TypeError: an argument of the wrong kind (a ``str`` seed, raw bytes as
+            ``identity``, a ``str`` port); the message says what to pass.
+        ValueError: a missing seed, a port outside 0..65535, a host with a
+            port in it (``"127.0.0.1:4000"``), or an invalid config value.
     """
 
     _stream_class: type[Stream]
 
     def __init__(self, identity: Identity | None = None, shared_seed: bytes | None = None,
                  host: str = "127.0.0.1", port: int = 0, **config: Any) -> None:
-        if shared_seed is None:
-            raise ValueError("shared_seed is required: nodes of one network share a secret seed")
+        check_seed(shared_seed)
+        identity = check_identity(identity)
+        host, port = check_bind(host, port)
         if "auto_credit" in config:
             raise ValueError("auto_credit is managed by the adapter")
         self._identity = identity if identity is not None else Identity.generate()
@@ -300,6 +316,12 @@ class NodeBase(abc.ABC):
         return self._identity.node_id
 
     @property
+    def identity(self) -> Identity:
+        """This node's key pair (the one passed in, or the one generated for
+        it): save it with ``stt_io.keys.save_identity`` to keep the node id."""
+        return self._identity
+
+    @property
     def address(self) -> Address:
         """The ``(host, port)`` the socket is bound to (once started)."""
         if self._sock is None:
@@ -375,16 +397,36 @@ class NodeBase(abc.ABC):
 
     # ------------------------------------------------------------------ sessions
 
-    async def connect(self, peer_addr: Address, peer_id: bytes, timeout: float = 10.0) -> Session:
+    async def connect(self, peer_addr: Address, peer_id: bytes,
+                      timeout: float | None = 10.0) -> Session:
         """Open a session with the node ``peer_id`` at ``peer_addr``.
 
+        Args:
+            peer_addr: ``(host, port)``; a host name is resolved first.
+            peer_id: the peer's node id, 32 raw bytes (``bytes.fromhex`` turns
+                a hex id into them).
+            timeout: seconds to wait for the handshake (``None``: the node's
+                ``connect_timeout``).
+
+        Returns:
+            The established session.
+
         Raises:
+            TypeError: ``peer_addr`` is not a ``(host, port)`` pair (e.g. the
+                string ``"host:port"``), ``peer_id`` is not bytes (e.g. hex
+                text), or ``timeout`` is not a number. Checked before anything
+                is sent, as are the ``ValueError`` cases.
+            ValueError: a port outside 1..65535, a ``peer_id`` that is not 32
+                bytes or no valid node id, or a ``timeout`` that is not above 0.
             ConnectionTimeoutError: no answer before ``timeout`` (also a wrong
                 ``peer_id``: the peer stays silent).
             AuthenticationError: the peer holds another network seed.
             ConnectionRefusedError: the OS reports that nothing listens there.
-            NodeStoppedError: the node stopped meanwhile.
+            NodeStoppedError: the node is not running, or stopped meanwhile.
         """
+        peer_addr = check_peer_address(peer_addr)
+        peer_id = check_peer_id(peer_id)
+        timeout = check_timeout(timeout)
         self._check_running()
         address = self._literal_address(peer_addr)
         if address is None:
@@ -433,14 +475,22 @@ class NodeBase(abc.ABC):
 
     def on_session(self, handler: Callable[[Session], Awaitable[Any]]) -> Callable:
         """Run ``handler(session)`` as a task for every inbound session (instead
-        of queueing it for :meth:`accept`). Usable as a decorator."""
-        self._session_handlers.append(handler)
+        of queueing it for :meth:`accept`). Usable as a decorator.
+
+        Raises:
+            TypeError: ``handler`` is not callable.
+        """
+        self._session_handlers.append(check_handler(handler, "the session handler"))
         return handler
 
     def on_session_closed(self, callback: Callable[[bytes, str], Any]) -> Callable:
         """Call ``callback(session_id, reason)`` when any session (or connect
-        attempt) ends; a coroutine function runs as a task. Usable as a decorator."""
-        self._closed_callbacks.append(callback)
+        attempt) ends; a coroutine function runs as a task. Usable as a decorator.
+
+        Raises:
+            TypeError: ``callback`` is not callable.
+        """
+        self._closed_callbacks.append(check_handler(callback, "the callback"))
         return callback
 
     # ------------------------------------------------------------------ I/O plumbing
@@ -583,7 +633,7 @@ class NodeBase(abc.ABC):
             return
         if self._session_handlers:
             for handler in self._session_handlers:
-                self._spawn(handler(session), "an STT session handler")
+                self._spawn(run_handler(handler, session), "an STT session handler")
         else:
             self._accepted.append(session)
             self._accept_signal.set()
@@ -603,6 +653,19 @@ class NodeBase(abc.ABC):
                 continue
             if hasattr(result, "__await__"):
                 self._spawn(result, "an on_session_closed callback")
+
+
+async def run_handler(handler: Callable[[Session], Awaitable[Any]], session: Session) -> None:
+    """``await handler(session)``, as the body of a handler task: whatever goes
+    wrong, a plain function's exception or a result that cannot be awaited,
+    happens inside the task and is reported like any handler error, instead of
+    breaking the flush (``on_session``) or the accept loop (``serve``) that
+    started it."""
+    result = handler(session)
+    if not hasattr(result, "__await__"):
+        raise TypeError(f"the session handler must be an async function: it returned "
+                        f"{type(result).__name__}, not an awaitable")
+    await result
 
 
 def _close_quietly(session: Session) -> None:
@@ -831,7 +894,7 @@ class Session:
             stream._stopped_code = event.error_code
             stream._writable.set()
         elif kind is ev.StreamWritable:
-            stream._writable.set()
+            stream._on_room()
         elif kind is ev.StreamClosed:
             stream._finished = True
             self._streams.pop(event.stream_id, None)
@@ -858,6 +921,7 @@ class Stream:
         self._stopped_code: int | None = None
         self._local_closed = False
         self._finished = False
+        self._room_callback: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Stream {self.stream_id} of {self.session!r}>"
@@ -933,11 +997,23 @@ class Stream:
             StreamResetError: the peer reset its side (``error_code`` says why).
             SessionClosedError: the session closed.
         """
+        data = await self._receive_next()
+        if data is None:
+            raise StreamClosedError(f"stream {self.stream_id} ended")
+        return data
+
+    async def _receive_next(self, stop: Callable[[], bool] | None = None) -> bytes | None:
+        """:meth:`receive`, with ``None`` instead of an error at the peer's
+        orderly end, or as soon as ``stop()`` is true (checked before taking
+        anything and after every wake-up: a byte view closed by another task).
+        Internal API of :mod:`stt_io._bytestream`."""
         session = self.session
         node = session._node
         await node._cancel_point()
         waited = False
         while True:
+            if stop is not None and stop():
+                return None
             if self._messages:
                 if not waited:
                     await node._schedule_point()  # then look again
@@ -953,7 +1029,7 @@ class Stream:
                 raise StreamResetError(f"stream {self.stream_id} was reset "
                                        f"(code {self._reset_code})", error_code=self._reset_code)
             if self._ended:
-                raise StreamClosedError(f"stream {self.stream_id} ended")
+                return None
             session._check_open()
             self._readable.clear()
             await self._readable.wait()
@@ -1005,3 +1081,81 @@ class Stream:
                                     now=node._now())
         node._flush()
         await node._schedule_point()
+
+    # ------------------------------------------------------------------ internal API
+    # What the byte views (stt_io._bytestream) need from a stream, so that they
+    # never touch its state, its session's or its node's.
+
+    def _input_ended(self) -> bool:
+        """Whether the peer ended its side and every message was taken."""
+        return self._ended and self._reset_code is None and not self._messages
+
+    def _offer_bytes(self, data: bytes) -> bool:
+        """Queue ``data`` in byte mode now, without waiting; ``False`` if the
+        send buffer is full (a room callback follows when it has room).
+        The caller owns this stream's sending side (no concurrent ``send``)."""
+        return self._try_send(data, True)
+
+    def _set_room_callback(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback()`` whenever a refused send may go through again
+        (the engine's ``StreamWritable``), right after waking the waiters."""
+        self._room_callback = callback
+
+    def _on_room(self) -> None:
+        self._writable.set()
+        if self._room_callback is not None:
+            self._room_callback()
+
+    async def _wait_room(self) -> None:
+        """Wait for the next "something changed" on the sending side: room in
+        the send buffer, or the stream or session ending. Call it right after
+        a refused :meth:`_offer_bytes`, with no await in between."""
+        self._writable.clear()
+        await self._writable.wait()
+
+    async def _wait_writable(self, stop: Callable[[], bool]) -> None:
+        """Return once a send would be accepted, or can never be (the stream,
+        session or node ended: the send will raise), or ``stop()`` is true."""
+        session = self.session
+        node = session._node
+        while not stop() and not self.is_closed() and node._running:
+            try:
+                if node._endpoint.stream_writable(session.session_id, self.stream_id):
+                    return
+            except KeyError:
+                return
+            self._writable.clear()
+            await self._writable.wait()
+
+    def _end_now(self) -> None:
+        """End this side at once, bypassing the send lock (a send blocked in
+        another task wakes to a closed stream). Best effort: nothing happens if
+        the stream, its session or its node is already gone."""
+        session = self.session
+        node = session._node
+        if self._local_closed or self._stopped_code is not None:
+            self._local_closed = True
+            return
+        self._local_closed = True
+        if session._closed is None and node._running:
+            try:
+                node._endpoint.end_stream(session.session_id, self.stream_id, now=node._now())
+            except (STTError, KeyError):
+                pass  # the stream or session is already gone
+            node._flush()
+        self._wake()
+
+    def _stop_reading(self) -> None:
+        """Ask the peer to stop sending (unless it ended or reset its side) and
+        wake every waiter. Best effort, like :meth:`_end_now`."""
+        session = self.session
+        node = session._node
+        if not self._ended and self._reset_code is None and session._closed is None \
+                and node._running:
+            try:
+                node._endpoint.stop_stream(session.session_id, self.stream_id, now=node._now())
+            except (STTError, KeyError):
+                pass
+            node._flush()
+        self._wake()
+

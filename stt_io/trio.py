@@ -41,14 +41,17 @@ from typing import Any
 
 import trio
 
+from ._arguments import check_handler
+from ._bytestream import ByteStreamBase
 from ._core import (
     MAX_QUEUED_DATAGRAMS,
     NodeBase,
     Session,
     loopback_datagram_size,
+    run_handler,
 )
 from ._core import Stream as _CoreStream
-from .errors import NodeStoppedError, SessionClosedError, StreamClosedError, STTError
+from .errors import NodeStoppedError
 
 __all__ = ["Node", "Session", "Stream", "ByteStream", "MAX_QUEUED_DATAGRAMS",
            "loopback_datagram_size"]
@@ -93,7 +96,8 @@ class Node(NodeBase):
 
     See :class:`stt_io._core.NodeBase` for the arguments and the methods both
     adapters share (``connect``, ``accept``, ``on_session``,
-    ``on_session_closed``, ``statistics``).
+    ``on_session_closed``, ``statistics``, ``identity``); :meth:`serve` is
+    trio's own.
     """
 
     _stream_class = Stream
@@ -229,8 +233,17 @@ class Node(NodeBase):
         this call's nursery, until cancelled or the node stops (then it
         returns). Meant for ``await nursery.start(node.serve, handler)``:
         ``task_status.started()`` reports the node's ``(host, port)``. A
-        handler's exception is logged and does not stop serving."""
+        handler's exception is logged (logger ``stt``) and does not stop
+        serving. Cancelling ``serve`` cancels its handler tasks and leaves the
+        node running.
+
+        Raises:
+            NodeStoppedError: the node is not running.
+            RuntimeError: ``on_session`` handlers are registered.
+            TypeError: ``handler`` is not callable.
+        """
         self._check_running()
+        check_handler(handler, "the session handler")
         if self._session_handlers:
             raise RuntimeError("serve() takes the sessions on_session() handlers would get: "
                                "use one or the other")
@@ -242,7 +255,8 @@ class Node(NodeBase):
                 except NodeStoppedError:
                     nursery.cancel_scope.cancel()
                     return
-                nursery.start_soon(self._guard, handler(session), "an STT session handler")
+                nursery.start_soon(self._guard, run_handler(handler, session),
+                                   "an STT session handler")
 
     # ------------------------------------------------------------------ backend hooks
 
@@ -289,7 +303,7 @@ class Node(NodeBase):
         self._nursery.start_soon(self._guard, coro, what)
 
 
-class ByteStream(trio.abc.HalfCloseableStream):
+class ByteStream(ByteStreamBase, trio.abc.HalfCloseableStream):
     """A :class:`Stream` seen as a ``trio.abc.HalfCloseableStream``.
 
     ``send_all`` sends the bytes on the stream (byte mode: the peer's
@@ -300,95 +314,57 @@ class ByteStream(trio.abc.HalfCloseableStream):
     and stops reading. A reset by the peer or a closed session raises
     ``trio.BrokenResourceError``; any use after ``aclose`` raises
     ``trio.ClosedResourceError``. Two tasks may not send (or receive) at once:
-    the second gets ``trio.BusyResourceError``.
+    the second gets ``trio.BusyResourceError``. The logic is shared with the
+    asyncio view: see :mod:`stt_io._bytestream`.
     """
 
-    def __init__(self, stream: Stream) -> None:
-        self.stream = stream
-        self._pending = memoryview(b"")
-        self._closed = False
-        self._eof_sent = False
-        self._sending = False
-        self._receiving = False
-
-    def _check_closed(self) -> None:
-        if self._closed:
-            raise trio.ClosedResourceError("this byte stream was closed")
+    _closed_error = trio.ClosedResourceError
+    _broken_error = trio.BrokenResourceError
+    _busy_error = trio.BusyResourceError
+    _eof_sent_error = trio.ClosedResourceError
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this stream")
-        self._sending = True
+        self._begin_send()
         try:
-            self._check_closed()
-            if self._eof_sent:
-                raise trio.ClosedResourceError("send_eof() was called")
-            await self._guarded(self.stream._send(bytes(data), True))
+            await self._send_all(bytes(data))
         finally:
-            self._sending = False
+            self._end_send()
 
     async def wait_send_all_might_not_block(self) -> None:
         """Wait until the stream's send buffer has room (or it can no longer
         send: then ``send_all`` will raise)."""
         if self._sending:
             raise trio.BusyResourceError("another task is sending on this stream")
+        self._check_closed()
         self._sending = True
         try:
-            self._check_closed()
             await trio.lowlevel.checkpoint()
-            stream = self.stream
-            session = stream.session
-            node = session._node
-            while not self._closed and not stream.is_closed() and node._running:
-                try:
-                    if node._endpoint.stream_writable(session.session_id, stream.stream_id):
-                        return
-                except KeyError:
-                    return
-                stream._writable.clear()
-                await stream._writable.wait()
-            self._check_closed()
+            await self._wait_send_room()
         finally:
-            self._sending = False
+            self._end_send()
 
     async def send_eof(self) -> None:
         if self._sending:
             raise trio.BusyResourceError("another task is sending on this stream")
         self._check_closed()
         await trio.lowlevel.checkpoint()
-        if not self._eof_sent:
-            self._eof_sent = True
-            await self._guarded(self.stream.close())
+        self._send_eof()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if max_bytes is not None:
             max_bytes = operator.index(max_bytes)  # TypeError for 1.5
             if max_bytes < 1:
                 raise ValueError("max_bytes must be at least 1")
-        if self._receiving:
-            raise trio.BusyResourceError("another task is receiving on this stream")
-        self._receiving = True
+        self._begin_receive()
         try:
-            self._check_closed()
             await trio.lowlevel.checkpoint()
-            stream = self.stream
-            while not self._pending:
+            while not self._buffered:
                 self._check_closed()
-                if stream._messages:
-                    self._pending = memoryview(await self._guarded(stream.receive()))
-                    continue
-                if stream._ended and stream._reset_code is None:
+                if not await self._fill():
                     return b""
-                if stream._reset_code is not None or stream.session._closed is not None \
-                        or not stream.session._node._running:
-                    await self._guarded(stream.receive())  # raises the reason
-                stream._readable.clear()
-                await stream._readable.wait()
-            size = len(self._pending) if max_bytes is None else max_bytes
-            chunk, self._pending = self._pending[:size], self._pending[size:]
-            return bytes(chunk)
+            return self._take(max_bytes)
         finally:
-            self._receiving = False
+            self._end_receive()
 
     async def aclose(self) -> None:
         """End this side (what was sent is still delivered) and stop reading
@@ -396,34 +372,5 @@ class ByteStream(trio.abc.HalfCloseableStream):
         ``BrokenResourceError`` on its byte view). A ``send_all`` or
         ``receive_some`` blocked in another task raises
         ``trio.ClosedResourceError``."""
-        if not self._closed:
-            self._closed = True
-            self._pending = memoryview(b"")
-            stream = self.stream
-            session = stream.session
-            node = session._node
-            if session._closed is None and node._running:
-                # Straight to the engine, not through the send lock a blocked
-                # send_all holds: it wakes up to a closed stream.
-                now = node._now()
-                try:
-                    if not stream._local_closed and stream._stopped_code is None:
-                        stream._local_closed = True
-                        self._eof_sent = True
-                        node._endpoint.end_stream(session.session_id, stream.stream_id, now=now)
-                    if not stream._ended and stream._reset_code is None:
-                        node._endpoint.stop_stream(session.session_id, stream.stream_id,
-                                                   now=now)
-                except (STTError, KeyError):
-                    pass  # the stream or session is already gone
-                node._flush()
-            stream._wake()  # blocked receive_some / send_all calls see the close
+        self._close()
         await trio.lowlevel.checkpoint()
-
-    async def _guarded(self, awaitable: Awaitable[Any]) -> Any:
-        try:
-            return await awaitable
-        except (StreamClosedError, SessionClosedError, NodeStoppedError) as exc:
-            if self._closed:
-                raise trio.ClosedResourceError("this byte stream was closed") from exc
-            raise trio.BrokenResourceError(str(exc)) from exc

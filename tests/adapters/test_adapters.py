@@ -5,8 +5,11 @@ Every test runs once on asyncio (``stt_io.asyncio``) and once on trio
 adapter module of the backend under test, and the test bodies use only the API
 the two adapters share plus anyio for sleeping, timeouts and task groups. Every
 test has an overall deadline (``anyio.fail_after``), so a hang fails the test
-instead of stalling the suite. What only one backend has lives in
-``test_trio_adapter.py`` and at the end of this file (uvloop).
+instead of stalling the suite. The byte views differ in shape (a trio
+``HalfCloseableStream``, an asyncio ``StreamReader``/``StreamWriter``
+look-alike); ``helpers/byte_views.py`` speaks to each in its own API. What only
+one backend has lives in ``test_trio_adapter.py``, ``test_asyncio_adapter.py``
+and at the end of this file (uvloop).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
+import logging
 import os
 import signal
 import subprocess
@@ -28,12 +32,15 @@ from stt_io.errors import (
     AuthenticationError,
     ConnectionTimeoutError,
     MessageTooLargeError,
+    NodeStoppedError,
     SessionClosedError,
     StreamClosedError,
+    StreamResetError,
 )
 from stt_proto.identity import Identity
 
-from ..helpers.echo import echo_server
+from ..helpers import byte_views as views
+from ..helpers.echo import echo_server, echo_session
 
 SEED = b"adapter scenario test network seed"
 
@@ -527,3 +534,272 @@ async def test_unread_datagrams_are_bounded_oldest_dropped(stt):
             # The oldest arrivals were dropped, so the oldest kept one comes
             # after at least that many (more if the kernel lost some).
             assert int.from_bytes(first[:4], "big") >= stats["datagrams_dropped_unread"]
+
+
+# -- node.identity, node.serve, stream.as_byte_stream, argument checks -------------------
+
+
+async def test_node_identity_is_the_key_pair_it_runs_with(stt):
+    identity = Identity.generate()
+    with anyio.fail_after(30):
+        async with stt.Node(identity=identity, shared_seed=SEED) as server, \
+                stt.Node(shared_seed=SEED) as client:
+            assert server.identity is identity
+            assert client.identity.node_id == client.node_id  # generated for it
+            # The raw private key rebuilds the same node id, and peers reach it.
+            again = Identity.from_private_bytes(client.identity.private_bytes())
+            assert again.node_id == client.node_id
+            session = await client.connect(server.address, server.identity.node_id)
+            inbound = await server.accept()
+            assert inbound.peer_id == client.identity.node_id
+            assert session.peer_id == server.identity.node_id
+            assert len(session.session_id) == 16
+
+
+@pytest.fixture
+async def reported(anyio_backend, caplog):
+    """The messages of the handler errors the node reported: through the loop's
+    exception handler on asyncio, to the ``stt`` logger on trio."""
+    caplog.set_level(logging.ERROR, logger="stt")
+    contexts = []
+    if anyio_backend == "asyncio":
+        asyncio.get_running_loop().set_exception_handler(
+            lambda loop, context: contexts.append(context))
+
+    def messages():
+        if anyio_backend == "asyncio":
+            return [str(c.get("exception")) for c in contexts]
+        return [str(r.exc_info[1]) for r in caplog.records if r.exc_info]
+    return messages
+
+
+async def test_serve_runs_a_handler_per_session_and_survives_handler_errors(stt, reported):
+    with anyio.fail_after(30):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            calls = []
+
+            async def handler(session):
+                calls.append(session.peer_id)
+                if len(calls) == 1:
+                    raise RuntimeError("handler bug")
+                await echo_session(session)
+
+            async with anyio.create_task_group() as tasks:
+                address = await tasks.start(server.serve, handler)
+                assert address == server.address
+                await client.connect(address, server.node_id)  # its handler raises
+                session = await client.connect(address, server.node_id)
+                stream = session.open_stream()
+                await stream.send(b"still serving")
+                assert await stream.receive() == b"still serving"
+                tasks.cancel_scope.cancel()
+            assert calls == [client.node_id, client.node_id]
+            # serve() was cancelled, the node runs on: sessions queue for accept().
+            await client.connect(server.address, server.node_id)
+            assert (await server.accept()).peer_id == client.node_id
+    assert reported() == ["handler bug"]
+
+
+@pytest.mark.parametrize("way", ["on_session", "serve"])
+async def test_a_handler_that_is_not_async_is_reported_and_serving_goes_on(stt, reported, way):
+    with anyio.fail_after(30):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            calls = []
+
+            def forgot_async(session):  # a plain function: nothing to await
+                calls.append(session)
+
+            async with anyio.create_task_group() as tasks:
+                if way == "serve":
+                    await tasks.start(server.serve, forgot_async)
+                else:
+                    server.on_session(forgot_async)
+                for n in (1, 2):  # the first failure broke nothing
+                    await client.connect(server.address, server.node_id)
+                    while len(calls) < n or len(reported()) < n:
+                        await anyio.sleep(0.01)
+                tasks.cancel_scope.cancel()
+            assert len(calls) == 2
+            assert reported() == ["the session handler must be an async function: "
+                                  "it returned NoneType, not an awaitable"] * 2
+
+
+async def test_serve_returns_when_the_node_stops_and_cancels_its_handlers(stt):
+    with anyio.fail_after(30):
+        server = stt.Node(shared_seed=SEED)
+        await server.start()
+        async with stt.Node(shared_seed=SEED) as client:
+            running, ended = Box(), []
+
+            async def handler(session):
+                try:
+                    running.put(session)
+                    await anyio.sleep(3600)
+                finally:
+                    ended.append(session.peer_id)
+
+            try:
+                async with anyio.create_task_group() as tasks:
+                    await tasks.start(server.serve, handler)
+                    await client.connect(server.address, server.node_id)
+                    await running.get()
+                    await server.stop()
+                    # Nothing cancels the task group: serve() returns by itself.
+            finally:
+                await server.stop()
+            assert ended == [client.node_id]
+            with pytest.raises(NodeStoppedError):
+                await server.serve(handler)
+
+
+async def test_serve_and_on_session_exclude_each_other(stt):
+    with anyio.fail_after(10):
+        async with stt.Node(shared_seed=SEED) as node:
+            node.on_session(echo_session)
+            with pytest.raises(RuntimeError, match="on_session"):
+                await node.serve(echo_session)
+
+
+async def test_byte_view_round_trip_and_end_of_stream(stt):
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    with anyio.fail_after(60):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            async def handler(session):
+                stream = await session.accept_stream()
+                await views.echo_bytes(stream.as_byte_stream())
+
+            server.on_session(handler)
+            session = await client.connect(server.address, server.node_id)
+            view = session.open_stream().as_byte_stream()
+
+            async def upload():
+                for i in range(0, len(payload), 100_000):
+                    await views.send_all(view, payload[i:i + 100_000])
+                await views.send_eof(view)
+
+            _, echoed = await gather(upload, lambda: views.receive_all(view))
+            assert echoed == payload
+            assert await views.receive_some(view) == b""  # the end stays the end
+            await views.aclose(view)
+            with pytest.raises(views.closed_error(view)):
+                await views.receive_some(view)
+
+
+async def test_byte_view_reads_messages_as_bytes_and_sees_a_reset_as_broken(stt):
+    with anyio.fail_after(30):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            session = await client.connect(server.address, server.node_id)
+            stream = session.open_stream()
+            for message in (b"one ", b"", b"two ", b"three"):
+                await stream.send(message)
+            peer = await (await server.accept()).accept_stream()
+            view = peer.as_byte_stream()
+            received = b""
+            while len(received) < len(b"one two three"):
+                received += await views.receive_some(view, 3)
+            assert received == b"one two three"
+            await stream.reset(7)
+            with pytest.raises(views.broken_error(view)) as info:
+                await views.receive_some(view)
+            assert isinstance(info.value.__cause__, StreamResetError)
+            assert info.value.__cause__.error_code == 7
+
+
+async def test_closing_a_byte_view_wakes_a_reader_blocked_in_another_task(stt):
+    with anyio.fail_after(30):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            session = await client.connect(server.address, server.node_id)
+            view = session.open_stream().as_byte_stream()
+            await views.send_all(view, b"hello")
+            peer = await (await server.accept()).accept_stream()
+            assert await peer.receive() == b"hello"
+            outcome = Box()
+
+            async def blocked_reader():
+                try:
+                    await views.receive_some(view)
+                except Exception as exc:  # noqa: BLE001 - the outcome is the test
+                    outcome.put(exc)
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(blocked_reader)
+                await anyio.sleep(0.05)
+                await views.aclose(view)
+            assert isinstance(await outcome.get(), views.closed_error(view))
+            # The close ended this side: the peer reads the end of the stream.
+            with pytest.raises(StreamClosedError):
+                await peer.receive()
+
+
+def _bad_calls(node_id: bytes, address):
+    """(what, call, error type, message pattern) for every argument check."""
+    return [
+        ("address as a str", lambda n: n.connect("127.0.0.1:4000", node_id), TypeError,
+         r"address must be a \(host, port\) tuple, got str '127\.0\.0\.1:4000'"),
+        ("address of one item", lambda n: n.connect(("127.0.0.1",), node_id), TypeError,
+         r"address must be a \(host, port\) tuple, got tuple of 1"),
+        ("host as bytes", lambda n: n.connect((b"127.0.0.1", 4000), node_id), TypeError,
+         r"host must be a str .*got bytes"),
+        ("host with a port", lambda n: n.connect(("127.0.0.1:4000", 4000), node_id),
+         ValueError, r"must not carry a port"),
+        ("port as a str", lambda n: n.connect(("127.0.0.1", "4000"), node_id), TypeError,
+         r"port must be an int, got str '4000'"),
+        ("port 0", lambda n: n.connect(("127.0.0.1", 0), node_id), ValueError,
+         r"port must be in 1\.\.65535, got 0"),
+        ("port 65536", lambda n: n.connect(("127.0.0.1", 65536), node_id), ValueError,
+         r"port must be in 1\.\.65535, got 65536"),
+        ("port as a bool", lambda n: n.connect(("127.0.0.1", True), node_id), TypeError,
+         r"port must be an int, got bool"),
+        ("peer_id as hex", lambda n: n.connect(address, node_id.hex()), TypeError,
+         r"peer_id must be 32 bytes \(the peer's node id\), got str: use bytes\.fromhex"),
+        ("peer_id as hex bytes", lambda n: n.connect(address, node_id.hex().encode()),
+         ValueError, r"peer_id must be 32 bytes .*got 64 bytes.*bytes\.fromhex"),
+        ("peer_id too short", lambda n: n.connect(address, node_id[:5]), ValueError,
+         r"peer_id must be 32 bytes .*got 5 bytes"),
+        ("peer_id None", lambda n: n.connect(address, None), TypeError,
+         r"peer_id must be 32 bytes .*got NoneType"),
+        ("timeout as a str", lambda n: n.connect(address, node_id, timeout="3"), TypeError,
+         r"timeout must be a number of seconds, got str"),
+        ("timeout 0", lambda n: n.connect(address, node_id, timeout=0), ValueError,
+         r"timeout must be a finite number of seconds above 0"),
+        ("timeout NaN", lambda n: n.connect(address, node_id, timeout=float("nan")),
+         ValueError, r"timeout must be a finite number"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_bad_calls(bytes(32), ("h", 1)))))
+async def test_a_bad_connect_argument_fails_at_once_saying_what_to_pass(stt, case):
+    with anyio.fail_after(10):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            what, call, error, pattern = _bad_calls(server.node_id, server.address)[case]
+            with pytest.raises(error, match=pattern):
+                await call(client)
+            stats = client.statistics()
+            assert stats["pending_connects"] == 0, what  # nothing was attempted
+            assert stats["socket_datagrams_sent"] == 0, what
+
+
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    (dict(port=70000), ValueError, r"port must be in 0\.\.65535, got 70000"),
+    (dict(port="4000"), TypeError, r"port must be an int, got str '4000'"),
+    (dict(host="127.0.0.1:4000"), ValueError,
+     r"host must not carry a port, got '127\.0\.0\.1:4000': pass host='127\.0\.0\.1', port=4000"),
+    (dict(host=None), TypeError, r"host must be a str"),
+    (dict(shared_seed="a seed typed as text"), TypeError,
+     r"shared_seed must be bytes, got str: use \.encode\(\)"),
+    (dict(shared_seed=None), ValueError, r"shared_seed is required"),
+    (dict(identity=bytes(32)), TypeError,
+     r"identity must be an Identity, got bytes: wrap a raw private key with "
+     r"Identity\.from_private_bytes"),
+])
+async def test_a_bad_node_argument_fails_at_construction(stt, kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        stt.Node(**{"shared_seed": SEED, **kwargs})
+
+
+async def test_handlers_must_be_callable(stt):
+    node = stt.Node(shared_seed=SEED)
+    with pytest.raises(TypeError, match="the session handler must be callable, got int"):
+        node.on_session(42)
+    with pytest.raises(TypeError, match="the callback must be callable, got str"):
+        node.on_session_closed("print")

@@ -18,12 +18,15 @@ async def echo_stream(stream) -> None:
 
 def echo_server(node) -> None:
     """Answer every message on every stream of every inbound session with itself."""
-    @node.on_session
-    async def handle(session):
-        async with anyio.create_task_group() as tasks:
-            while True:
-                try:
-                    stream = await session.accept_stream()
-                except STTError:
-                    break
-                tasks.start_soon(echo_stream, stream)
+    node.on_session(echo_session)
+
+
+async def echo_session(session) -> None:
+    """Echo every stream of ``session`` until it closes (a ``serve`` handler)."""
+    async with anyio.create_task_group() as tasks:
+        while True:
+            try:
+                stream = await session.accept_stream()
+            except STTError:
+                break
+            tasks.start_soon(echo_stream, stream)
