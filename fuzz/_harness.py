@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 from stt_proto.config import EndpointConfig
 from stt_proto.constants import ErrorCode, PacketKind
-from stt_proto.endpoint import MAX_ATTEMPTS_PER_CONNECT, Endpoint
+from stt_proto.endpoint import Endpoint
+from stt_proto.handshaking import MAX_ATTEMPTS_PER_CONNECT
 from stt_proto.handshake import (
     MIN_INITIATION_SIZE,
     PROLOGUE,
