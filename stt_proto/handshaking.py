@@ -12,7 +12,7 @@ role, because the roles share almost nothing but the node's credentials
   ``connect`` or the *rekey* of a session whose keys are due. It sends an
   INITIATION and retransmits a fresh one (new ephemeral key, new index) with
   exponential backoff until a RESPONSE arrives or the deadline passes (section
-  6.7). The last :data:`MAX_ATTEMPTS_PER_CONNECT` attempts stay valid, so a
+  6.8). The last :data:`MAX_ATTEMPTS_PER_CONNECT` attempts stay valid, so a
   RESPONSE to an earlier one still completes a connect on a slow path. A RESPONSE
   that does not authenticate means the responder holds another network seed:
   the connect fails with ``auth_failure`` within the round trip. A COOKIE_REPLY
@@ -27,9 +27,12 @@ role, because the roles share almost nothing but the node's credentials
 Neither reaches into the endpoint. Each is built with a few callables that are
 its whole interface back: *queue this datagram*, *push this event*, *arm this
 timer*, *a session is established (or rekeyed) with these keys*, *is there room
-for another session*. The endpoint keeps the sessions, their limits and the
-timer heap; these objects keep the Noise states, the attempts and the cookie
-secrets. Both share the endpoint's :class:`~stt_proto.sessions.IndexTable`,
+for another session*. The endpoint's
+:class:`~stt_proto.sessions.SessionTable` keeps the sessions and their limits,
+the endpoint the timer heap; these objects keep the Noise states, the attempts
+and the cookie secrets. A rekey belongs to its session: the table starts it and
+cancels it when the session closes, and a rekey whose timer comes due after
+that (both were due in one ``handle_timer`` call) does nothing. Both share the endpoint's :class:`~stt_proto.sessions.IndexTable`,
 since attempts and sessions draw their indices from the one space the peer
 addresses.
 
@@ -254,12 +257,12 @@ class Initiator:
 
     def connect(self, session_id: bytes, peer_id: bytes, address: Address, *,
                 deadline: float, now: float) -> None:
-        """Start a connect under ``session_id`` (unused, allocated by the endpoint).
+        """Start a connect under ``session_id`` (unused, allocated by the endpoint,
+        which also enforces ``max_pending_connects``).
 
         Raises:
-            LocalProtocolError: ``max_pending_connects`` connects are pending
-                (checked by the caller before allocating the id).
-            ValueError: ``peer_id`` is not a usable X25519 public key.
+            ValueError: ``peer_id`` is not a usable X25519 public key (nothing
+                is kept).
         """
         pending = PendingConnect(session_id, peer_id, address, deadline,
                                  self._config.handshake_retry_initial, None)
@@ -272,7 +275,7 @@ class Initiator:
             raise ValueError("peer_id is not a valid node id (X25519 public key)") from None
 
     def start_rekey(self, session: Session, now: float) -> None:
-        """Start a fresh handshake for ``session`` (docs/protocol.md 5.3); it runs
+        """Start a fresh handshake for ``session`` (docs/protocol.md 6.7); it runs
         until the current keys expire. The caller moves the session's rekey
         state to ``RUNNING``."""
         current = session.keys.current
@@ -322,6 +325,10 @@ class Initiator:
     def handle_timer(self, pending: PendingConnect, now: float) -> None:
         """Retransmit, or give up at the deadline (``SessionClosed(reason="timeout")``
         for a connect; the ``rekey_abandoned`` callback for a rekey)."""
+        if self.deadline(pending) is None:
+            # Ended since its timer came due: the session it rekeyed closed in
+            # the same handle_timer call (say at key expiry, when both are due).
+            return
         if now >= pending.deadline:
             if pending.session is None:
                 self._stats["connects_timed_out"] += 1
@@ -338,7 +345,7 @@ class Initiator:
     # ------------------------------------------------------------------ packets
 
     def receive_response(self, data: bytes, address: Address, now: float) -> None:
-        """A RESPONSE (6.3). Raises only :class:`DecodeError` (the caller drops)."""
+        """A RESPONSE (6.2, 6.3). Raises only :class:`DecodeError` (the caller drops)."""
         msg = parse_response_untrusted(data)
         found = self._find_attempt(msg.receiver_index)
         if found is None:
@@ -510,7 +517,7 @@ class Responder:
         return len(self._replay_cache)
 
     def receive_initiation(self, data: bytes, address: Address, now: float) -> None:
-        """An INITIATION (6.2, 6.6). Raises only :class:`DecodeError` (the caller drops)."""
+        """An INITIATION (6.1, 6.6). Raises only :class:`DecodeError` (the caller drops)."""
         stats = self._stats
         config = self._config
         stats["initiations_received"] += 1
