@@ -11,26 +11,29 @@ with each datagram, keeps one timer at :meth:`Endpoint.get_timer` and calls
 ``now``, an opaque non-decreasing number of seconds chosen by the caller.
 
 The endpoint is the hub; the mechanisms live in their own modules and it
-composes them:
+composes them, each calling back only through the few callables it was given:
 
 * routing: every packet names one of our local indices, which an
   :class:`~stt_proto.sessions.IndexTable` maps to a session or a handshake
   attempt (``docs/protocol.md`` sections 3 and 6);
 * handshakes: :class:`~stt_proto.handshaking.Initiator` (connects, retries,
   rekeys) and :class:`~stt_proto.handshaking.Responder` (``mac1``, cookies under
-  load, limits on new sessions) call back here when keys are ready;
-* a session's life cycle: :class:`~stt_proto.sessions.Session` moves through the
-  table in :mod:`stt_proto.state` (``HANDSHAKING`` until the initiator's first
-  DATA packet confirms the keys and proves its address: only then does the
-  application hear of the session; ``ESTABLISHED``; ``CLOSING`` while a graceful
-  close drains; ``CLOSED`` while it lingers; ``FORGOTTEN``);
+  load, limits on new sessions);
+* sessions: a :class:`~stt_proto.sessions.SessionTable` creates them from
+  finished handshakes, runs their timer (idle timeout, keep-alive, when to
+  rekey, linger and CLOSE repetition) and closes them; each
+  :class:`~stt_proto.sessions.Session` moves through the life-cycle table in
+  :mod:`stt_proto.state` (``HANDSHAKING`` until the initiator's first DATA
+  packet confirms the keys, ``ESTABLISHED``, ``CLOSING`` while a graceful close
+  drains, ``CLOSED`` while it lingers, ``FORGOTTEN``);
 * streams, recovery and flow control: one :class:`~stt_proto.session.SessionCore`
   per session.
 
-What stays here is what binds them: the per-session timer (idle timeout,
-keep-alive, when to rekey, the linger and CLOSE repetition of section 7.8), the
-one timer heap behind :meth:`Endpoint.get_timer`, the event queue and its limits,
-and the datagrams waiting to leave.
+What stays here is the public surface and what binds the parts: the datagram
+demultiplexer, the one timer heap behind :meth:`Endpoint.get_timer` (sessions
+and pending connects each hold one entry; moved deadlines leave stale entries
+that are skipped), the event queue with its limits, and the datagrams waiting
+to leave.
 
 Keys. Each session's packet keys live in a :class:`~stt_proto.crypto.KeyRing`.
 Before their time or volume limit, the side that initiated them starts a fresh
@@ -52,40 +55,27 @@ from typing import Any
 
 from . import _wire as wire
 from .config import EndpointConfig
-from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, ErrorCode, PacketKind
-from .crypto import KeyExhaustedError, KeyRing, PacketKeys
-from .errors import DecodeError, LocalProtocolError, ProtocolError
-from .errors import StreamClosedError
+from .constants import PacketKind
+from .errors import DecodeError, LocalProtocolError
 from .events import (
     STREAM_DATA_EVENTS,
     CloseReason,
     DatagramReceived,
     DhtMessageReceived,
     Event,
-    SessionClosed,
-    SessionEstablished,
 )
-from .handshake import TransportParameters
-from .handshaking import (
-    Credentials,
-    Initiator,
-    PendingConnect,
-    Responder,
-    path_datagram_size,
-)
-from .session import MODE_BYTES, MODE_MESSAGES, SessionCore
-from .sessions import IndexTable, Session, host_of
-from .state import RekeyInput, RekeyState, SessionInput, SessionState
+from .handshaking import Credentials, Initiator, PendingConnect, Responder
+from .session import MODE_BYTES, MODE_MESSAGES
+from .sessions import IndexTable, Session, SessionTable
+from .state import RekeyState
 
 __all__ = ["Endpoint", "Address"]
 
 Address = Any
 
-#: CLOSE frames a closed session sends at most (first, repeats and echoes).
-_MAX_CLOSE_SENDS = 8
-
 #: Events that may be dropped (and counted) when ``max_events`` are waiting or
-#: they would hold more than ``max_event_bytes``: unreliable ones only. Stream events are bounded by flow control instead.
+#: they would hold more than ``max_event_bytes``: unreliable ones only. Stream
+#: events are bounded by flow control instead.
 _DROPPABLE_EVENTS = (DatagramReceived, DhtMessageReceived)
 
 
@@ -111,9 +101,6 @@ class Endpoint:
         self._rng = config.rng
         self._public = config.identity.node_id
         self._indices = IndexTable(self._rng)
-        self._sessions: dict[bytes, Session] = {}
-        self._per_host: dict[Any, int] = {}
-        self._half_open = 0
         self._outgoing: list[tuple[bytes, Address]] = []
         self._events: deque[Event] = deque()
         #: Bytes of data held by the droppable events waiting (max_event_bytes).
@@ -122,8 +109,6 @@ class Endpoint:
         #: stale unless ``owner.timer_at == at`` (see _arm).
         self._timers: list[tuple[float, int, Any]] = []
         self._timer_seq = itertools.count()
-        #: Sessions with input since they last transmitted.
-        self._dirty: dict[Session, None] = {}
         self._last_now = float("-inf")
         self._stats = dict.fromkeys(
             (
@@ -139,17 +124,26 @@ class Endpoint:
             ),
             0,
         )
+        # The parts, composed: each calls back only through what it is given.
+        table = self._table = SessionTable(
+            config, self._indices, self._stats, queue=self._queue,
+            push_event=self._push_event, arm=self._arm, new_session_id=self._new_session_id,
+            start_rekey=lambda session, now: self._initiator.start_rekey(session, now),
+            cancel_rekey=lambda session: self._initiator.cancel_rekey(session))
+        #: The table's sessions by id (the same dict; read-only here).
+        self._sessions = table.sessions
         credentials = Credentials(config)
         self._initiator = Initiator(
             config, credentials, self._indices, self._stats, queue=self._queue,
             push_event=self._push_event, schedule=self._arm,
-            established=self._connect_established, rekeyed=self._rekeyed,
-            rekey_abandoned=self._rekey_abandoned)
+            established=table.connect_established, rekeyed=table.rekeyed,
+            rekey_abandoned=table.rekey_abandoned)
         self._responder = Responder(
             config, credentials, self._indices, self._stats, queue=self._queue,
-            half_open=lambda: self._half_open, admits=self._admits,
-            rekey_target=self._rekey_target, half_opened=self._half_opened,
-            rekey_offered=self._rekey_offered)
+            half_open=lambda: table.half_open, admits=table.admits,
+            rekey_target=table.rekey_target, half_opened=table.half_opened,
+            rekey_offered=table.rekey_offered)
+        self._mark = table.mark
 
     # ------------------------------------------------------------------ info
 
@@ -164,7 +158,7 @@ class Endpoint:
         stats = dict(self._stats)
         stats.update(
             sessions=len(self._sessions),
-            half_open=self._half_open,
+            half_open=self._table.half_open,
             pending_connects=len(self._initiator),
             indices=len(self._indices),
             replay_cache=self._responder.replay_cache_size,
@@ -184,7 +178,7 @@ class Endpoint:
         Raises:
             KeyError: unknown or closed session.
         """
-        session = self._get_session(session_id)
+        session = self._table.get(session_id)
         info: dict[str, Any] = {
             "peer_id": session.peer_id,
             "peer_address": session.address,
@@ -263,7 +257,7 @@ class Endpoint:
 
     def max_datagram_payload(self, session_id: bytes) -> int:
         """Largest ``data`` :meth:`send_datagram` accepts on this session."""
-        room = self._payload_room(self._get_session(session_id))
+        room = self._table.payload_room(self._table.get(session_id))
         return room - 1 - wire.varint_size(room)
 
     # ------------------------------------------------------------------ streams
@@ -385,20 +379,20 @@ class Endpoint:
 
     def stream_writable(self, session_id: bytes, stream_id: int) -> bool:
         """Whether a send on the stream would be accepted now."""
-        session = self._get_session(session_id)
+        session = self._table.get(session_id)
         return session.core is not None and session.core.stream_writable(stream_id)
 
     def stream_info(self, session_id: bytes, stream_id: int) -> dict[str, Any]:
         """States, buffered bytes and credit of one open stream (``KeyError`` if
         it is not open)."""
-        session = self._get_session(session_id)
+        session = self._table.get(session_id)
         if session.core is None:
             raise KeyError("session not established")
         return session.core.stream_info(stream_id)
 
     def stream_ids(self, session_id: bytes) -> list[int]:
         """Ids of the session's open streams."""
-        session = self._get_session(session_id)
+        session = self._table.get(session_id)
         return [] if session.core is None else session.core.stream_ids()
 
     def session_statistics(self, session_id: bytes) -> dict[str, Any]:
@@ -407,7 +401,7 @@ class Endpoint:
         credit, plus the key counters of :meth:`session_info` (where both have a
         counter of the same name, such as ``packets_sent``, the session's own,
         which counts only the packets of its streams and control frames, wins)."""
-        session = self._get_session(session_id)
+        session = self._table.get(session_id)
         stats = self.session_info(session_id)
         if session.core is not None:
             stats.update(session.core.statistics())
@@ -431,87 +425,14 @@ class Endpoint:
         label = CloseReason.GRACEFUL if error_code == 0 else CloseReason.ERROR
         if self._initiator.abandon(session_id, label, error_code, reason or "closed locally"):
             return
-        session = self._sessions.get(session_id)
-        if session is None or session.closed:
-            return
-        if flush is None:
-            flush = error_code == 0
-        if flush and session.core is not None and session.core.has_unfinished_sends():
-            # docs/protocol.md 7.8: deliver what is queued first (CLOSING); a
-            # second graceful close keeps the first one's deadline.
-            if session.state is not SessionState.CLOSING:
-                session.closing = (error_code, reason,
-                                   now + self._config.close_flush_timeout)
-                self._schedule(session)
-            session.advance(SessionInput.FLUSH)
-            return
-        self._close_now(session, error_code, reason, now)
-
-    def _close_now(self, session: Session, error_code: int, reason: str, now: float) -> None:
-        if session.established:
-            # What is queued (datagrams, acknowledgements) leaves before the CLOSE.
-            self._transmit(session, now)
-            self._dirty.pop(session, None)
-            session.close_frame = (error_code, reason)
-            self._send_close(session, error_code, reason, now)
-            # CLOSE is repeated until the peer echoes one (docs/protocol.md 7.8).
-            session.close_interval = min(max(0.05, 1.5 * session.core.rtt.smoothed_rtt),
-                                         self._config.close_linger / _MAX_CLOSE_SENDS)
-            session.close_next = now + session.close_interval
-        label = CloseReason.GRACEFUL if error_code == 0 else CloseReason.ERROR
-        self._close_session(session, label, error_code, reason or "closed locally", now)
-
-    def _send_close(self, session: Session, error_code: int, reason: str, now: float) -> None:
-        frame = wire.CloseFrame(error_code, reason[:200])
-        try:
-            self._send_payload(session, wire.encode_frames([frame]), now)
-            session.close_sends += 1
-        except (KeyExhaustedError, LocalProtocolError):
-            pass  # keys expired (or never confirmed): the peer times out instead
-
-    def _receive_closed(self, session: Session, data: bytes, receiver_index: int,
-                        now: float) -> None:
-        """A packet for a closed session: a CLOSE from the peer ends our
-        retransmission of ours, or is answered with one (at most a few times),
-        so that both sides learn of the close even when CLOSE frames are lost.
-        Anything else is absorbed."""
-        if session.close_sends >= _MAX_CLOSE_SENDS \
-                or session.closed_from is SessionState.HANDSHAKING:
-            return  # never confirmed: it has no CLOSE to say
-        opened = session.keys.open_untrusted(data, receiver_index, now=now)
-        if opened is None:
-            return
-        try:
-            frames = wire.decode_frames_untrusted(opened[2])
-        except DecodeError:
-            return
-        closing = any(type(frame) is wire.CloseFrame for frame in frames)
-        if session.close_interval:
-            # We closed. A CLOSE back means ours arrived; anything else means it
-            # did not (yet): say it again.
-            if closing:
-                session.close_next = None
-                session.close_interval = 0.0
-                self._schedule(session)
-            else:
-                self._send_close(session, *session.close_frame, now)
-        elif closing:
-            self._send_close(session, ErrorCode.NO_ERROR, "", now)  # echo
+        self._table.close(session_id, error_code, reason, flush, now)
 
     def _usable_session(self, session_id: bytes, now: float | None, *,
                         closing_ok: bool = False) -> Session:
         if now is not None:
             if now > self._last_now:
                 self._last_now = now
-        session = self._get_session(session_id)
-        if not session.established or session.core is None:
-            raise LocalProtocolError("session is not established")
-        if session.state is SessionState.CLOSING and not closing_ok:
-            raise StreamClosedError("session is closing")
-        return session
-
-    def _mark(self, session: Session) -> None:
-        self._dirty[session] = None
+        return self._table.usable(session_id, closing_ok=closing_ok)
 
     # ------------------------------------------------------------------ I/O
 
@@ -520,26 +441,11 @@ class Endpoint:
         it must be sent to (``sendto``; never a connected socket)."""
         if now > self._last_now:
             self._last_now = now
-        if self._dirty:
-            dirty = self._dirty
-            self._dirty = {}
-            for session in dirty:
-                self._transmit(session, now)
+        if self._table.dirty:
+            self._table.transmit_dirty(now)
         out = self._outgoing
         self._outgoing = []
         return out
-
-    def _transmit(self, session: Session, now: float) -> None:
-        core = session.core
-        if core is None or not session.established:
-            return
-        datagrams = core.transmit(now, session.keys.seal)
-        if datagrams:
-            session.last_sent = now
-            address = session.address
-            for datagram in datagrams:
-                self._queue(datagram, address)
-        self._schedule(session)
 
     def next_event(self) -> Event | None:
         """Return the oldest event not handled yet, or ``None``.
@@ -568,7 +474,7 @@ class Endpoint:
         :meth:`next_event`), this is the time of the latest call: fire at once,
         then call :meth:`datagrams_to_send`.
         """
-        if self._dirty:
+        if self._table.dirty:
             return self._last_now
         timers = self._timers
         while timers:
@@ -600,7 +506,7 @@ class Endpoint:
             if isinstance(owner, PendingConnect):
                 self._initiator.handle_timer(owner, now)
             else:
-                self._session_timer(owner, now)
+                self._table.handle_timer(owner, now)
 
     def receive_datagram(self, data: bytes, address: Address, now: float) -> None:
         """Process one datagram from ``address``. Never raises for any bytes:
@@ -640,261 +546,9 @@ class Endpoint:
         if not isinstance(session, Session):
             self._stats["dropped_unknown_index"] += 1
             return
-        if session.state is SessionState.CLOSED:
-            self._receive_closed(session, data, receiver_index, now)
-            return
-        keys = session.keys
-        current = keys.current
-        opened = keys.open_untrusted(data, receiver_index, now=now)
-        if opened is None:
-            self._stats["dropped_unauthenticated"] += 1
-            return
-        _, pn, payload = opened
-        if keys.current is not current:
-            self._sync_indices(session)  # the peer confirmed a rekey: the ring moved
-        session.last_received = now
-        # WireGuard-style roaming: the latest authenticated source is where the
-        # peer is now.
-        session.address = address
-        if session.state is SessionState.HANDSHAKING:
-            # The initiator's first packet confirms the keys and proves it
-            # receives at this address: the session becomes usable (6.3).
-            session.advance(SessionInput.CONFIRMED)
-            self._half_open -= 1
-            self._stats["handshakes_completed"] += 1
-            self._push_event(SessionEstablished(session_id=session.session_id,
-                                                peer_id=session.peer_id,
-                                                peer_address=address, initiator=False))
-        core = session.core
-        try:
-            core.receive_packet(pn, payload, now)
-        except ProtocolError as exc:
-            self._protocol_violation(session, exc.error_code, str(exc), now)
-            return
-        if core.peer_close is not None:
-            code, message = core.peer_close
-            reason = CloseReason.GRACEFUL if code == 0 else CloseReason.ERROR
-            self._close_session(session, reason, code, message or "closed by peer", now)
-            return
-        if session.state is SessionState.CLOSING and not core.has_unfinished_sends():
-            self._close_now(session, session.closing[0], session.closing[1], now)
-            return
-        # No _schedule here: datagrams_to_send transmits the dirty session and
-        # _transmit re-arms its timer (get_timer answers "now" until then).
-        self._mark(session)
-
-
-    # ------------------------------------------------------------------ handshake callbacks
-
-    def _connect_established(self, session_id: bytes, peer_id: bytes, address: Address,
-                             keys: PacketKeys, params: TransportParameters, local_index: int,
-                             now: float) -> None:
-        """The Initiator's RESPONSE authenticated: the session exists and is
-        confirmed for us at once (6.3)."""
-        ring = KeyRing(limits=self._config.key_limits)
-        ring.install(keys, now=now, confirmed=True)
-        session = Session(session_id, peer_id, address, True, ring, params, now)
-        session.core = self._new_core(session)
-        session.advance(SessionInput.CONFIRMED)
-        self._sessions[session_id] = session
-        self._route(session, local_index)
-        self._per_host[host_of(address)] = self._per_host.get(host_of(address), 0) + 1
-        self._stats["handshakes_completed"] += 1
-        self._push_event(SessionEstablished(session_id=session_id, peer_id=peer_id,
-                                            peer_address=address, initiator=True))
-        # The first DATA packet confirms the keys to the responder (section 6.3).
-        # It is ack-eliciting, so loss recovery repeats it until it arrives.
-        session.core.queue_ping()
-        self._mark(session)
-        self._schedule(session)
-
-    def _rekeyed(self, session: Session, keys: PacketKeys, local_index: int,
-                 now: float) -> None:
-        """Our rekey of ``session`` completed: the new keys are current at once."""
-        session.advance_rekey(RekeyInput.COMPLETED)
-        session.keys.install(keys, now=now, confirmed=True)
-        self._route(session, local_index)
-        self._sync_indices(session)
-        self._stats["rekeys_completed"] += 1
-        # Use the new keys at once: that is what confirms them to the responder.
-        session.core.queue_ping()
-        self._mark(session)
-        self._schedule(session)
-
-    def _rekey_abandoned(self, session: Session) -> None:
-        session.advance_rekey(RekeyInput.ABANDONED)
-        self._schedule(session)
-
-    def _admits(self, address: Address) -> bool:
-        """Room for one more session from ``address`` (half-open, total, per host)."""
-        config = self._config
-        return not (self._half_open >= config.max_half_open
-                    or len(self._sessions) >= config.max_sessions
-                    or self._per_host.get(host_of(address), 0) >= config.max_sessions_per_address)
-
-    def _rekey_target(self, index: int, peer_id: bytes) -> Session | None:
-        """The session a peer's rekey names (by our index): only one of its own,
-        established and open."""
-        session = self._indices.get(index)
-        if isinstance(session, Session) and session.peer_id == peer_id \
-                and session.established:
-            return session
-        return None
-
-    def _half_opened(self, peer_id: bytes, address: Address, keys: PacketKeys,
-                     params: TransportParameters, local_index: int, now: float) -> None:
-        """The Responder answered a new INITIATION: a HANDSHAKING session waits
-        for the initiator's first DATA packet (or ``half_open_timeout``)."""
-        ring = KeyRing(limits=self._config.key_limits)
-        ring.install(keys, now=now, confirmed=True)
-        session = Session(self._new_session_id(), peer_id, address, False, ring, params, now)
-        session.core = self._new_core(session)
-        self._sessions[session.session_id] = session
-        self._route(session, local_index)
-        self._per_host[host_of(address)] = self._per_host.get(host_of(address), 0) + 1
-        self._half_open += 1
-        self._schedule(session)
-
-    def _rekey_offered(self, session: Session, keys: PacketKeys, local_index: int,
-                       now: float) -> None:
-        """The peer rekeys ``session``: the new keys wait as ``next`` until it uses them."""
-        session.keys.install(keys, now=now, confirmed=False)
-        self._route(session, local_index)
-        self._schedule(session)
-
-    # ------------------------------------------------------------------ sessions
-
-    def _session_timer(self, session: Session, now: float) -> None:
-        config = self._config
-        state = session.state
-        if state is SessionState.CLOSED:
-            if now >= session.closed_at + config.close_linger:
-                session.advance(SessionInput.LINGER_OVER)
-                self._forget_session(session)
-                return
-            if session.close_next is not None and now >= session.close_next:
-                if session.close_sends < _MAX_CLOSE_SENDS:
-                    self._send_close(session, *session.close_frame, now)
-                    session.close_interval = min(session.close_interval * 2,
-                                                 config.close_linger / _MAX_CLOSE_SENDS)
-                    session.close_next = now + session.close_interval
-                else:
-                    session.close_next = None
-            self._schedule(session)
-            return
-        if state is SessionState.HANDSHAKING:
-            if now >= session.created_at + config.half_open_timeout:
-                # The initiator never confirmed: a lost confirmation, a peer with
-                # another network seed, or a replayed/forged initiation.
-                self._stats["handshakes_unconfirmed"] += 1
-                self._half_open -= 1
-                session.closed_at = now
-                session.advance(SessionInput.EXPIRED)
-                self._forget_session(session)
-            else:
-                self._schedule(session)
-            return
-        if now >= session.last_received + config.idle_timeout:
-            self._close_session(session, CloseReason.TIMEOUT, ErrorCode.IDLE_TIMEOUT,
-                                "no packet from the peer within the idle timeout", now)
-            return
-        current = session.keys.current
-        if current is None or not current.can_receive(now=now):
-            self._close_session(session, CloseReason.TIMEOUT, ErrorCode.IDLE_TIMEOUT,
-                                "keys expired before a rekey completed", now)
-            return
-        if session.rekey_state is RekeyState.IDLE and (
-            # Time limits: the side that initiated the keys rekeys (WireGuard).
-            (current.initiator and current.needs_rekey(now=now))
-            # Volume limits apply to whoever sends: either side may rekey.
-            or current.packets_sent >= config.key_limits.rekey_after_packets
-            or not current.can_send(now=now)
-        ):
-            session.advance_rekey(RekeyInput.START)
-            self._initiator.start_rekey(session, now)
-        session.keys.expire(now)
-        self._sync_indices(session)
-        session.core.handle_timer(now)
-        if now >= session.last_sent + config.keep_alive_interval:
-            session.core.queue_ping()
-        if state is SessionState.CLOSING and (not session.core.has_unfinished_sends()
-                                              or now >= session.closing[2]):
-            self._close_now(session, session.closing[0], session.closing[1], now)
-            return
-        self._mark(session)
-        self._schedule(session)
-
-    def _send_payload(self, session: Session, payload: bytes, now: float) -> None:
-        _, datagram = session.keys.seal(payload, now=now)
-        session.last_sent = now
-        self._queue(datagram, session.address)
-
-    def _payload_room(self, session: Session) -> int:
-        if session.core is not None:
-            return session.core.max_payload
-        limit = min(path_datagram_size(self._config, session.address),
-                    session.peer_params.max_datagram_size)
-        return limit - DATA_HEADER_SIZE - AEAD_TAG_SIZE
-
-    def _new_core(self, session: Session) -> SessionCore:
-        return SessionCore(self._config, session_id=session.session_id,
-                           initiator=session.initiator, peer_params=session.peer_params,
-                           emit=self._push_event,
-                           max_datagram_size=path_datagram_size(self._config, session.address))
-
-    def _protocol_violation(self, session: Session, code: int, message: str, now: float) -> None:
-        self._stats["sessions_closed_by_violation"] += 1
-        try:
-            self._send_payload(session, wire.encode_frames([wire.CloseFrame(int(code), message[:200])]), now)
-        except KeyExhaustedError:
-            pass
-        self._close_session(session, CloseReason.ERROR, code, message, now)
-
-    def _close_session(self, session: Session, reason: str, code: int, message: str,
-                       now: float) -> None:
-        if session.closed:
-            return
-        session.closed_at = now
-        session.advance(SessionInput.CLOSE)
-        if session.rekey_state is RekeyState.RUNNING:
-            self._initiator.cancel_rekey(session)
-            session.advance_rekey(RekeyInput.ABANDONED)
-        self._stats["sessions_closed"] += 1
-        self._push_event(SessionClosed(session_id=session.session_id, peer_id=session.peer_id,
-                                       reason=reason, error_code=int(code), message=message))
-        self._schedule(session)
-
-    def _forget_session(self, session: Session) -> None:
-        for index in session.routes:
-            self._indices.release(index, session)
-        session.routes.clear()
-        if self._sessions.pop(session.session_id, None) is not None:
-            host = host_of(session.address)
-            left = self._per_host.get(host, 1) - 1
-            if left > 0:
-                self._per_host[host] = left
-            else:
-                self._per_host.pop(host, None)
-        session.timer_at = None
-
-    def _route(self, session: Session, index: int) -> None:
-        self._indices.route(index, session)
-        session.routes.add(index)
-
-    def _sync_indices(self, session: Session) -> None:
-        """Drop the routes of keys the ring has retired."""
-        live = set(session.keys.indices())
-        for index in [i for i in session.routes if i not in live]:
-            session.routes.discard(index)
-            self._indices.release(index, session)
+        self._table.receive(session, data, receiver_index, address, now)
 
     # ------------------------------------------------------------------ helpers
-
-    def _get_session(self, session_id: bytes) -> Session:
-        session = self._sessions.get(session_id)
-        if session is None or session.closed:
-            raise KeyError("unknown or closed session")
-        return session
 
     def _new_session_id(self) -> bytes:
         while True:
@@ -928,41 +582,3 @@ class Endpoint:
             return
         owner.timer_at = at
         heapq.heappush(self._timers, (at, next(self._timer_seq), owner))
-
-    def _schedule(self, session: Session) -> None:
-        self._arm(session, self._deadline_of(session))
-
-    def _deadline_of(self, session: Session) -> float | None:
-        config = self._config
-        if session.session_id not in self._sessions:
-            return None
-        state = session.state
-        if state is SessionState.CLOSED:
-            end = session.closed_at + config.close_linger
-            return end if session.close_next is None else min(end, session.close_next)
-        if state is SessionState.HANDSHAKING:
-            return session.created_at + config.half_open_timeout
-        # Runs after every transmit: a running minimum, no list.
-        at = session.last_received + config.idle_timeout
-        core = session.core
-        if not core.ping_pending:
-            t = session.last_sent + config.keep_alive_interval
-            if t < at:
-                at = t
-        t = core.get_timer()
-        if t is not None and t < at:
-            at = t
-        if state is SessionState.CLOSING and session.closing[2] < at:
-            at = session.closing[2]
-        keys = session.keys
-        current = keys.current
-        if current is not None:
-            if (session.rekey_state is RekeyState.IDLE and current.initiator
-                    and current.rekey_at < at):
-                at = current.rekey_at
-            if current.expires_at < at:
-                at = current.expires_at
-        t = keys.next_deadline()
-        if t is not None and t < at:
-            at = t
-        return at
