@@ -66,6 +66,16 @@ Address = Any
 #: CLOSE frames a closed session sends at most (first, repeats and echoes; 7.8).
 MAX_CLOSE_SENDS = 8
 
+# The states as module constants: reading a member off an Enum class costs a
+# slow attribute lookup in CPython 3.11, and these checks run for every packet.
+_HANDSHAKING = SessionState.HANDSHAKING
+_ESTABLISHED = SessionState.ESTABLISHED
+_CLOSING = SessionState.CLOSING
+_CLOSED = SessionState.CLOSED
+_FORGOTTEN = SessionState.FORGOTTEN
+_REKEY_IDLE = RekeyState.IDLE
+_REKEY_RUNNING = RekeyState.RUNNING
+
 
 def host_of(address: Address) -> Any:
     """The host part of an address, for the per-address session limit."""
@@ -88,8 +98,8 @@ class Session:
         self.initiator = initiator
         self.keys = keys
         self.peer_params = peer_params
-        self.state = SessionState.HANDSHAKING
-        self.rekey_state = RekeyState.IDLE
+        self.state = _HANDSHAKING
+        self.rekey_state = _REKEY_IDLE
         #: The state the session closed from (only a confirmed session speaks
         #: CLOSE while it lingers).
         self.closed_from: SessionState | None = None
@@ -124,7 +134,7 @@ class Session:
         new = session_transition(self.state, event)
         if new is None:
             raise RuntimeError(f"session life cycle: {event.name} in {self.state.name}")
-        if new is SessionState.CLOSED:
+        if new is _CLOSED:
             self.closed_from = self.state
         self.state = new
 
@@ -143,12 +153,12 @@ class Session:
     @property
     def established(self) -> bool:
         """Confirmed and not closed: the application may use it."""
-        return self.state is SessionState.ESTABLISHED or self.state is SessionState.CLOSING
+        return self.state is _ESTABLISHED or self.state is _CLOSING
 
     @property
     def closed(self) -> bool:
         """Closed (lingering) or forgotten: no longer the application's."""
-        return self.state is SessionState.CLOSED or self.state is SessionState.FORGOTTEN
+        return self.state is _CLOSED or self.state is _FORGOTTEN
 
 
 class IndexTable:
@@ -255,7 +265,7 @@ class SessionTable:
         session = self.get(session_id)
         if not session.established or session.core is None:
             raise LocalProtocolError("session is not established")
-        if session.state is SessionState.CLOSING and not closing_ok:
+        if session.state is _CLOSING and not closing_ok:
             raise StreamClosedError("session is closing")
         return session
 
@@ -285,7 +295,7 @@ class SessionTable:
         """A DATA packet routed to ``session`` by ``receiver_index``: open it,
         confirm a half-open session (6.3), follow the peer's address, and feed
         the frames to the session's core; a violation closes the session."""
-        if session.state is SessionState.CLOSED:
+        if session.state is _CLOSED:
             self._receive_closed(session, data, receiver_index, now)
             return
         keys = session.keys
@@ -301,7 +311,7 @@ class SessionTable:
         # WireGuard-style roaming: the latest authenticated source is where the
         # peer is now.
         session.address = address
-        if session.state is SessionState.HANDSHAKING:
+        if session.state is _HANDSHAKING:
             # The initiator's first packet confirms the keys and proves it
             # receives at this address: the session becomes usable (6.3).
             session.advance(SessionInput.CONFIRMED)
@@ -321,7 +331,7 @@ class SessionTable:
             reason = CloseReason.GRACEFUL if code == 0 else CloseReason.ERROR
             self._close_session(session, reason, code, message or "closed by peer", now)
             return
-        if session.state is SessionState.CLOSING and not core.has_unfinished_sends():
+        if session.state is _CLOSING and not core.has_unfinished_sends():
             self._close_now(session, session.closing[0], session.closing[1], now)
             return
         # No _schedule here: datagrams_to_send transmits the dirty session and
@@ -433,7 +443,7 @@ class SessionTable:
         the core's timers, keep-alive and the end of a graceful close's flush."""
         config = self._config
         state = session.state
-        if state is SessionState.CLOSED:
+        if state is _CLOSED:
             if now >= session.closed_at + config.close_linger:
                 session.advance(SessionInput.LINGER_OVER)
                 self._forget_session(session)
@@ -448,7 +458,7 @@ class SessionTable:
                     session.close_next = None
             self._schedule(session)
             return
-        if state is SessionState.HANDSHAKING:
+        if state is _HANDSHAKING:
             if now >= session.created_at + config.half_open_timeout:
                 # The initiator never confirmed: a lost confirmation, a peer with
                 # another network seed, or a replayed/forged initiation.
@@ -469,7 +479,7 @@ class SessionTable:
             self._close_session(session, CloseReason.TIMEOUT, ErrorCode.IDLE_TIMEOUT,
                                 "keys expired before a rekey completed", now)
             return
-        if session.rekey_state is RekeyState.IDLE and (
+        if session.rekey_state is _REKEY_IDLE and (
             # Time limits: the side that initiated the keys rekeys (WireGuard).
             (current.initiator and current.needs_rekey(now=now))
             # Volume limits apply to whoever sends: either side may rekey.
@@ -483,7 +493,7 @@ class SessionTable:
         session.core.handle_timer(now)
         if now >= session.last_sent + config.keep_alive_interval:
             session.core.queue_ping()
-        if state is SessionState.CLOSING and (not session.core.has_unfinished_sends()
+        if state is _CLOSING and (not session.core.has_unfinished_sends()
                                               or now >= session.closing[2]):
             self._close_now(session, session.closing[0], session.closing[1], now)
             return
@@ -499,10 +509,10 @@ class SessionTable:
         if session.session_id not in self.sessions:
             return None
         state = session.state
-        if state is SessionState.CLOSED:
+        if state is _CLOSED:
             end = session.closed_at + config.close_linger
             return end if session.close_next is None else min(end, session.close_next)
-        if state is SessionState.HANDSHAKING:
+        if state is _HANDSHAKING:
             return session.created_at + config.half_open_timeout
         # Runs after every transmit: a running minimum, no list.
         at = session.last_received + config.idle_timeout
@@ -514,12 +524,12 @@ class SessionTable:
         t = core.get_timer()
         if t is not None and t < at:
             at = t
-        if state is SessionState.CLOSING and session.closing[2] < at:
+        if state is _CLOSING and session.closing[2] < at:
             at = session.closing[2]
         keys = session.keys
         current = keys.current
         if current is not None:
-            if (session.rekey_state is RekeyState.IDLE and current.initiator
+            if (session.rekey_state is _REKEY_IDLE and current.initiator
                     and current.rekey_at < at):
                 at = current.rekey_at
             if current.expires_at < at:
@@ -543,7 +553,7 @@ class SessionTable:
         if flush and session.core is not None and session.core.has_unfinished_sends():
             # docs/protocol.md 7.8: deliver what is queued first (CLOSING); a
             # second graceful close keeps the first one's deadline.
-            first = session.state is not SessionState.CLOSING
+            first = session.state is not _CLOSING
             session.advance(SessionInput.FLUSH)
             if first:
                 session.closing = (error_code, reason,
@@ -581,7 +591,7 @@ class SessionTable:
         so that both sides learn of the close even when CLOSE frames are lost.
         Anything else is absorbed."""
         if session.close_sends >= MAX_CLOSE_SENDS \
-                or session.closed_from is SessionState.HANDSHAKING:
+                or session.closed_from is _HANDSHAKING:
             return  # never confirmed: it has no CLOSE to say
         opened = session.keys.open_untrusted(data, receiver_index, now=now)
         if opened is None:
@@ -618,7 +628,7 @@ class SessionTable:
             return
         session.closed_at = now
         session.advance(SessionInput.CLOSE)
-        if session.rekey_state is RekeyState.RUNNING:
+        if session.rekey_state is _REKEY_RUNNING:
             self._cancel_rekey(session)
             session.advance_rekey(RekeyInput.ABANDONED)
         self._stats["sessions_closed"] += 1
