@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from stt_proto.config import EndpointConfig
 from stt_proto.constants import ErrorCode, PacketKind
-from stt_proto.endpoint import MAX_ATTEMPTS_PER_CONNECT, Endpoint
+from stt_proto.endpoint import Endpoint
 from stt_proto.handshake import (
     MIN_INITIATION_SIZE,
     PROLOGUE,
@@ -24,6 +24,7 @@ from stt_proto.handshake import (
     encode_initiation,
     parse_response_untrusted,
 )
+from stt_proto.handshaking import MAX_ATTEMPTS_PER_CONNECT
 from stt_proto.identity import Identity, derive_psk
 from stt_proto.noise import CipherState, HandshakeState
 

@@ -22,6 +22,32 @@ Receiving side::
 ``DATA_RECVD``/``RESET_RECVD`` (sending) and ``DATA_READ``/``RESET_READ``
 (receiving) are terminal: a stream whose two directions are terminal is closed and
 is forgotten after a linger period.
+
+A session's life cycle, as the endpoint sees it (``docs/protocol.md`` 6.3, 7.7,
+7.8)::
+
+    HANDSHAKING --confirmed--> ESTABLISHED --flush--> CLOSING
+        |                          |                     |
+        +--close-------------------+--close--------------+--> CLOSED --linger over--> FORGOTTEN
+        +--half-open timeout------------------------------------------------------> FORGOTTEN
+
+A responder's session starts half-open (``HANDSHAKING``) and is confirmed by the
+initiator's first authenticated DATA packet; an initiator creates its session
+when the RESPONSE authenticates and confirms it at once. ``CLOSING`` drains what
+is queued on streams before the CLOSE frame; ``CLOSED`` keeps the indices for the
+linger period, repeating or echoing CLOSE and absorbing late packets;
+``FORGOTTEN`` is terminal (the session has left every table).
+
+A rekey is a sub-machine beside it: the side whose keys are due starts a fresh
+handshake (``IDLE --start--> RUNNING``), which ends when it completes, when its
+deadline passes, or when the session closes (``RUNNING --completed/abandoned-->
+IDLE``). A rekey may start only while the session is ``ESTABLISHED`` or
+``CLOSING``.
+
+Unlike the stream tables, every session input is decided by the endpoint itself
+(the peer's bytes are judged before they become an input), so a refused input is
+a bug in the engine: :func:`session_transition` and :func:`rekey_transition`
+return ``None`` and the caller raises.
 """
 
 from __future__ import annotations
@@ -29,7 +55,9 @@ from __future__ import annotations
 import enum
 
 __all__ = ["SendState", "SendInput", "RecvState", "RecvInput", "send_transition",
-           "recv_transition", "SEND_TERMINAL", "RECV_TERMINAL"]
+           "recv_transition", "SEND_TERMINAL", "RECV_TERMINAL", "SessionState",
+           "SessionInput", "RekeyState", "RekeyInput", "session_transition",
+           "rekey_transition", "REKEY_ALLOWED"]
 
 
 class SendState(enum.Enum):
@@ -129,3 +157,76 @@ def send_transition(state: SendState, event: SendInput) -> SendState | None:
 def recv_transition(state: RecvState, event: RecvInput) -> RecvState | None:
     """The next receiving state, or ``None`` if ``event`` is not allowed in ``state``."""
     return _RECV.get((state, event))
+
+
+class SessionState(enum.Enum):
+    HANDSHAKING = "handshaking"  # half-open: keys derived, not yet confirmed
+    ESTABLISHED = "established"
+    CLOSING = "closing"          # a graceful close delivers what is queued first
+    CLOSED = "closed"            # lingering: CLOSE repeated/echoed, late packets absorbed
+    FORGOTTEN = "forgotten"      # left every table of the endpoint
+
+
+class SessionInput(enum.Enum):
+    CONFIRMED = "confirmed"      # the peer proved it holds the keys (6.3)
+    EXPIRED = "expired"          # half_open_timeout passed without confirmation
+    FLUSH = "flush"              # graceful close while stream data is unfinished (7.8)
+    CLOSE = "close"              # closed: locally, by the peer, a timeout or a violation
+    LINGER_OVER = "linger_over"  # close_linger passed since the close
+
+
+class RekeyState(enum.Enum):
+    IDLE = "idle"
+    RUNNING = "running"          # our fresh handshake for this session is in flight
+
+
+class RekeyInput(enum.Enum):
+    START = "start"              # our keys reached a rekey limit
+    COMPLETED = "completed"      # the RESPONSE authenticated: new keys installed
+    ABANDONED = "abandoned"      # its deadline passed, or the session closed
+
+
+SS, SN = SessionState, SessionInput
+_SESSION: dict[tuple[SessionState, SessionInput], SessionState] = {
+    (SS.HANDSHAKING, SN.CONFIRMED): SS.ESTABLISHED,
+    (SS.HANDSHAKING, SN.EXPIRED): SS.FORGOTTEN,
+    # A half-open session has no streams, so nothing to flush: a local close
+    # closes it at once (no CLOSE frame: its keys are unconfirmed).
+    (SS.HANDSHAKING, SN.CLOSE): SS.CLOSED,
+    (SS.ESTABLISHED, SN.FLUSH): SS.CLOSING,
+    (SS.ESTABLISHED, SN.CLOSE): SS.CLOSED,
+    # A second graceful close keeps the first one's deadline.
+    (SS.CLOSING, SN.FLUSH): SS.CLOSING,
+    (SS.CLOSING, SN.CLOSE): SS.CLOSED,
+    (SS.CLOSED, SN.LINGER_OVER): SS.FORGOTTEN,
+}
+del SS, SN
+
+#: Session states in which a rekey may start (and so be running).
+REKEY_ALLOWED = frozenset({SessionState.ESTABLISHED, SessionState.CLOSING})
+
+K, KI = RekeyState, RekeyInput
+_REKEY: dict[tuple[RekeyState, RekeyInput], RekeyState] = {
+    (K.IDLE, KI.START): K.RUNNING,
+    (K.RUNNING, KI.COMPLETED): K.IDLE,
+    (K.RUNNING, KI.ABANDONED): K.IDLE,
+}
+del K, KI
+
+
+def session_transition(state: SessionState, event: SessionInput) -> SessionState | None:
+    """The session's next state, or ``None`` if ``event`` is not allowed in ``state``."""
+    return _SESSION.get((state, event))
+
+
+def rekey_transition(session: SessionState, state: RekeyState,
+                     event: RekeyInput) -> RekeyState | None:
+    """The rekey's next state, or ``None`` if ``event`` is not allowed.
+
+    A rekey starts and completes only in :data:`REKEY_ALLOWED` session states;
+    it may be abandoned in any state it was running in (a session that closes
+    abandons its rekey once it is ``CLOSED``).
+    """
+    if event is not RekeyInput.ABANDONED and session not in REKEY_ALLOWED:
+        return None
+    return _REKEY.get((state, event))
