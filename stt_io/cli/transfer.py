@@ -221,16 +221,25 @@ def _parse_header(message: bytes) -> tuple[str, int]:
         raise _Refused(Refusal.BAD_HEADER, "the file header is too long")
     try:
         header = json.loads(message[len(FILE_MAGIC):])
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting too deep
         raise _Refused(Refusal.BAD_HEADER, "the file header is not JSON") from None
     name = header.get("name") if isinstance(header, dict) else None
     size = header.get("size") if isinstance(header, dict) else None
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise _Refused(Refusal.BAD_HEADER, "the file header has no valid size")
     if (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name
-            or "\0" in name or name.endswith(PART_SUFFIX)):
+            or "\0" in name or name.endswith(PART_SUFFIX) or not _encodable(name)):
         raise _Refused(Refusal.BAD_HEADER, "the file header has no plain file name")
     return name, size
+
+
+def _encodable(name: str) -> bool:
+    """Whether ``name`` can be a file name here (JSON can carry lone surrogates)."""
+    try:
+        os.fsencode(name)
+    except UnicodeError:
+        return False
+    return True
 
 
 async def _receive_data(stream: Stream, size: int, target: _PartFile | None) -> str:
@@ -260,7 +269,7 @@ async def _receive_data(stream: Stream, size: int, target: _PartFile | None) -> 
     try:
         theirs = json.loads(trailer[len(END_MAGIC):])["blake2b"] \
             if trailer.startswith(END_MAGIC) and len(trailer) <= MAX_HEADER else None
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):
         theirs = None
     if not isinstance(theirs, str):
         raise _Refused(Refusal.BAD_TRAILER, "the digest message is malformed")
