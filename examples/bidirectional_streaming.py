@@ -13,19 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import secrets
-import sys
 
 import stt
-
-
-def network_seed(option: str | None) -> bytes:
-    text = option or os.environ.get("STT_SEED")
-    if not text:
-        print("no --seed or STT_SEED given: using a random seed for this run")
-        text = secrets.token_hex(16)
-    return text.encode()
+from _common import argument_parser, run
 
 
 async def serve(session: stt.Session) -> None:
@@ -59,7 +49,7 @@ async def download(stream: stt.Stream) -> list[bytes]:
 
 
 async def main(args: argparse.Namespace) -> int:
-    seed = network_seed(args.seed)
+    seed = args.seed
     async with stt.Node(shared_seed=seed) as server, stt.Node(shared_seed=seed) as client:
         server.on_session(serve)
         session = await client.connect(server.address, server.node_id)
@@ -77,7 +67,6 @@ async def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=50)
-    parser.add_argument("--seed", help="network seed (text); default: STT_SEED or random")
-    sys.exit(asyncio.run(main(parser.parse_args())))
+    parser = argument_parser(__doc__)
+    parser.add_argument("--count", type=int, default=50, help="readings to stream")
+    run(main, parser)

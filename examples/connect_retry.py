@@ -14,22 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
-import secrets
 import socket
-import sys
 import time
 
 import stt
-
-
-def network_seed(option: str | None) -> bytes:
-    text = option or os.environ.get("STT_SEED")
-    if not text:
-        print("no --seed or STT_SEED given: using a random seed for this run")
-        text = secrets.token_hex(16)
-    return text.encode()
+from _common import argument_parser, run
 
 
 async def connect_with_retry(node: stt.Node, address, peer_id: bytes, *, attempt_timeout=0.5,
@@ -66,7 +56,7 @@ async def start_server_late(identity: stt.Identity, seed: bytes, port: int,
 
 
 async def main(args: argparse.Namespace) -> int:
-    seed = network_seed(args.seed)
+    seed = args.seed
     server_identity = stt.Identity.generate()
     port = free_udp_port()
     server_task = asyncio.create_task(start_server_late(server_identity, seed, port, args.delay))
@@ -92,7 +82,6 @@ async def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--delay", type=float, default=2.0, help="seconds before the server starts")
-    parser.add_argument("--seed", help="network seed (text); default: STT_SEED or random")
-    sys.exit(asyncio.run(main(parser.parse_args())))
+    run(main, parser)

@@ -12,25 +12,16 @@ Run: python examples/file_transfer.py [--size-mib N] [--seed TEXT]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import os
-import secrets
 import sys
 import tempfile
 import time
 
 import stt
+from _common import argument_parser, run
 
 CHUNK = 1024 * 1024
-
-
-def network_seed(option: str | None) -> bytes:
-    text = option or os.environ.get("STT_SEED")
-    if not text:
-        print("no --seed or STT_SEED given: using a random seed for this run")
-        text = secrets.token_hex(16)
-    return text.encode()
 
 
 def progress(done: int, total: int, width: int = 30) -> None:
@@ -53,7 +44,7 @@ async def receive_file(session: stt.Session) -> None:
 
 
 async def main(args: argparse.Namespace) -> int:
-    seed = network_seed(args.seed)
+    seed = args.seed
     total = int(args.size_mib * CHUNK)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "payload.bin")
@@ -99,7 +90,6 @@ async def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-mib", type=float, default=16)
-    parser.add_argument("--seed", help="network seed (text); default: STT_SEED or random")
-    sys.exit(asyncio.run(main(parser.parse_args())))
+    parser = argument_parser(__doc__)
+    parser.add_argument("--size-mib", type=float, default=16, help="size of the file (MiB)")
+    run(main, parser)

@@ -22,14 +22,7 @@ import sys
 import time
 
 import stt
-
-
-def network_seed(option: str | None) -> bytes:
-    text = option or os.environ.get("STT_SEED")
-    if not text:
-        print("no --seed or STT_SEED given: using a random seed for this run")
-        text = secrets.token_hex(16)
-    return text.encode()
+from _common import argument_parser, run
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -47,7 +40,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 async def monitor(args: argparse.Namespace) -> int:
-    seed = network_seed(args.seed)
+    seed = args.seed
     child = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--serve", "--idle-timeout", str(args.idle_timeout),
         stdout=asyncio.subprocess.PIPE, env={**os.environ, "STT_SEED": seed.decode()})
@@ -101,9 +94,8 @@ async def monitor(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--idle-timeout", type=float, default=2.0)
-    parser.add_argument("--seed", help="network seed (text); default: STT_SEED or random")
+    parser = argument_parser(__doc__)
+    parser.add_argument("--idle-timeout", type=float, default=2.0, help="seconds (and 1/4 "
+                        "of it between keep-alives)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    sys.exit(asyncio.run(serve(args)) if args.serve else asyncio.run(monitor(args)))
+    run(lambda args: serve(args) if args.serve else monitor(args), parser)

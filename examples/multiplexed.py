@@ -15,23 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import secrets
 import statistics
 import struct
-import sys
 import time
 
 import stt
+from _common import argument_parser, run
 
 HEADER = struct.Struct("!4sd")  # kind, send time (both nodes share this process's clock)
-
-
-def network_seed(option: str | None) -> bytes:
-    text = option or os.environ.get("STT_SEED")
-    if not text:
-        print("no --seed or STT_SEED given: using a random seed for this run")
-        text = secrets.token_hex(16)
-    return text.encode()
 
 
 async def consume(stream: stt.Stream, log: list) -> None:
@@ -49,7 +40,7 @@ async def produce(stream: stt.Stream, kind: bytes, payloads: list[bytes], pause:
 
 
 async def main(args: argparse.Namespace) -> int:
-    seed = network_seed(args.seed)
+    seed = args.seed
     log: list = []  # (kind, latency, payload) in arrival order, all streams together
     served = asyncio.get_running_loop().create_future()
 
@@ -104,8 +95,7 @@ async def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=200)
-    parser.add_argument("--frame-kib", type=int, default=64)
-    parser.add_argument("--seed", help="network seed (text); default: STT_SEED or random")
-    sys.exit(asyncio.run(main(parser.parse_args())))
+    parser = argument_parser(__doc__)
+    parser.add_argument("--frames", type=int, default=200, help="video frames to send")
+    parser.add_argument("--frame-kib", type=int, default=64, help="size of a video frame (KiB)")
+    run(main, parser)

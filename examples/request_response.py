@@ -14,20 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import secrets
-import sys
 import time
 
 import stt
-
-
-def network_seed(option: str | None) -> bytes:
-    text = option or os.environ.get("STT_SEED")
-    if not text:
-        print("no --seed or STT_SEED given: using a random seed for this run")
-        text = secrets.token_hex(16)
-    return text.encode()
+from _common import argument_parser, run
 
 
 async def handle_session(session: stt.Session) -> None:
@@ -66,7 +56,7 @@ async def call(session: stt.Session, request: str) -> str:
 
 
 async def main(args: argparse.Namespace) -> int:
-    seed = network_seed(args.seed)
+    seed = args.seed
     async with stt.Node(shared_seed=seed) as server, stt.Node(shared_seed=seed) as client:
         server.on_session(handle_session)
         print(f"server {server.node_id.hex()[:16]}... listening on {server.address}")
@@ -103,7 +93,6 @@ async def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=8)
-    parser.add_argument("--seed", help="network seed (text); default: STT_SEED or random")
-    sys.exit(asyncio.run(main(parser.parse_args())))
+    parser = argument_parser(__doc__)
+    parser.add_argument("--requests", type=int, default=8, help="sequential requests")
+    run(main, parser)

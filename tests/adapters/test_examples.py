@@ -88,3 +88,19 @@ def test_keepalive_monitor():
     assert "reason=timeout" in out and "session.close_reason 'timeout'" in out
     assert "reason=auth_failure" in out and "AuthenticationError" in out
     assert "keepalive monitor OK" in out
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("[!_]*.py")))
+def test_a_short_seed_is_one_clear_error(name):
+    # Every example starts through examples/_common.py, which checks the seed
+    # before any node starts.
+    env = {k: v for k, v in os.environ.items() if k != "STT_SEED"}
+    for args, env_seed, named in ((["--seed", "short"], None, "--seed"), ([], "short", "STT_SEED")):
+        if env_seed is not None:
+            env["STT_SEED"] = env_seed
+        result = subprocess.run([sys.executable, str(EXAMPLES / name), *args], env=env,
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 2, (name, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        last = result.stderr.splitlines()[-1]
+        assert named in last and "at least 16 bytes (got 5)" in last, result.stderr

@@ -13,17 +13,10 @@ import sys
 
 import pytest
 
-STT = [sys.executable, "-m", "stt_io.cli"]
-ENV = dict(os.environ, STT_SEED="cli test network seed, long enough")
-BACKENDS = ["asyncio", "trio"]
+from ..helpers.cli import ENV, Listener, finish, run, start
 
 
-def run(*args: str, timeout: float = 60, env=ENV) -> subprocess.CompletedProcess:
-    return subprocess.run([*STT, *args], capture_output=True, text=True, timeout=timeout,
-                          env=env)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_demo_sends_and_verifies_a_file(backend):
     result = run("demo", "--mib", "4", "--backend", backend)
     assert result.returncode == 0, result.stderr
@@ -32,7 +25,9 @@ def test_demo_sends_and_verifies_a_file(backend):
     assert "packets sent / received" in result.stdout
     assert "session closed: graceful" in result.stdout
     assert result.stdout.rstrip().endswith("demo OK")
-    assert "sending 4 MiB [#########################] 100%" in result.stderr
+    # stderr is a pipe here, not a terminal: plain progress lines, no bar.
+    assert "sending 4 MiB: 100% (4,194,304 bytes) in " in result.stderr
+    assert "\r" not in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -46,6 +41,23 @@ def test_keygen_and_id(tmp_path):
     assert run("id", "--identity", str(path)).stdout.strip() == node_id
     again = run("keygen", "--out", str(path))
     assert again.returncode == 1 and "exists" in again.stderr
+
+
+def test_id_takes_the_file_as_an_argument(tmp_path):
+    path = tmp_path / "me.key"
+    node_id = run("keygen", "--out", str(path)).stdout.strip()
+    result = run("id", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == node_id
+
+
+def test_keygen_without_out_says_where_it_wrote(tmp_path):
+    result = run("keygen", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    written = tmp_path / "stt-identity.key"
+    assert written.exists()
+    assert result.stderr == f"stt: wrote {written} (mode 0600)\n"
+    assert run("id", cwd=tmp_path).stdout == result.stdout  # id reads the same default
 
 
 def test_a_seed_is_required():
@@ -66,62 +78,39 @@ def test_backend_trio_without_trio_is_a_one_line_error():
     assert result.stderr.startswith("stt: --backend trio needs trio (pip install 'stt[trio]')")
 
 
-@pytest.fixture
-def listener(request, tmp_path):
-    backend = request.param
-    proc = subprocess.Popen([*STT, "listen", "--backend", backend, "--port", "0",
-                             "--save-dir", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    try:
-        first = proc.stdout.readline()
-        assert first.startswith("listening on "), proc.stderr.read()
-        address = first.split()[-1]
-        node_id = proc.stdout.readline().split()[-1]
-        assert proc.stdout.readline() == f"backend {backend}\n"
-        yield address, node_id, tmp_path
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        proc.stdout.close()
-        proc.stderr.close()
-
-
-def _stt(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([*STT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV)
-
-
-def _finish(proc: subprocess.Popen) -> tuple[int, str, str]:
-    stdout, stderr = proc.communicate(timeout=60)
-    return proc.returncode, stdout, stderr
-
-
 # Each backend serves the other and is served by it; asyncio-asyncio is the
 # original test. Both backends in both roles, so trio-trio adds nothing.
-@pytest.mark.parametrize(("listener", "client"), [
+@pytest.mark.parametrize(("backend", "client"), [
     ("asyncio", "asyncio"),
     ("trio", "asyncio"),
     ("asyncio", "trio"),
-], indirect=["listener"], ids=["asyncio-asyncio", "trio-asyncio", "asyncio-trio"])
-def test_send_and_ping_against_a_listener(listener, client, tmp_path_factory):
-    address, node_id, save_dir = listener
-    source = tmp_path_factory.mktemp("src") / "payload.bin"
+], ids=["asyncio-asyncio", "trio-asyncio", "asyncio-trio"])
+def test_send_and_ping_against_a_listener(backend, client, tmp_path):
+    save_dir = tmp_path / "save"
+    save_dir.mkdir()
+    source = tmp_path / "payload.bin"
     data = os.urandom(3 * 1024 * 1024 + 123)
     source.write_bytes(data)
-    # Three clients at once, each in its own process and session. The last is
-    # a node that is not the listener's id: it gets no answer, a clear timeout
-    # (and takes --backend before the subcommand, which works too).
-    send = _stt("send", "--backend", client, str(source), "--to", address, "--peer", node_id)
-    ping = _stt("ping", "--backend", client, "--to", address, "--peer", node_id, "-c", "3")
-    wrong = _stt("--backend", client, "ping", "--to", address,
-                 "--peer", hashlib.blake2s(b"x").hexdigest(), "--timeout", "0.5")
-    code, stdout, stderr = _finish(send)
-    assert code == 0, stderr
-    assert "verified by the receiver" in stdout
-    assert (save_dir / "payload.bin").read_bytes() == data
-    code, stdout, stderr = _finish(ping)
-    assert code == 0, stderr
-    assert stdout.count("reply") == 3 and "min/avg/max" in stdout
-    code, stdout, stderr = _finish(wrong)
-    assert code == 1 and "ConnectionTimeoutError" in stderr
-    assert "Traceback" not in stderr
+    with Listener(backend, save_dir) as listener:
+        address, node_id = listener.address, listener.node_id
+        # Three clients at once, each in its own process and session. The last
+        # is a node that is not the listener's id: it gets no answer, a clear
+        # timeout (and takes --backend before the subcommand, which works too).
+        send = start("send", "--backend", client, str(source), "--to", address,
+                     "--peer", node_id, "--timeout", "10")
+        ping = start("ping", "--backend", client, "--to", address, "--peer", node_id,
+                     "-c", "3", "--timeout", "10")
+        wrong = start("--backend", client, "ping", "--to", address,
+                      "--peer", hashlib.blake2s(b"x").hexdigest(), "--timeout", "0.5")
+        code, stdout, stderr = finish(send)
+        assert code == 0, stderr
+        assert "verified by the receiver" in stdout
+        assert (save_dir / "payload.bin").read_bytes() == data
+        code, stdout, stderr = finish(ping)
+        assert code == 0, stderr
+        assert stdout.count("reply") == 3 and "min/avg/max" in stdout
+        code, stdout, stderr = finish(wrong)
+        assert code == 1 and "ConnectionTimeoutError" in stderr
+        assert "Traceback" not in stderr
+    # The listener says where the file landed.
+    assert f"saved as {save_dir / 'payload.bin'}" in listener.stdout
