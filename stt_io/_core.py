@@ -877,6 +877,11 @@ class Session:
         if stream is None:
             stream = self._stream(event.stream_id)
         if kind is ev.MessageReceived or kind is ev.StreamDataReceived:
+            if stream._receive_stopped:
+                # Still in flight when we stopped: drop it, and give its credit
+                # back so the session window does not shrink.
+                stream._consume(event.flow_controlled_length)
+                return
             stream._messages.append((event.data, event.flow_controlled_length))
             stream._readable.set()
         elif kind is ev.StreamEnded:
@@ -921,6 +926,8 @@ class Stream:
         self._stopped_code: int | None = None
         self._local_closed = False
         self._finished = False
+        #: We asked the peer to stop sending (``stop_receiving``): arrivals are dropped.
+        self._receive_stopped = False
         self._room_callback: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
@@ -1014,16 +1021,15 @@ class Stream:
         while True:
             if stop is not None and stop():
                 return None
+            if self._receive_stopped:
+                raise StreamClosedError(f"receiving on stream {self.stream_id} was stopped")
             if self._messages:
                 if not waited:
                     await node._schedule_point()  # then look again
                     waited = True
                     continue
                 data, length = self._messages.popleft()
-                if session._closed is None and node._running:
-                    node._endpoint.stream_consumed(session.session_id, self.stream_id,
-                                                   length, now=node._now())
-                    node._flush_soon()
+                self._consume(length)
                 return data
             if self._reset_code is not None:
                 raise StreamResetError(f"stream {self.stream_id} was reset "
@@ -1070,6 +1076,25 @@ class Stream:
         the session closed)."""
         return (self._local_closed or self._stopped_code is not None or self._finished
                 or self.session._closed is not None)
+
+    async def stop_receiving(self, error_code: int = 0) -> None:
+        """Ask the peer to stop sending on this stream (QUIC's STOP_SENDING).
+
+        The peer's next ``send`` on it raises :class:`StreamResetError` with
+        ``error_code``; messages not yet received here are dropped, and this
+        side's ``receive`` raises :class:`StreamClosedError` from now on. Our own
+        sending side is unaffected: ``send`` and ``close`` still work, so a
+        receiver can refuse the rest of a transfer and still say why. Stopping
+        twice does nothing.
+
+        Raises:
+            SessionClosedError: the session is closed.
+        """
+        node = self.session._node
+        await node._cancel_point()
+        self.session._check_open()
+        self._stop_reading(error_code)
+        await node._schedule_point()
 
     async def reset(self, error_code: int = 0) -> None:
         """Abandon this side: unsent data is dropped, the peer sees a reset."""
@@ -1145,15 +1170,34 @@ class Stream:
             node._flush()
         self._wake()
 
-    def _stop_reading(self) -> None:
-        """Ask the peer to stop sending (unless it ended or reset its side) and
-        wake every waiter. Best effort, like :meth:`_end_now`."""
+    def _consume(self, length: int) -> None:
+        """Return ``length`` bytes of flow-control credit to the peer (a message
+        taken or dropped), unless the session or node is gone."""
         session = self.session
         node = session._node
-        if not self._ended and self._reset_code is None and session._closed is None \
-                and node._running:
+        if length and session._closed is None and node._running:
             try:
-                node._endpoint.stop_stream(session.session_id, self.stream_id, now=node._now())
+                node._endpoint.stream_consumed(session.session_id, self.stream_id, length,
+                                               now=node._now())
+            except KeyError:
+                return
+            node._flush_soon()
+
+    def _stop_reading(self, error_code: int = 0) -> None:
+        """Ask the peer to stop sending (unless it ended or reset its side),
+        drop what was not received and wake every waiter. Best effort, like
+        :meth:`_end_now`."""
+        session = self.session
+        node = session._node
+        already = self._receive_stopped
+        self._receive_stopped = True
+        self._consume(sum(length for _, length in self._messages))
+        self._messages.clear()
+        if not already and not self._ended and self._reset_code is None \
+                and session._closed is None and node._running:
+            try:
+                node._endpoint.stop_stream(session.session_id, self.stream_id, error_code,
+                                           now=node._now())
             except (STTError, KeyError):
                 pass
             node._flush()

@@ -45,7 +45,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from .._core import Session, Stream
-from ..errors import StreamClosedError, StreamResetError
+from ..errors import SessionClosedError, StreamClosedError, StreamResetError
 from .args import CommandError
 from .backends import Backend
 from .progress import Progress
@@ -284,24 +284,8 @@ async def _refuse(stream: Stream, refused: _Refused) -> None:
     reason = " ".join(refused.reason.split())
     await stream.send(b"ERR %d %s" % (refused.code, reason.encode()))
     await stream.close()
-    stop_reading(stream, refused.code)
-
-
-def stop_reading(stream: Stream, code: int) -> None:
-    """Ask the peer to stop sending on ``stream`` (STOP_SENDING with ``code``);
-    what still arrives is discarded.
-
-    The adapters' :class:`~stt_io._core.Stream` offers ``reset`` (our side)
-    but no way to stop the peer's side, which the engine has
-    (:meth:`~stt_proto.endpoint.Endpoint.stop_stream`): this reaches it
-    through the node, then flushes as every adapter command does.
-    """
-    session = stream.session
-    node = session._node
-    if session.is_closed() or not node._running:
-        return
-    node.endpoint.stop_stream(session.session_id, stream.stream_id, int(code), now=node._now())
-    node._flush()
+    with contextlib.suppress(SessionClosedError):
+        await stream.stop_receiving(refused.code)  # the rest of the file is not wanted
 
 
 class _PartFile:

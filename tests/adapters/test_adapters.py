@@ -131,6 +131,36 @@ async def test_accept_queues_sessions_without_a_handler(stt):
             assert await inbound.receive_datagram() == b"unreliable"
 
 
+async def test_stop_receiving_stops_the_sender_and_keeps_our_side_open(stt):
+    with anyio.fail_after(30):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            outbound = await client.connect(server.address, server.node_id)
+            inbound = await server.accept()
+            stream = outbound.open_stream()
+            await stream.send(b"wanted")
+            peer_stream = await inbound.accept_stream()
+            assert await peer_stream.receive() == b"wanted"
+            await peer_stream.stop_receiving(7)
+            await peer_stream.stop_receiving(7)  # twice does nothing
+            with pytest.raises(StreamClosedError):
+                await peer_stream.receive()
+            # The sender learns it with our code, within a few sends.
+            with pytest.raises(StreamResetError) as info:
+                for _ in range(10_000):
+                    await stream.send(b"x" * 1000)
+            assert info.value.error_code == 7
+            # Our sending side still works: the refusal can say why.
+            await peer_stream.send(b"no more, thanks")
+            await peer_stream.close()
+            assert await stream.receive() == b"no more, thanks"
+            with pytest.raises(StreamClosedError):
+                await stream.receive()
+            # Nothing dropped kept the session's credit: a new stream still flows.
+            again = outbound.open_stream()
+            await again.send(b"y" * 100_000)
+            assert await (await inbound.accept_stream()).receive() == b"y" * 100_000
+
+
 async def test_bidirectional_streaming_and_message_limits(stt):
     with anyio.fail_after(60):
         async with stt.Node(shared_seed=SEED) as server, \
