@@ -893,6 +893,7 @@ class Session:
             stream._readable.set()
         elif kind is ev.StreamReset:
             stream._reset_code = event.error_code
+            stream._consume(sum(length for _, length in stream._messages))
             stream._messages.clear()
             stream._readable.set()
         elif kind is ev.StreamStopped:
@@ -978,10 +979,7 @@ class Stream:
         session = self.session
         node = session._node
         session._check_open()
-        if self._stopped_code is not None:
-            raise StreamResetError(
-                f"the peer stopped stream {self.stream_id} "
-                f"(code {self._stopped_code})", error_code=self._stopped_code)
+        self._raise_if_stopped()
         try:
             if as_bytes:
                 node._endpoint.send_stream_data(session.session_id, self.stream_id,
@@ -991,8 +989,26 @@ class Stream:
                                             now=node._now())
         except SendBufferFullError:
             return False
+        except StreamClosedError:
+            self._explain_refusal()
+            raise
         node._flush()
         return True
+
+    def _raise_if_stopped(self) -> None:
+        if self._stopped_code is not None:
+            raise StreamResetError(
+                f"the peer stopped stream {self.stream_id} "
+                f"(code {self._stopped_code})", error_code=self._stopped_code)
+
+    def _explain_refusal(self) -> None:
+        """The engine refused to send or end because this side is closed. If
+        the peer's STOP_SENDING did it, its event may still wait in the engine's
+        queue (a batch of datagrams is dispatched after the application runs):
+        dispatch it, so the caller gets the peer's code as it would a moment
+        later, not a bare "closed"."""
+        self.session._node._flush()
+        self._raise_if_stopped()
 
     async def receive(self) -> bytes:
         """The next message. Cancelling a pending ``receive`` loses nothing: a
@@ -1054,7 +1070,12 @@ class Stream:
 
     async def close(self) -> None:
         """End this side of the stream (the peer's ``receive`` ends after the
-        messages already sent). Closing twice does nothing."""
+        messages already sent). Closing twice does nothing.
+
+        Raises:
+            StreamResetError: the peer asked this side to stop (its
+                ``error_code`` says why), as :meth:`send` would.
+        """
         node = self.session._node
         await node._cancel_point()
         if self._local_closed or self.session._closed is not None:
@@ -1066,8 +1087,12 @@ class Stream:
                 return
             self._local_closed = True
             if node._running:
-                node._endpoint.end_stream(self.session.session_id, self.stream_id,
-                                          now=node._now())
+                try:
+                    node._endpoint.end_stream(self.session.session_id, self.stream_id,
+                                              now=node._now())
+                except StreamClosedError:
+                    self._explain_refusal()
+                    raise
                 node._flush()
         await node._schedule_point()
 

@@ -149,6 +149,10 @@ async def test_stop_receiving_stops_the_sender_and_keeps_our_side_open(stt):
                 for _ in range(10_000):
                     await stream.send(b"x" * 1000)
             assert info.value.error_code == 7
+            # Ending the stopped side says the same, with the peer's code.
+            with pytest.raises(StreamResetError) as info:
+                await stream.close()
+            assert info.value.error_code == 7
             # Our sending side still works: the refusal can say why.
             await peer_stream.send(b"no more, thanks")
             await peer_stream.close()
