@@ -36,7 +36,10 @@ Acknowledging. Every second ack-eliciting packet (every tenth after the first
 hundred, as many stacks do at high rates) is acknowledged at once, and any packet
 that arrives out of order too; otherwise an ACK leaves within ``max_ack_delay``.
 
-Flow control and streams: see :mod:`stt_proto.stream`.
+Streams. An id opens when either side first uses it and never opens again in
+the session (docs/protocol.md 7.5, :mod:`stt_proto.stream_ids`): a frame for an
+id that was used and whose stream is gone is a late copy, acknowledged and
+dropped. Flow control and the streams' halves: see :mod:`stt_proto.stream`.
 """
 
 from __future__ import annotations
@@ -48,7 +51,12 @@ from . import _wire as wire
 from .config import EndpointConfig
 from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, ErrorCode
 from .crypto import KeyExhaustedError
-from .errors import LocalProtocolError, ProtocolError, SendBufferFullError, StreamClosedError
+from .errors import (
+    LocalProtocolError,
+    ProtocolError,
+    SendBufferFullError,
+    StreamIdUsedError,
+)
 from .events import (
     DatagramReceived,
     DhtMessageReceived,
@@ -73,6 +81,7 @@ from .recovery import (
     create_congestion_controller,
 )
 from .stream import MODE_BYTES, MODE_MESSAGES, RecvStream, SendStream
+from .stream_ids import UsedStreamIds
 
 __all__ = ["SessionCore", "MODE_MESSAGES", "MODE_BYTES"]
 
@@ -95,8 +104,6 @@ _ACK_EARLY_PACKETS = 100
 #: Packets declared lost whose frames are kept in case an ACK of them still
 #: comes (the oldest are forgotten first).
 _MAX_LOST_RECORDS = 1024
-#: A tombstone's "last packet" that no acknowledgement can reach (7.5).
-_NEVER_ACKED = 1 << 62
 #: Smallest space worth starting a STREAM frame in.
 _MIN_STREAM_ROOM = 24
 #: Out-of-order pieces that average at least this many bytes are always held:
@@ -116,15 +123,13 @@ _push_ack_frame = wire.push_ack_frame
 class _Stream:
     """A stream's two halves and its bookkeeping in the session."""
 
-    __slots__ = ("stream_id", "send", "recv", "remote", "last_pn")
+    __slots__ = ("stream_id", "send", "recv", "remote")
 
     def __init__(self, stream_id: int, send: SendStream, recv: RecvStream, remote: bool):
         self.stream_id = stream_id
         self.send = send
         self.recv = recv
         self.remote = remote
-        #: Highest packet number that carried a frame for this stream.
-        self.last_pn = -1
 
     def __repr__(self) -> str:
         return f"_Stream({self.send!r}, {self.recv!r})"
@@ -190,24 +195,8 @@ class SessionCore:
 
         # -- streams
         self._streams: dict[int, _Stream] = {}
-        #: Closed stream ids that still absorb late frames: id -> (linger end,
-        #: last packet number that carried a frame for it, when this side may
-        #: reopen the id).
-        self._closed: OrderedDict[int, tuple[float, int, float]] = OrderedDict()
-        self._now = float("-inf")
-        self._current_pn = -1
-        #: Our packets that carried an ACK frame: pn -> largest pn it acknowledged.
-        self._acks_sent: OrderedDict[int, int] = OrderedDict()
-        #: The peer holds our acknowledgement of every packet up to this one.
-        self._peer_saw_acks = -1
-        #: How _peer_saw_acks grew: (value, number of the peer's packet that
-        #: showed it). Oldest dropped first, which only makes the bound below
-        #: later (safer).
-        self._saw_acks_history: deque[tuple[int, int]] = deque(maxlen=256)
-        #: A frame that would open a stream, in a peer packet numbered below
-        #: this, may be a late copy for an id we forgot: it is not trusted to
-        #: open anything (docs/protocol.md 7.5).
-        self._late_below = -1
+        #: Every id used in the session, open or not: never opened again (7.5).
+        self._used = UsedStreamIds(config.max_used_stream_ranges)
         #: Streams refused for the stream limit -> highest offset seen on them
         #: (their bytes count against session credit, which goes straight back).
         self._refused: OrderedDict[int, int] = OrderedDict()
@@ -264,31 +253,30 @@ class SessionCore:
             "messages_received", "streams_refused", "datagrams_dropped",
             "spurious_frames_absorbed", "persistent_congestion", "streams_refused_rate",
             "fragments_refused", "ack_ranges_forgotten", "dht_messages_dropped",
-            "closed_streams_forgotten", "refused_streams_forgotten", "messages_refused_too_large",
-            "sends_refused_session_buffer", "stream_opens_deferred", "spurious_losses",
+            "refused_streams_forgotten", "messages_refused_too_large",
+            "sends_refused_session_buffer", "spurious_losses",
         ), 0)
 
     # ------------------------------------------------------------------ streams (API)
 
-    def advance(self, now: float) -> None:
-        """Tell the core the time of a command (it only reads it)."""
-        if now > self._now:
-            self._now = now
-
     def open_stream(self, stream_id: int | None = None, *,
                     max_frame_size: int | None = None) -> int:
         """Open a stream, or return (and adjust) an existing one; see
-        :meth:`Endpoint.open_stream <stt_proto.endpoint.Endpoint.open_stream>`."""
-        config = self._config
+        :meth:`Endpoint.open_stream <stt_proto.endpoint.Endpoint.open_stream>`.
+
+        :raises StreamIdUsedError: ``stream_id`` was used in this session and its
+            stream is gone (ids never open twice, docs/protocol.md 7.5).
+        :raises LocalProtocolError: ``max_streams`` streams of this side are open,
+            or the used ids would need more than ``max_used_stream_ranges`` ranges.
+        """
         if max_frame_size is not None:
             if (isinstance(max_frame_size, bool) or not isinstance(max_frame_size, int)
                     or not 0 <= max_frame_size <= _VARINT_MAX):
                 raise ValueError("max_frame_size must be a non-negative int")
         if stream_id is None:
-            stream_id = self._next_stream_id
-            while stream_id in self._streams or stream_id in self._closed \
-                    or stream_id in self._refused:
-                stream_id += 2
+            stream_id = self._used.next_unused(self._next_stream_id)
+            if stream_id is None:
+                raise LocalProtocolError("every stream id of this side was used")
             self._next_stream_id = stream_id + 2
         elif isinstance(stream_id, bool) or not isinstance(stream_id, int) \
                 or not 0 <= stream_id <= _VARINT_MAX:
@@ -299,19 +287,24 @@ class SessionCore:
                 stream.send.max_frame_size = max_frame_size
                 stream.recv.max_frame_size = max_frame_size
             return stream_id
-        tombstone = self._closed.get(stream_id)
-        if tombstone is not None:
-            if self._now < tombstone[2]:
-                raise LocalProtocolError(
-                    f"stream {stream_id} closed recently; its id may be opened again "
-                    f"{tombstone[2] - self._now:.1f} s from now (closed_stream_linger "
-                    f"+ idle_timeout after the close)")
-            del self._closed[stream_id]
+        self._open_local(stream_id, max_frame_size)
+        self._used.add(stream_id)
+        return stream_id
+
+    def _open_local(self, stream_id: int, max_frame_size: int | None = None) -> _Stream:
+        """Create a stream this side opens, not yet marked used (a send that
+        opens it marks it only once something was queued)."""
+        if stream_id in self._used:
+            raise StreamIdUsedError(f"stream id {stream_id} was already used in this session")
+        config = self._config
         if self._local_streams >= config.max_streams:
             raise LocalProtocolError(f"{config.max_streams} streams are open already")
+        if not self._used.has_room_for(stream_id):
+            raise LocalProtocolError(
+                f"stream id {stream_id} would need a range of used ids beyond "
+                f"max_used_stream_ranges ({config.max_used_stream_ranges})")
         self._local_streams += 1
-        self._new_stream(stream_id, remote=False, max_frame_size=max_frame_size)
-        return stream_id
+        return self._new_stream(stream_id, remote=False, max_frame_size=max_frame_size)
 
     def _new_stream(self, stream_id: int, *, remote: bool,
                     max_frame_size: int | None = None) -> _Stream:
@@ -325,30 +318,38 @@ class SessionCore:
         return stream
 
     def _local_stream(self, stream_id: int) -> _Stream:
+        """The open stream ``stream_id``, opened now if the id was never used:
+        either side may send first on any id (7.2)."""
         stream = self._streams.get(stream_id)
         if stream is None:
-            tombstone = self._closed.get(stream_id)
-            if tombstone is not None and self._now < tombstone[2]:
-                raise StreamClosedError(f"stream {stream_id} is closed")
-            # Either side may send first on any id: sending opens the stream.
-            self.open_stream(stream_id)
-            stream = self._streams[stream_id]
+            stream = self._open_local(stream_id)
+            self._used.add(stream_id)
         return stream
+
+    def _gone(self, stream_id: int) -> bool:
+        """Whether ``stream_id`` was used and its stream is no longer open."""
+        return stream_id not in self._streams and stream_id in self._used
 
     def send(self, stream_id: int, data: bytes, *, mode: int, end_stream: bool) -> None:
         """Queue a message (``MODE_MESSAGES``) or bytes (``MODE_BYTES``)."""
-        new = stream_id not in self._streams
-        stream = self._local_stream(stream_id)
+        stream = self._streams.get(stream_id)
+        new = stream is None
+        if new:
+            stream = self._open_local(stream_id)
         try:
             if (self._send_held >= self._config.max_session_send_buffer
                     and (data or not end_stream)):
                 self._session_buffer_full(stream)
             self._send_held += stream.send.write(data, mode=mode, end_stream=end_stream)
         except LocalProtocolError:
-            if new:  # nothing was queued: forget the stream this call opened
+            if new:
+                # Nothing was queued: the id stays unused, free to send on
+                # again (StreamWritable says when, for a full session buffer).
                 del self._streams[stream_id]
                 self._local_streams -= 1
             raise
+        if new:
+            self._used.add(stream_id)
         if mode == MODE_MESSAGES:
             self._stats["messages_sent"] += 1
         self._want_send(stream)
@@ -375,13 +376,13 @@ class SessionCore:
                 # id is free to send on (and so to open) again.
                 stream = streams.get(sid)
                 if (stream.send.writable if stream is not None
-                        else sid not in self._closed):
+                        else sid not in self._used):
                     self._emit(StreamWritable(session_id=self.session_id, stream_id=sid))
 
     def end_stream(self, stream_id: int) -> None:
         """End this side of the stream (FIN after what is queued). Nothing happens
         on a stream that already closed."""
-        if stream_id in self._closed:
+        if self._gone(stream_id):
             return
         stream = self._local_stream(stream_id)
         stream.send.end()
@@ -391,7 +392,7 @@ class SessionCore:
     def reset_stream(self, stream_id: int, error_code: int, *, now: float) -> None:
         """Abandon this side's unsent data and tell the peer (RESET_STREAM).
         Nothing happens on a stream that already closed."""
-        if stream_id in self._closed:
+        if self._gone(stream_id):
             return
         stream = self._local_stream(stream_id)
         held = stream.send.held
@@ -405,7 +406,7 @@ class SessionCore:
     def stop_stream(self, stream_id: int, error_code: int, *, now: float) -> None:
         """Stop reading the stream: discard what arrives and ask the peer to stop
         sending (STOP_SENDING). Nothing happens on a stream that already closed."""
-        if stream_id in self._closed:
+        if self._gone(stream_id):
             return
         stream = self._local_stream(stream_id)
         recv = stream.recv
@@ -505,9 +506,6 @@ class SessionCore:
             the session with ``error_code``. (``DecodeError`` is one.)
         """
         frames = wire.decode_frames_untrusted(payload)
-        if now > self._now:
-            self._now = now
-        self._current_pn = pn
         self._withhold_ack = False
         stats = self._stats
         stats["packets_received"] += 1
@@ -555,37 +553,33 @@ class SessionCore:
                 self._ack_deadline = now + self._max_ack_delay
 
     def _incoming_stream(self, stream_id: int, now: float) -> _Stream | None:
-        """The stream a peer's frame is for, created if new; ``None`` to absorb."""
+        """The stream a peer's STREAM or RESET_STREAM frame is for, opened if the
+        id was never used; ``None`` when the frame is to be absorbed.
+
+        :raises ProtocolError: the id would need a range of used ids beyond
+            ``max_used_stream_ranges`` (STREAM_LIMIT_ERROR, 7.2).
+        """
         stream = self._streams.get(stream_id)
         if stream is not None:
             return stream
-        tombstone = self._closed.get(stream_id)
-        if tombstone is not None:
-            late_below = self._forget_bound(tombstone, now)
-            if late_below is None:
-                self._stats["spurious_frames_absorbed"] += 1
-                if self._current_pn > tombstone[1]:
-                    # A late copy in a newer packet (a retransmission the peer
-                    # sent before our ACK reached it): the peer must now hold
-                    # our ACK of this packet too before the id is forgotten.
-                    self._closed[stream_id] = (tombstone[0], self._current_pn, tombstone[2])
-                return None
-            # Forgotten: only a packet newer than the bound may open it again.
-            del self._closed[stream_id]
-            if late_below > self._late_below:
-                self._late_below = late_below
         if stream_id in self._refused:
             # Refused for the stream limit: remind the peer, absorb the data.
             if len(self._refusals) < 64:
                 self._refusals.append(stream_id)
             return None
-        if self._current_pn < self._late_below:
-            # Sent before the peer learned that a forgotten id was done with:
-            # perhaps a late copy (a delayed packet). Not acknowledged, so a
-            # real new stream is sent again, in a newer packet.
-            self._stats["stream_opens_deferred"] += 1
-            self._withhold_ack = True
+        used = self._used
+        if stream_id in used:
+            # A late or repeated frame for a stream that is gone: it never
+            # opens the id again, and its packet is acknowledged (7.5).
+            self._stats["spurious_frames_absorbed"] += 1
             return None
+        if not used.has_room_for(stream_id):
+            # Only ids used out of order take ranges: a peer scattering them
+            # would make the set grow without bound (docs/security.md).
+            raise ProtocolError(
+                f"stream ids used out of order beyond {used.limit} ranges",
+                error_code=ErrorCode.STREAM_LIMIT_ERROR)
+        used.add(stream_id)
         over = self._peer_streams >= self._config.max_streams
         if not over and not self._open_token(now):
             # Opening faster than max_stream_open_rate: refused like a stream
@@ -595,7 +589,7 @@ class SessionCore:
         if over:
             self._stats["streams_refused"] += 1
             self._refused[stream_id] = 0
-            if len(self._refused) > self._config.max_closed_streams:
+            if len(self._refused) > self._config.max_refused_streams:
                 self._refused.popitem(last=False)
                 self._stats["refused_streams_forgotten"] += 1
             if len(self._refusals) < 64:
@@ -661,7 +655,6 @@ class SessionCore:
             self._stats["fragments_refused"] += 1
             self._withhold_ack = True
             return
-        stream.last_pn = self._current_pn
         self._fragments += recv.fragments - held
         self._fragment_bytes += recv.out_of_order_bytes - held_bytes
         if grown:
@@ -722,7 +715,6 @@ class SessionCore:
             if self._refused:
                 self._absorb_refused(frame.stream_id, frame.final_size, now)
             return
-        stream.last_pn = self._current_pn
         recv = stream.recv
         before = recv.consumed
         held, held_bytes = recv.fragments, recv.out_of_order_bytes
@@ -784,6 +776,9 @@ class SessionCore:
     def _on_max_stream_data(self, frame, now: float) -> None:
         stream = self._streams.get(frame.stream_id)
         if stream is None:
+            # A stream that is gone, or not opened yet: this frame never
+            # opens one (7.2).
+            self._stats["spurious_frames_absorbed"] += 1
             return
         if stream.send.on_max_data(frame.maximum) and stream.send.wants_to_send(1):
             self._want_send(stream)
@@ -796,14 +791,13 @@ class SessionCore:
 
     def _on_stream_data_blocked(self, frame, now: float) -> None:
         stream = self._streams.get(frame.stream_id)
-        if stream is not None and frame.limit >= stream.recv.max_data:
+        if stream is None:
+            self._stats["spurious_frames_absorbed"] += 1
+        elif frame.limit >= stream.recv.max_data:
             self._stream_credit(stream, now, force=True)
 
     def _on_ping(self, frame, now: float) -> None:
         pass  # ack-eliciting is all it is for
-
-    def _on_max_streams(self, frame, now: float) -> None:
-        pass  # informational: refusals carry the limit's effect
 
     def _on_datagram(self, frame, now: float) -> None:
         self._emit(DatagramReceived(session_id=self.session_id, data=frame.data))
@@ -828,8 +822,6 @@ class SessionCore:
         largest = ranges[0][1]
         if largest > self._largest_sent:
             raise ProtocolError("ACK of a packet number never sent")
-        if self._acks_sent:
-            self._on_acks_acked(ranges)
         if self._lost:
             self._on_lost_acked(ranges, now)
         sent = self._sent
@@ -878,8 +870,8 @@ class SessionCore:
     def _on_lost_acked(self, ranges: tuple, now: float) -> None:
         """Packets we declared lost that the peer received after all: their
         frames are settled now (data and FINs not sent again, resets and stops
-        done). Otherwise the peer would keep getting copies of what it has,
-        and closed-stream tombstones rely on it not (docs/protocol.md 7.5)."""
+        done). Otherwise the peer would keep getting copies of what it has
+        (docs/protocol.md 8.2)."""
         lost = self._lost
         lowest = ranges[-1][0]
         # Below the lowest range the peer no longer reports: never acknowledged.
@@ -902,29 +894,6 @@ class SessionCore:
             for pn in hits:
                 self._frames_acked(lost.pop(pn), now)
 
-    def _on_acks_acked(self, ranges: tuple) -> None:
-        """Learn which of our ACK frames the peer received: it will not resend
-        what they acknowledged, so closed streams may then be forgotten."""
-        acks = self._acks_sent
-        lowest = ranges[-1][0]
-        highest = ranges[0][1]
-        saw = self._peer_saw_acks
-        for pn in list(acks):
-            if pn > highest:
-                break
-            if pn >= lowest:
-                for lo, hi in ranges:
-                    if lo <= pn <= hi:
-                        if acks[pn] > saw:
-                            saw = acks[pn]
-                        break
-                else:
-                    continue
-            del acks[pn]
-        if saw > self._peer_saw_acks:
-            self._peer_saw_acks = saw
-            self._saw_acks_history.append((saw, self._current_pn))
-
     def _frames_acked(self, frames: list, now: float) -> None:
         for record in frames:
             kind = record[0]
@@ -938,15 +907,6 @@ class SessionCore:
                     self._release_held(held)
                 if finished:
                     self._check_closed(stream, now)
-                elif (send.reset_code is not None and send.delivered_whole
-                      and self._resets.get(stream.stream_id) is stream):
-                    # A RESET_STREAM still waiting to be sent (again) has
-                    # nothing left to tell: settled, as when it is lost
-                    # (docs/protocol.md 7.4). Sent after this ACK, it would
-                    # reach a peer that may have forgotten the id (7.5).
-                    del self._resets[stream.stream_id]
-                    if send.on_reset_acked():
-                        self._check_closed(stream, now)
                 elif send.buffer_was_full and send.writable:
                     send.buffer_was_full = False
                     if self._streams.get(stream.stream_id) is stream:
@@ -985,14 +945,7 @@ class SessionCore:
             elif kind == _F_RESET:
                 stream = record[1]
                 if stream.stream_id in streams and stream.send.state.value == "reset_sent":
-                    if stream.send.delivered_whole:
-                        # The peer holds every byte and the FIN, so it closed
-                        # the stream and may forget its id: a late RESET would
-                        # open a new stream there. Settled as if acknowledged.
-                        if stream.send.on_reset_acked():
-                            self._check_closed(stream, now)
-                    else:
-                        self._resets[stream.stream_id] = stream
+                    self._resets[stream.stream_id] = stream
             elif kind == _F_STOP:
                 stream = record[1]
                 if stream.recv.stop_unacked and streams.get(stream.stream_id) is stream:
@@ -1088,45 +1041,6 @@ class SessionCore:
             pto = self._pto_deadline()
             if pto is not None and now >= pto:
                 self._on_probe_timeout(now)
-        if now > self._now:
-            self._now = now
-        if self._closed:
-            self._sweep_closed(now)
-
-    def _forget_bound(self, tombstone: tuple[float, int, float], now: float) -> int | None:
-        """``None`` while frames for a closed id are surely late copies; after
-        that, the peer packet number from which on they surely are not."""
-        until, last_pn, _ = tombstone
-        if now < until:
-            return None
-        if self._peer_saw_acks >= last_pn:
-            # The peer resends a frame only while it lacks our ACK of it. It
-            # held the ACK when it sent the packet that told us so, so only
-            # packets sent before that one (delayed on the way) can be late.
-            for saw, pn in self._saw_acks_history:
-                if saw >= last_pn:
-                    return pn
-            return self._largest_received + 1
-        if now >= until + self._config.idle_timeout:
-            # Acknowledgements never got through: the idle timeout bounds the
-            # wait, and every packet received so far is suspect.
-            return self._largest_received + 1
-        return None
-
-    def _sweep_closed(self, now: float) -> None:
-        closed = self._closed
-        while closed:
-            sid, tombstone = next(iter(closed.items()))
-            # Kept until this side may reuse the id: until then the record is
-            # what refuses a local reopen.
-            if now < tombstone[2]:
-                break
-            late_below = self._forget_bound(tombstone, now)
-            if late_below is None:
-                break
-            del closed[sid]
-            if late_below > self._late_below:
-                self._late_below = late_below
 
     def _on_probe_timeout(self, now: float) -> None:
         """RFC 9002 section 6.2.4: send probes, retransmitting the oldest data."""
@@ -1223,11 +1137,7 @@ class SessionCore:
             records: list = []
             with_ack = False
             # An ACK goes out when one is owed, or rides along with other frames.
-            # It also rides along while closed ids wait for the peer to hold our
-            # acknowledgements (7.5); not while datagrams wait (they need room).
-            if (want_ack or self._unacked_eliciting
-                    or (self._closed and self._largest_received > self._peer_saw_acks
-                        and can_elicit and not self._datagrams)) and self._received:
+            if (want_ack or self._unacked_eliciting) and self._received:
                 delay = int((now - self._largest_received_at) * 1e6)
                 _push_ack_frame(w, self._received.ack_ranges(_ACK_RANGES_PER_FRAME),
                                 delay if delay > 0 else 0)
@@ -1255,13 +1165,6 @@ class SessionCore:
             stats["bytes_sent"] += size
             self._largest_sent = pn
             if with_ack:
-                if self._closed:
-                    # Only closed stream ids need to know which ACKs the peer
-                    # holds (7.5): no bookkeeping per packet otherwise.
-                    acks = self._acks_sent
-                    acks[pn] = self._largest_received
-                    if len(acks) > 512:
-                        acks.popitem(last=False)
                 stats["acks_sent"] += 1
                 self._ack_now = False
                 self._ack_deadline = None
@@ -1389,7 +1292,7 @@ class SessionCore:
 
     def _check_closed(self, stream: _Stream, now: float) -> None:
         """Forget a stream whose two sides are done and whose data the application
-        consumed; its id absorbs late frames for the linger period."""
+        consumed; its id stays used, so late frames for it are absorbed (7.5)."""
         send, recv = stream.send, stream.recv
         if not (send.finished and recv.finished and recv.consumed >= recv.delivered):
             return
@@ -1409,24 +1312,6 @@ class SessionCore:
             self._peer_streams -= 1
         else:
             self._local_streams -= 1
-        linger = max(self._config.closed_stream_linger,
-                     3 * self.rtt.pto_interval(self._max_ack_delay))
-        closed = self._closed
-        # This side reopens the id only once the peer has surely forgotten it: the
-        # peer forgets at the latest idle_timeout after its own linger, and its
-        # close happened within a few probe timeouts of ours.
-        reuse_at = now + 2 * linger + self._config.idle_timeout
-        # After our STOP_SENDING with the peer's RESET_STREAM never seen, the
-        # peer may still send it (or data we never got) in packets newer than
-        # any we saw: then only the idle-timeout rule forgets the id.
-        last_pn = _NEVER_ACKED if stream.recv.answer_due else stream.last_pn
-        closed[sid] = (now + linger, last_pn, reuse_at)
-        if len(closed) > self._config.max_closed_streams:
-            closed.popitem(last=False)
-            self._stats["closed_streams_forgotten"] += 1
-            # Forgotten early: every packet received so far is suspect.
-            if self._largest_received >= self._late_below:
-                self._late_below = self._largest_received + 1
         self._emit(StreamClosed(session_id=self.session_id, stream_id=sid))
 
     # ------------------------------------------------------------------ statistics
@@ -1453,7 +1338,8 @@ class SessionCore:
             pacing_rate=self.cc.pacing_rate(rtt),
             streams_open=len(self._streams),
             streams_opened_by_peer=self._peer_streams,
-            closed_streams_remembered=len(self._closed),
+            used_stream_ids=self._used.count(),
+            used_stream_ranges=len(self._used),
             refused_streams_remembered=len(self._refused),
             send_buffered=send_buffered,
             send_held=self._send_held,
@@ -1473,7 +1359,6 @@ _HANDLERS = {
     wire.StopSendingFrame: SessionCore._on_stop_sending,
     wire.MaxDataFrame: SessionCore._on_max_data,
     wire.MaxStreamDataFrame: SessionCore._on_max_stream_data,
-    wire.MaxStreamsFrame: SessionCore._on_max_streams,
     wire.DataBlockedFrame: SessionCore._on_data_blocked,
     wire.StreamDataBlockedFrame: SessionCore._on_stream_data_blocked,
     wire.PingFrame: SessionCore._on_ping,

@@ -21,7 +21,7 @@ Receiving side::
 
 ``DATA_RECVD``/``RESET_RECVD`` (sending) and ``DATA_READ``/``RESET_READ``
 (receiving) are terminal: a stream whose two directions are terminal is closed and
-is forgotten after a linger period.
+forgotten; its id is never opened again in the session.
 """
 
 from __future__ import annotations
