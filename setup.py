@@ -1,7 +1,9 @@
 """Build script: declares the Cython extensions and falls back to pure Python.
 
-The accelerated module ``stt_proto._wire_c`` is compiled from the same file as the
-pure module (``stt_proto/_wire_py.py``) plus the C types in ``_wire_c.pxd``.
+Each accelerated module is compiled from the same file as its pure twin plus the C
+types in a ``.pxd``: ``stt_proto._wire_c`` from ``stt_proto/_wire_py.py`` and
+``_wire_c.pxd`` (the wire codec), ``stt_proto._rangeset_c`` from
+``stt_proto/_rangeset_py.py`` and ``_rangeset_c.pxd`` (range sets).
 
 Environment switches:
 
@@ -27,6 +29,7 @@ HERE = Path(__file__).parent.resolve()
 # (module name, pure-Python source, type declarations)
 ACCELERATED = [
     ("stt_proto._wire_c", "stt_proto/_wire_py.py", "stt_proto/_wire_c.pxd"),
+    ("stt_proto._rangeset_c", "stt_proto/_rangeset_py.py", "stt_proto/_rangeset_c.pxd"),
 ]
 
 
@@ -77,7 +80,7 @@ def _extensions() -> list[Extension]:
     build_dir.mkdir(parents=True, exist_ok=True)
     sources = []
     for name, source, pxd in ACCELERATED:
-        # Cython pairs foo.py with foo.pxd. The compiled module is named _wire_c,
+        # Cython pairs foo.py with foo.pxd. The compiled module is named e.g. _wire_c,
         # so hand Cython a copy of the pure source under that name next to its
         # .pxd; the copy lives in build/ and is never edited by hand.
         package_dir = build_dir / Path(source).parent

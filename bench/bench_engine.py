@@ -67,7 +67,7 @@ from stt_proto.events import (
     StreamWritable,
 )
 from stt_proto.identity import Identity
-from stt_proto.recovery import (
+from stt_proto.congestion import (
     CONGESTION_CONTROLLERS,
     CongestionController,
     register_congestion_controller,

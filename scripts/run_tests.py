@@ -18,7 +18,10 @@ def main() -> int:
     if not env.get("STT_NO_EXTENSIONS"):
         env.setdefault("STT_REQUIRE_EXTENSIONS", "1")
     probe = subprocess.run(
-        [sys.executable, "-c", "import stt_proto; print(stt_proto.COMPILED)"],
+        [sys.executable, "-c",
+         "import stt_proto, stt_proto._rangeset as r;"
+         " print(stt_proto.COMPILED, '(_wire:', stt_proto.wire.COMPILED,"
+         " '_rangeset:', str(r.COMPILED) + ')')"],
         env=env, capture_output=True, text=True, check=False,
     )
     label = "pure Python" if env.get("STT_NO_EXTENSIONS") else "compiled"

@@ -155,7 +155,7 @@ class EndpointConfig:
     """Longest a receiver waits before acknowledging (RFC 9000 ``max_ack_delay``)."""
     congestion_control: str = "bbr"
     """Congestion controller: ``"bbr"``, ``"cubic"`` or ``"newreno"``
-    (``stt_proto.recovery``)."""
+    (``stt_proto.congestion``)."""
     max_queued_datagrams: int = 1024
     """Unreliable datagrams waiting for congestion window; older ones are dropped."""
     close_flush_timeout: float = 10.0
@@ -216,6 +216,6 @@ class EndpointConfig:
         for name in ("max_ack_delay", "close_flush_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
-        from .recovery import CONGESTION_CONTROLLERS
+        from .congestion import CONGESTION_CONTROLLERS
         if self.congestion_control not in CONGESTION_CONTROLLERS:
             raise ValueError(f"congestion_control must be one of {sorted(CONGESTION_CONTROLLERS)}")

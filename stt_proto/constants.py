@@ -1,8 +1,9 @@
 """Wire constants, enums and limits shared by both builds.
 
-Never compiled: the accelerated ``_wire_c`` module and its pure twin ``_wire_py``
-import their numbers from here so that the two cannot drift apart. The meaning of
-every value is specified in ``docs/protocol.md``.
+Never compiled: the accelerated ``_wire_c`` and ``_rangeset_c`` modules and their
+pure twins ``_wire_py`` and ``_rangeset_py`` import their numbers from here so that
+the builds cannot drift apart. The meaning of every value is specified in
+``docs/protocol.md``.
 """
 
 from __future__ import annotations

@@ -266,7 +266,8 @@ class Endpoint:
                 "dropped_undecodable", "dropped_unknown_index", "dropped_unauthenticated",
                 "initiations_received", "initiations_bad_mac", "initiations_replayed",
                 "initiations_failed", "initiations_rejected_limit", "cookie_replies_sent",
-                "cookie_replies_received", "responses_bad_mac", "handshakes_completed",
+                "cookie_replies_received", "responses_bad_mac", "responses_bad_parameters",
+                "handshakes_completed",
                 "handshakes_unconfirmed", "connects_timed_out", "auth_failures",
                 "rekeys_completed", "sessions_closed", "events_dropped",
                 "handshake_bytes_received_unvalidated", "handshake_bytes_sent_unvalidated",
@@ -1012,6 +1013,8 @@ class Endpoint:
         try:
             params = TransportParameters.decode_untrusted(payload)
         except DecodeError as exc:
+            # docs/protocol.md section 6.4: missing or out-of-range parameters.
+            self._stats["responses_bad_parameters"] += 1
             if pending.session is None:
                 self._fail_connect(pending, CloseReason.ERROR, ErrorCode.PROTOCOL_VIOLATION,
                                    f"bad transport parameters: {exc}")

@@ -143,10 +143,34 @@ _PARAM_REKEY_INDEX = 0x06
 _PARAM_PADDING = 0x3F
 _MAX_PARAMS = 32
 
+_PARAM_NAMES = {
+    _PARAM_IDLE_TIMEOUT_MS: "idle_timeout_ms",
+    _PARAM_MAX_DATAGRAM_SIZE: "max_datagram_size",
+    _PARAM_INITIAL_MAX_DATA: "initial_max_data",
+    _PARAM_INITIAL_MAX_STREAM_DATA: "initial_max_stream_data",
+    _PARAM_INITIAL_MAX_STREAMS: "initial_max_streams",
+    _PARAM_REKEY_INDEX: "rekey_index",
+}
+#: Every INITIATION and RESPONSE carries these (docs/protocol.md section 6.4):
+#: a wrong guess of the peer's datagram size or credit would black-hole packets
+#: or break its flow-control limits, so no value is ever assumed for them.
+_REQUIRED_PARAMS = (
+    _PARAM_IDLE_TIMEOUT_MS,
+    _PARAM_MAX_DATAGRAM_SIZE,
+    _PARAM_INITIAL_MAX_DATA,
+    _PARAM_INITIAL_MAX_STREAM_DATA,
+    _PARAM_INITIAL_MAX_STREAMS,
+)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransportParameters:
-    """Limits each side announces in its handshake payload."""
+    """Limits each side announces in its handshake payload.
+
+    The defaults below serve only to build this side's own parameters: a peer's
+    are decoded by :meth:`decode_untrusted`, which requires every one but
+    ``rekey_index`` and never falls back on a default (docs/protocol.md 6.4).
+    """
 
     idle_timeout_ms: int = 30_000
     """The sender closes a session that is silent for this long."""
@@ -192,23 +216,30 @@ class TransportParameters:
 
     @classmethod
     def decode_untrusted(cls, data: bytes) -> TransportParameters:
-        """Decode parameters from an authenticated handshake payload.
+        """Decode parameters from an authenticated handshake payload
+        (``docs/protocol.md`` section 6.4).
 
-        Unknown ids are skipped (so later versions can add parameters);
-        duplicates, truncation and out-of-range values raise
-        :class:`~stt_proto.errors.DecodeError`.
+        Unknown ids are skipped (so later versions can add parameters), and so
+        is the content of PADDING.
+
+        Args:
+            data: the decrypted Noise payload of an INITIATION or a RESPONSE.
+
+        Returns:
+            The parameters; ``rekey_index`` is ``None`` when absent.
+
+        Raises:
+            DecodeError: a parameter other than ``rekey_index`` is missing, an id
+                is repeated, there are more than 32 parameters, a triple is
+                truncated, an integer does not fill its length exactly, or a
+                value is out of range. The caller then fails the handshake as
+                section 6.4 says (the responder silently, the initiator by
+                failing the connect).
         """
         r = wire.Reader(data)
         seen: set[int] = set()
         values: dict[str, int] = {}
-        names = {
-            _PARAM_IDLE_TIMEOUT_MS: "idle_timeout_ms",
-            _PARAM_MAX_DATAGRAM_SIZE: "max_datagram_size",
-            _PARAM_INITIAL_MAX_DATA: "initial_max_data",
-            _PARAM_INITIAL_MAX_STREAM_DATA: "initial_max_stream_data",
-            _PARAM_INITIAL_MAX_STREAMS: "initial_max_streams",
-            _PARAM_REKEY_INDEX: "rekey_index",
-        }
+        names = _PARAM_NAMES
         while not r.eof():
             param_id = r.pull_varint()
             length = r.pull_varint()
@@ -223,6 +254,9 @@ class TransportParameters:
                 continue
             value = wire.decode_varint_untrusted(body)
             values[name] = value
+        missing = [names[p] for p in _REQUIRED_PARAMS if p not in seen]
+        if missing:
+            raise DecodeError(f"missing transport parameters: {', '.join(missing)}")
         if "max_datagram_size" in values and not 1200 <= values["max_datagram_size"] <= 65527:
             raise DecodeError("max_datagram_size outside 1200..65527")
         if "rekey_index" in values and values["rekey_index"] > 0xFFFFFFFF:

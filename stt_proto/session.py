@@ -48,7 +48,9 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from . import _wire as wire
+from ._rangeset import RangeSet
 from .config import EndpointConfig
+from .congestion import Pacer, create_congestion_controller
 from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, ErrorCode
 from .crypto import KeyExhaustedError
 from .errors import (
@@ -75,10 +77,8 @@ from .recovery import (
     K_GRANULARITY,
     K_PACKET_THRESHOLD,
     K_PERSISTENT_CONGESTION_THRESHOLD,
-    Pacer,
     RttEstimator,
     SentPacket,
-    create_congestion_controller,
 )
 from .stream import MODE_BYTES, MODE_MESSAGES, RecvStream, SendStream
 from .stream_ids import UsedStreamIds
@@ -182,7 +182,7 @@ class SessionCore:
         self._pacing_at: float | None = None
 
         # -- acknowledging
-        self._received = wire.RangeSet()
+        self._received = RangeSet()
         self._max_ack_ranges = config.max_ack_ranges
         #: Set while a packet is processed if a frame of it was refused: the
         #: packet is then not acknowledged.

@@ -26,6 +26,7 @@ by ``max_frame_size``, which the application chose).
 from __future__ import annotations
 
 from . import _wire as wire
+from ._rangeset import RangeSet
 from .constants import ErrorCode
 from .errors import (
     MessageTooLargeError,
@@ -54,7 +55,6 @@ MODE_BYTES = 0x01
 #: so releasing costs amortised O(1) per byte.
 _COMPACT_MIN = 1 << 16
 
-_RangeSet = wire.RangeSet
 _encode_varint = wire.encode_varint
 _frame_overhead = wire.stream_frame_overhead
 
@@ -90,8 +90,8 @@ class SendStream:
         self.write_end = 0       # offset after the last byte queued
         self.sent_end = 0        # offset after the last new byte sent
         self.acked_end = 0       # every byte below this is acknowledged
-        self._acked = _RangeSet()  # acknowledged ranges above acked_end
-        self.lost = _RangeSet()   # ranges to send again
+        self._acked = RangeSet()  # acknowledged ranges above acked_end
+        self.lost = RangeSet()   # ranges to send again
         self.fin = False          # the application ended this side
         self.fin_pending = False
         self.fin_acked = False
@@ -195,8 +195,8 @@ class SendStream:
         self.final_size = self.sent_end
         self._buf = bytearray()
         self._base = self.write_end
-        self.lost = _RangeSet()
-        self._acked = _RangeSet()
+        self.lost = RangeSet()
+        self._acked = RangeSet()
         self.fin_pending = False
         return True
 
@@ -356,7 +356,7 @@ class RecvStream:
         self.highest = 0            # highest offset received (flow-controlled bytes)
         self.final_size: int | None = None
         self.read_end = 0           # every byte below this has arrived
-        self._ranges = _RangeSet()  # ranges above read_end that arrived
+        self._ranges = RangeSet()  # ranges above read_end that arrived
         self._pending: dict[int, bytes] = {}  # their bytes, by start offset
         self._buf = bytearray()     # contiguous bytes not parsed yet
         self._buf_base = 0          # stream offset of _buf[0]
@@ -592,7 +592,7 @@ class RecvStream:
             self.reset_code = error_code
         self._buf = bytearray()
         self._pending.clear()
-        self._ranges = _RangeSet()
+        self._ranges = RangeSet()
         self._msg_len = None
         self.reserved = 0
         self.consumed = self.delivered = final_size
@@ -618,7 +618,7 @@ class RecvStream:
             self.reset_code = error_code
         self._buf = bytearray()
         self._pending.clear()
-        self._ranges = _RangeSet()
+        self._ranges = RangeSet()
         self._msg_len = None
         self.reserved = 0
         self.consumed = self.delivered = self.highest

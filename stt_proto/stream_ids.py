@@ -28,7 +28,7 @@ the session when the peer is the one that would overflow it (7.2).
 
 from __future__ import annotations
 
-from ._wire import RangeSet
+from ._rangeset import RangeSet
 
 __all__ = ["UsedStreamIds"]
 

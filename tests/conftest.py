@@ -1,11 +1,13 @@
-"""Shared fixtures: every codec test runs against both builds of the wire codec.
+"""Shared fixtures: every test of a compiled module runs against both its builds.
 
 ``wire`` is parametrized over the pure module (``stt_proto._wire_py``) and the
-compiled one (``stt_proto._wire_c``). The compiled parameter carries the
-``c_extension`` marker and is skipped when the extension is not importable or when
-``--no-c-extensions`` / ``STT_NO_EXTENSIONS=1`` asks for the pure build only;
-with ``STT_REQUIRE_EXTENSIONS=1`` (set by ``make test``) a missing extension fails
-the run instead of being skipped.
+compiled one (``stt_proto._wire_c``), ``rangeset`` likewise over
+``stt_proto._rangeset_py`` and ``stt_proto._rangeset_c``. The compiled parameter
+carries the ``c_extension`` marker and is skipped when the extension is not
+importable or when ``--no-c-extensions`` / ``STT_NO_EXTENSIONS=1`` asks for the
+pure build only; with ``STT_REQUIRE_EXTENSIONS=1`` (set by ``make test``) a
+missing extension fails the run instead of being skipped. ``both_builds`` and
+``both_rangeset_builds`` give ``(pure, compiled)`` pairs for differential tests.
 """
 
 from __future__ import annotations
@@ -37,43 +39,64 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_slow)
 
 
-def _load_compiled():
+def _load_compiled(name: str):
     try:
-        return importlib.import_module("stt_proto._wire_c")
+        return importlib.import_module(name)
     except ImportError:
         return None
 
 
-PURE = importlib.import_module("stt_proto._wire_py")
-COMPILED_MODULE = _load_compiled()
+#: name -> (pure module, compiled module or None) for every compiled module.
+BUILDS = {
+    name: (importlib.import_module(f"stt_proto.{name}_py"), _load_compiled(f"stt_proto.{name}_c"))
+    for name in ("_wire", "_rangeset")
+}
 
 
-def require_compiled(config: pytest.Config):
-    """Return the compiled module, or skip/fail as the configuration says."""
+def require_compiled(config: pytest.Config, name: str = "_wire"):
+    """Return the compiled build of ``stt_proto.<name>``, or skip/fail as the
+    configuration says."""
     if config.getoption("--no-c-extensions"):
         pytest.skip("pure-Python build requested")
-    if COMPILED_MODULE is None:
+    compiled = BUILDS[name][1]
+    if compiled is None:
         if os.environ.get("STT_REQUIRE_EXTENSIONS"):
-            pytest.fail("the compiled build is required but stt_proto._wire_c is not importable")
+            pytest.fail(f"the compiled build is required but stt_proto.{name}_c is not importable")
         pytest.skip("compiled build not installed")
-    return COMPILED_MODULE
+    return compiled
 
 
-@pytest.fixture(
-    scope="session",
-    params=[
-        pytest.param("pure", id="pure"),
-        pytest.param("compiled", id="compiled", marks=pytest.mark.c_extension),
-    ]
-)
+_BUILD_PARAMS = [
+    pytest.param("pure", id="pure"),
+    pytest.param("compiled", id="compiled", marks=pytest.mark.c_extension),
+]
+
+
+def _build(request: pytest.FixtureRequest, name: str):
+    if request.param == "pure":
+        return BUILDS[name][0]
+    return require_compiled(request.config, name)
+
+
+@pytest.fixture(scope="session", params=_BUILD_PARAMS)
 def wire(request: pytest.FixtureRequest):
     """The wire codec module under test, once per build."""
-    if request.param == "pure":
-        return PURE
-    return require_compiled(request.config)
+    return _build(request, "_wire")
+
+
+@pytest.fixture(scope="session", params=_BUILD_PARAMS)
+def rangeset(request: pytest.FixtureRequest):
+    """The range-set module under test, once per build."""
+    return _build(request, "_rangeset")
 
 
 @pytest.fixture(scope="session")
 def both_builds(request: pytest.FixtureRequest):
-    """``(pure, compiled)`` for differential tests."""
-    return PURE, require_compiled(request.config)
+    """``(pure, compiled)`` wire codecs for differential tests."""
+    return BUILDS["_wire"][0], require_compiled(request.config, "_wire")
+
+
+@pytest.fixture(scope="session")
+def both_rangeset_builds(request: pytest.FixtureRequest):
+    """``(pure, compiled)`` range-set modules for differential tests."""
+    return BUILDS["_rangeset"][0], require_compiled(request.config, "_rangeset")

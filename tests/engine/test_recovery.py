@@ -1,5 +1,5 @@
-"""Tests of :mod:`stt_proto.recovery`: RTT estimation, NewReno, CUBIC, BBR and
-the pacer.
+"""Tests of :mod:`stt_proto.recovery` (RTT estimation) and
+:mod:`stt_proto.congestion` (NewReno, CUBIC, BBR and the pacer).
 
 Pure and in memory, with simulated time only. Unit tests drive a controller
 through hand-built :class:`SentPacket` sequences and compare against values
@@ -18,21 +18,23 @@ from collections.abc import Callable
 
 import pytest
 
-from stt_proto.recovery import (
+from stt_proto.congestion import (
     BBR,
     CONGESTION_CONTROLLERS,
-    K_GRANULARITY,
-    K_INITIAL_RTT,
-    K_PACKET_THRESHOLD,
     CongestionController,
     Cubic,
     NewReno,
     Pacer,
-    RttEstimator,
-    SentPacket,
     create_congestion_controller,
     initial_window,
     register_congestion_controller,
+)
+from stt_proto.recovery import (
+    K_GRANULARITY,
+    K_INITIAL_RTT,
+    K_PACKET_THRESHOLD,
+    RttEstimator,
+    SentPacket,
 )
 
 MDS = 1200

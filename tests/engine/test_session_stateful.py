@@ -1173,10 +1173,9 @@ def test_a_stop_answered_by_a_reset_we_never_got_does_not_reopen_the_stream() ->
     # The slow run's example, minimised. a stops reading stream 0 before b's
     # data arrives; b's FIN arrives (its data never does), so a knows the
     # final size and closes the stream. b answers the STOP with a
-    # RESET_STREAM, which is lost and resent: b lacks a's ACK of its data, so
-    # the reset is not settled. The resend came after b held a's ACK of the
-    # last packet a saw for the stream, and a took it as a new stream. Such a
-    # tombstone is now forgotten only by the idle-timeout rule (7.5).
+    # RESET_STREAM, which is lost and resent. The resend reached a after a
+    # had forgotten the closed id, and a took it as a new stream. Now the id
+    # stays used for the session, so the RESET is absorbed (7.5).
     m = small_machine()
     replay(m, [
         ("to_next_timer", {}, 2),

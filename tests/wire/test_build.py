@@ -1,4 +1,5 @@
-"""The build selector: which codec build is loaded, and how to force the pure one."""
+"""The build selectors: which build of each compiled module is loaded, and how to
+force the pure one."""
 
 from __future__ import annotations
 
@@ -16,23 +17,39 @@ def _loaded(env_extra: dict[str, str]) -> str:
     env.update(env_extra)
     out = subprocess.run(
         [sys.executable, "-c",
-         "import stt_proto, stt_proto._wire as w; print(stt_proto.COMPILED, w.__name__,"
-         " w.StreamFrame.__module__)"],
+         "import stt_proto, stt_proto._wire as w, stt_proto._rangeset as r;"
+         " print(stt_proto.COMPILED, w.StreamFrame.__module__, r.RangeSet.__module__)"],
         env=env, capture_output=True, text=True, check=True,
     )
     return out.stdout.strip()
 
 
 def test_no_extensions_forces_the_pure_build():
-    assert _loaded({"STT_NO_EXTENSIONS": "1"}) == "False stt_proto._wire stt_proto._wire_py"
+    assert _loaded({"STT_NO_EXTENSIONS": "1"}) == (
+        "False stt_proto._wire_py stt_proto._rangeset_py"
+    )
 
 
 def test_compiled_build_is_loaded_when_required():
     if os.environ.get("STT_NO_EXTENSIONS") or not os.environ.get("STT_REQUIRE_EXTENSIONS"):
         pytest.skip("this run does not require the compiled build")
     assert stt_proto.COMPILED is True
-    assert _loaded({}) == "True stt_proto._wire stt_proto._wire_c"
+    assert _loaded({}) == "True stt_proto._wire_c stt_proto._rangeset_c"
 
 
-def test_flag_matches_the_loaded_module():
-    assert stt_proto.COMPILED == stt_proto.wire.StreamFrame.__module__.endswith("_wire_c")
+def test_flag_matches_the_loaded_modules():
+    from stt_proto import _rangeset
+
+    loaded = (
+        stt_proto.wire.StreamFrame.__module__.endswith("_wire_c"),
+        _rangeset.RangeSet.__module__.endswith("_rangeset_c"),
+    )
+    assert (stt_proto.wire.COMPILED, _rangeset.COMPILED) == loaded
+    assert stt_proto.COMPILED == all(loaded)
+
+
+def test_the_engine_uses_the_selected_range_sets():
+    from stt_proto import _rangeset, session, stream
+
+    assert stream.RangeSet is _rangeset.RangeSet
+    assert session.RangeSet is _rangeset.RangeSet

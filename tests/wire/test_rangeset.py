@@ -1,9 +1,10 @@
 """RangeSet: the sorted set of half-open ranges behind ACKs, reassembly and loss.
 
-Every test runs against both builds (the ``wire`` fixture). The Hypothesis tests
-check the set against a model (a plain ``set`` of ints over a small universe) and
-check that the compiled and pure builds agree on arbitrary operation sequences,
-invalid arguments included, down to the exception type.
+Every test runs against both builds of ``stt_proto._rangeset`` (the ``rangeset``
+fixture). The Hypothesis tests check the set against a model (a plain ``set`` of
+ints over a small universe) and check that the compiled and pure builds agree on
+arbitrary operation sequences, invalid arguments included, down to the exception
+type.
 """
 
 from __future__ import annotations
@@ -37,12 +38,15 @@ def _ranges(members) -> list:
 # ---------------------------------------------------------------------------
 
 
-def test_exported(wire):
-    assert "RangeSet" in wire.__all__
+def test_exported(rangeset, wire):
+    assert "RangeSet" in rangeset.__all__
+    assert rangeset.RangeSet.__module__ == rangeset.__name__
+    # The wire codec no longer carries its own copy: one class, one module.
+    assert "RangeSet" not in wire.__all__ and not hasattr(wire, "RangeSet")
 
 
-def test_empty(wire):
-    rs = wire.RangeSet()
+def test_empty(rangeset):
+    rs = rangeset.RangeSet()
     assert not rs
     assert len(rs) == 0
     assert list(rs) == []
@@ -57,11 +61,11 @@ def test_empty(wire):
             method()
     assert rs.trim_lowest(0) == 0
     rs.discard(0, 10)
-    assert rs == wire.RangeSet()
+    assert rs == rangeset.RangeSet()
 
 
-def test_constructor_merges_in_any_order(wire):
-    rs = wire.RangeSet([(7, 9), (0, 3), (3, 5), (8, 12), (20, 20)])
+def test_constructor_merges_in_any_order(rangeset):
+    rs = rangeset.RangeSet([(7, 9), (0, 3), (3, 5), (8, 12), (20, 20)])
     assert list(rs) == [(0, 5), (7, 12)]
     assert repr(rs) == "RangeSet([(0, 5), (7, 12)])"
     assert rs.covered() == 10
@@ -69,8 +73,8 @@ def test_constructor_merges_in_any_order(wire):
     assert (rs.lowest(), rs.highest()) == (0, 11)
 
 
-def test_add_returns_newly_covered(wire):
-    rs = wire.RangeSet()
+def test_add_returns_newly_covered(rangeset):
+    rs = rangeset.RangeSet()
     assert rs.add(10, 20) == 10
     assert rs.add(10, 20) == 0  # duplicate
     assert rs.add(15, 25) == 5  # extends the top range
@@ -84,16 +88,16 @@ def test_add_returns_newly_covered(wire):
     assert rs.covered() == 40
 
 
-def test_add_fills_a_gap_exactly(wire):
-    rs = wire.RangeSet([(0, 5), (10, 15), (20, 25)])
+def test_add_fills_a_gap_exactly(rangeset):
+    rs = rangeset.RangeSet([(0, 5), (10, 15), (20, 25)])
     assert rs.add(5, 10) == 5
     assert list(rs) == [(0, 15), (20, 25)]
     assert rs.add(16, 19) == 3
     assert list(rs) == [(0, 15), (16, 19), (20, 25)]
 
 
-def test_discard(wire):
-    rs = wire.RangeSet([(0, 10), (20, 30), (40, 50)])
+def test_discard(rangeset):
+    rs = rangeset.RangeSet([(0, 10), (20, 30), (40, 50)])
     rs.discard(3, 6)  # splits one range
     assert list(rs) == [(0, 3), (6, 10), (20, 30), (40, 50)]
     rs.discard(8, 45)  # trims both ends, drops the middle
@@ -109,8 +113,8 @@ def test_discard(wire):
     assert not rs and rs.covered() == 0
 
 
-def test_shift_and_trim_lowest(wire):
-    rs = wire.RangeSet([(0, 2), (4, 6), (8, 10), (12, 14)])
+def test_shift_and_trim_lowest(rangeset):
+    rs = rangeset.RangeSet([(0, 2), (4, 6), (8, 10), (12, 14)])
     assert rs.shift() == (0, 2)
     assert rs.trim_lowest(5) == 0
     assert rs.trim_lowest(1) == 2
@@ -120,8 +124,8 @@ def test_shift_and_trim_lowest(wire):
     assert not rs
 
 
-def test_contiguous_end_and_missing(wire):
-    rs = wire.RangeSet([(10, 20), (30, 40)])
+def test_contiguous_end_and_missing(rangeset):
+    rs = rangeset.RangeSet([(10, 20), (30, 40)])
     assert rs.contiguous_end(10) == 20
     assert rs.contiguous_end(15) == 20
     assert rs.contiguous_end(20) == 20  # stop is exclusive
@@ -133,15 +137,15 @@ def test_contiguous_end_and_missing(wire):
     assert rs.missing(25, 25) == []
 
 
-def test_membership_rejects_non_members_quietly(wire):
-    rs = wire.RangeSet([(0, 10)])
+def test_membership_rejects_non_members_quietly(rangeset):
+    rs = rangeset.RangeSet([(0, 10)])
     assert 0 in rs and 9 in rs
     for value in (10, -1, END, 2**80, 1.0, "1", None, True):
         assert value not in rs
 
 
-def test_bounds_limits(wire):
-    rs = wire.RangeSet()
+def test_bounds_limits(rangeset):
+    rs = rangeset.RangeSet()
     assert rs.add(VARINT_MAX, END) == 1
     assert VARINT_MAX in rs
     assert rs.highest() == VARINT_MAX
@@ -165,13 +169,13 @@ def test_bounds_limits(wire):
         ((None, None), TypeError),
     ],
 )
-def test_invalid_ranges_raise_and_change_nothing(wire, args, error):
-    rs = wire.RangeSet([(0, 3)])
+def test_invalid_ranges_raise_and_change_nothing(rangeset, args, error):
+    rs = rangeset.RangeSet([(0, 3)])
     for method in (rs.add, rs.discard, rs.missing):
         with pytest.raises(error):
             method(*args)
     with pytest.raises(error):
-        wire.RangeSet([args])
+        rangeset.RangeSet([args])
     assert list(rs) == [(0, 3)] and rs.covered() == 3
 
 
@@ -180,13 +184,13 @@ def test_invalid_ranges_raise_and_change_nothing(wire, args, error):
     [(-1, ValueError), (END + 1, ValueError), (2**64, ValueError), (1.0, TypeError),
      (True, TypeError), (None, TypeError)],
 )
-def test_invalid_contiguous_end(wire, value, error):
+def test_invalid_contiguous_end(rangeset, value, error):
     with pytest.raises(error):
-        wire.RangeSet([(0, 3)]).contiguous_end(value)
+        rangeset.RangeSet([(0, 3)]).contiguous_end(value)
 
 
-def test_invalid_limits(wire):
-    rs = wire.RangeSet([(0, 3), (5, 6)])
+def test_invalid_limits(rangeset):
+    rs = rangeset.RangeSet([(0, 3), (5, 6)])
     for method in (rs.trim_lowest, rs.ack_ranges):
         with pytest.raises(ValueError):
             method(-1)
@@ -196,10 +200,10 @@ def test_invalid_limits(wire):
     assert rs.ack_ranges(2**80) == ((5, 5), (0, 2))
 
 
-def test_equality_copy_and_pickle(wire):
-    rs = wire.RangeSet([(0, 3), (5, 6)])
-    assert rs == wire.RangeSet([(5, 6), (0, 3)])
-    assert rs != wire.RangeSet([(0, 3)])
+def test_equality_copy_and_pickle(rangeset):
+    rs = rangeset.RangeSet([(0, 3), (5, 6)])
+    assert rs == rangeset.RangeSet([(5, 6), (0, 3)])
+    assert rs != rangeset.RangeSet([(0, 3)])
     assert rs != [(0, 3), (5, 6)]
     with pytest.raises(TypeError):
         hash(rs)
@@ -210,8 +214,8 @@ def test_equality_copy_and_pickle(wire):
         assert list(rs) == [(0, 3), (5, 6)]
 
 
-def test_iteration_is_a_snapshot(wire):
-    rs = wire.RangeSet([(0, 1), (2, 3), (4, 5)])
+def test_iteration_is_a_snapshot(rangeset):
+    rs = rangeset.RangeSet([(0, 1), (2, 3), (4, 5)])
     seen = []
     for pair in rs:
         seen.append(pair)
@@ -220,10 +224,10 @@ def test_iteration_is_a_snapshot(wire):
     assert seen == [(0, 1), (2, 3), (4, 5)]
 
 
-def test_long_queue_through_front_compaction(wire):
+def test_long_queue_through_front_compaction(rangeset):
     """Many shifts move the head far enough to cut the stale front slots off,
     and re-adding below the lowest range reuses those slots."""
-    rs = wire.RangeSet()
+    rs = rangeset.RangeSet()
     expected = []
     for i in range(0, 400, 2):
         rs.add(i, i + 1)
@@ -249,8 +253,8 @@ def test_long_queue_through_front_compaction(wire):
     assert rs.add(5, 6) == 1 and list(rs) == [(5, 6)]
 
 
-def test_in_order_packets_make_one_range(wire):
-    rs = wire.RangeSet()
+def test_in_order_packets_make_one_range(rangeset):
+    rs = rangeset.RangeSet()
     for pn in range(1000):
         assert rs.add(pn, pn + 1) == 1
     assert list(rs) == [(0, 1000)]
@@ -262,8 +266,8 @@ def test_in_order_packets_make_one_range(wire):
 # ---------------------------------------------------------------------------
 
 
-def test_ack_ranges_shape(wire):
-    rs = wire.RangeSet([(0, 3), (5, 6), (8, 12)])
+def test_ack_ranges_shape(rangeset):
+    rs = rangeset.RangeSet([(0, 3), (5, 6), (8, 12)])
     assert rs.ack_ranges(10) == ((8, 11), (5, 5), (0, 2))
     assert rs.ack_ranges(2) == ((8, 11), (5, 5))
     assert rs.ack_ranges(0) == ()
@@ -280,8 +284,8 @@ packet_numbers = st.one_of(
     st.integers(1, MAX_ACK_RANGES + 1),
     st.integers(0, 2**20),
 )
-def test_ack_ranges_round_trip_through_ack_frame(wire, adds, limit, delay):
-    rs = wire.RangeSet()
+def test_ack_ranges_round_trip_through_ack_frame(rangeset, wire, adds, limit, delay):
+    rs = rangeset.RangeSet()
     for start, length in adds:
         rs.add(start, min(start + length, END))
     ranges = rs.ack_ranges(limit)
@@ -290,11 +294,11 @@ def test_ack_ranges_round_trip_through_ack_frame(wire, adds, limit, delay):
     (decoded,) = wire.decode_frames_untrusted(wire.encode_frames([frame]))
     assert decoded == frame
     top = list(rs)[-len(ranges):]
-    assert wire.RangeSet((lo, hi + 1) for lo, hi in decoded.ranges) == wire.RangeSet(top)
+    assert rangeset.RangeSet((lo, hi + 1) for lo, hi in decoded.ranges) == rangeset.RangeSet(top)
 
 
-def test_ack_ranges_at_the_frame_limit_encode(wire):
-    rs = wire.RangeSet((2 * i, 2 * i + 1) for i in range(MAX_ACK_RANGES + 10))
+def test_ack_ranges_at_the_frame_limit_encode(rangeset, wire):
+    rs = rangeset.RangeSet((2 * i, 2 * i + 1) for i in range(MAX_ACK_RANGES + 10))
     ranges = rs.ack_ranges(MAX_ACK_RANGES + 1)
     assert len(ranges) == MAX_ACK_RANGES + 1
     wire.encode_frames([wire.AckFrame(ranges, 0)])
@@ -341,8 +345,8 @@ def _check_against_model(rs, members: set, query: tuple) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(model_ops, _pair), max_size=100))
-def test_matches_a_set_of_ints(wire, steps):
-    rs = wire.RangeSet()
+def test_matches_a_set_of_ints(rangeset, steps):
+    rs = rangeset.RangeSet()
     members: set = set()
     for (op, arg), query in steps:
         if op == "add":
@@ -405,8 +409,8 @@ def _apply(rs, op: str, args: tuple):
     ),
     st.lists(diff_ops, max_size=60),
 )
-def test_builds_agree(both_builds, initial, steps):
-    pure, compiled = both_builds
+def test_builds_agree(both_rangeset_builds, initial, steps):
+    pure, compiled = both_rangeset_builds
     sets = []
     outcomes = []
     for module in (pure, compiled):
@@ -423,3 +427,11 @@ def test_builds_agree(both_builds, initial, steps):
         assert list(a) == list(b)
         assert repr(a) == repr(b)
         assert a.covered() == b.covered()
+
+
+def test_the_builds_are_really_different_modules(both_rangeset_builds):
+    pure, compiled = both_rangeset_builds
+    assert pure.COMPILED is False
+    assert compiled.COMPILED is True
+    assert pure.RangeSet is not compiled.RangeSet
+    assert compiled.RangeSet.__module__ == "stt_proto._rangeset_c"
