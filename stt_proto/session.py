@@ -25,12 +25,14 @@ the frames it carried, so that an acknowledgement or a loss can be applied to
 exactly those frames. Ack-eliciting packets leave only while the congestion
 window has room and the pacer allows.
 
-Loss recovery follows RFC 9002: a packet is lost when a packet sent at least
-``K_PACKET_THRESHOLD`` later is acknowledged, or when it is older than
-9/8 of the RTT behind an acknowledged one; the probe timeout sends one or two
-probes (retransmitting the oldest data in flight) with exponential backoff. Lost
-stream data is queued again for the stream and goes out in new packets; the
-receiver's reassembly drops any duplicate, so nothing is delivered twice.
+Loss recovery follows RFC 9002 and lives in
+:class:`~stt_proto.recovery.PacketRecovery`: the core tells it of every packet
+sent, every ACK frame and every timer, and settles the frames it hands back.
+Frames of acknowledged packets are done (data released, resets and stops
+finished); frames of lost packets are queued again (stream data goes out in
+new packets, and the receiver's reassembly drops any duplicate, so nothing is
+delivered twice); on a probe timeout the oldest packet's frames are queued
+again too, for the one or two probes to carry.
 
 Acknowledging. Every second ack-eliciting packet (every tenth after the first
 hundred, as many stacks do at high rates) is acknowledged at once, and any packet
@@ -73,13 +75,7 @@ from .events import (
     StreamWritable,
 )
 from .handshake import TransportParameters
-from .recovery import (
-    K_GRANULARITY,
-    K_PACKET_THRESHOLD,
-    K_PERSISTENT_CONGESTION_THRESHOLD,
-    RttEstimator,
-    SentPacket,
-)
+from .recovery import PacketRecovery
 from .stream import MODE_BYTES, MODE_MESSAGES, RecvStream, SendStream
 from .stream_ids import UsedStreamIds
 
@@ -101,9 +97,6 @@ _ACK_RANGES_PER_FRAME = 64
 _ACK_EVERY_EARLY = 2
 _ACK_EVERY = 10
 _ACK_EARLY_PACKETS = 100
-#: Packets declared lost whose frames are kept in case an ACK of them still
-#: comes (the oldest are forgotten first).
-_MAX_LOST_RECORDS = 1024
 #: Smallest space worth starting a STREAM frame in.
 _MIN_STREAM_ROOM = 24
 #: Out-of-order pieces that average at least this many bytes are always held:
@@ -162,23 +155,12 @@ class SessionCore:
         self.max_payload = size - DATA_HEADER_SIZE - AEAD_TAG_SIZE
         self._max_ack_delay = config.max_ack_delay
 
-        # -- recovery
-        self.rtt = RttEstimator()
-        self.cc = create_congestion_controller(config.congestion_control,
-                                               max_datagram_size=size)
-        self.pacer = Pacer(max_datagram_size=size)
-        self._sent: dict[int, SentPacket] = {}
-        #: Frames of packets declared lost, by packet number (oldest first), so
-        #: that a late acknowledgement of one still settles them.
-        self._lost: OrderedDict[int, list] = OrderedDict()
-        self.bytes_in_flight = 0
-        self._largest_acked = -1
-        self._largest_sent = -1
-        self._last_eliciting_at = 0.0
-        self._loss_time: float | None = None
-        self._pto_count = 0
-        self._probes = 0
-        self._latest_acked_sent_at = float("-inf")
+        # -- recovery (RFC 9002): sent packets, RTT, congestion control, pacing
+        self.recovery = PacketRecovery(
+            cc=create_congestion_controller(config.congestion_control, max_datagram_size=size),
+            pacer=Pacer(max_datagram_size=size), max_ack_delay=config.max_ack_delay)
+        self.rtt = self.recovery.rtt
+        #: When the pacer lets the next packet go, if it holds one back.
         self._pacing_at: float | None = None
 
         # -- acknowledging
@@ -248,13 +230,12 @@ class SessionCore:
 
         self._stats = dict.fromkeys((
             "packets_sent", "packets_received", "bytes_sent", "bytes_received",
-            "packets_lost", "bytes_lost", "bytes_retransmitted", "probe_timeouts",
-            "acks_sent", "stream_bytes_sent", "stream_bytes_received", "messages_sent",
+            "bytes_retransmitted", "acks_sent", "stream_bytes_sent", "stream_bytes_received", "messages_sent",
             "messages_received", "streams_refused", "datagrams_dropped",
-            "spurious_frames_absorbed", "persistent_congestion", "streams_refused_rate",
+            "spurious_frames_absorbed", "streams_refused_rate",
             "fragments_refused", "ack_ranges_forgotten", "dht_messages_dropped",
             "refused_streams_forgotten", "messages_refused_too_large",
-            "sends_refused_session_buffer", "spurious_losses",
+            "sends_refused_session_buffer",
         ), 0)
 
     # ------------------------------------------------------------------ streams (API)
@@ -483,7 +464,8 @@ class SessionCore:
     def has_unfinished_sends(self) -> bool:
         """Whether stream data or control frames still wait for acknowledgement
         (a graceful close waits until this is false)."""
-        if self._sent or self._resets or self._send_queue or self._credit_waiters:
+        if (self.recovery.packets_in_flight or self._resets or self._send_queue
+                or self._credit_waiters):
             return True
         for stream in self._streams.values():
             send = stream.send
@@ -818,81 +800,11 @@ class SessionCore:
     # ------------------------------------------------------------------ ACKs and loss
 
     def _on_ack(self, frame, now: float) -> None:
-        ranges = frame.ranges
-        largest = ranges[0][1]
-        if largest > self._largest_sent:
-            raise ProtocolError("ACK of a packet number never sent")
-        if self._lost:
-            self._on_lost_acked(ranges, now)
-        sent = self._sent
-        if not sent:
-            return
-        acked: list[SentPacket] = []
-        first = next(iter(sent))
-        for lo, hi in reversed(ranges):
-            if hi < first:
-                continue
-            if hi - lo < len(sent):
-                pop = sent.pop
-                for pn in range(max(lo, first), hi + 1):
-                    packet = pop(pn, None)
-                    if packet is not None:
-                        acked.append(packet)
-            else:
-                hits = [pn for pn in sent if lo <= pn <= hi]
-                for pn in hits:
-                    acked.append(sent.pop(pn))
-        if not acked:
-            return
-        if largest > self._largest_acked:
-            self._largest_acked = largest
-        newest = acked[-1]
-        if newest.pn == largest:
-            self.rtt.update(now - newest.time_sent, frame.delay / 1e6,
-                            max_ack_delay=self._max_ack_delay)
-        if newest.time_sent > self._latest_acked_sent_at:
-            self._latest_acked_sent_at = newest.time_sent
-        in_flight = self.bytes_in_flight
-        for packet in acked:
-            in_flight -= packet.size
-            frames = packet.frames
-            if frames:
-                self._frames_acked(frames, now)
-        self.bytes_in_flight = in_flight
-        lost = self._detect_lost(now)
-        if lost:
-            self._on_lost(lost, now)
-        self.cc.on_packets_acked(acked, bytes_in_flight=self.bytes_in_flight, rtt=self.rtt,
-                                 now=now)
-        self._pto_count = 0
-        self.pacer.set_rate(self.cc.pacing_rate(self.rtt), now)
-
-    def _on_lost_acked(self, ranges: tuple, now: float) -> None:
-        """Packets we declared lost that the peer received after all: their
-        frames are settled now (data and FINs not sent again, resets and stops
-        done). Otherwise the peer would keep getting copies of what it has
-        (docs/protocol.md 8.2)."""
-        lost = self._lost
-        lowest = ranges[-1][0]
-        # Below the lowest range the peer no longer reports: never acknowledged.
-        while lost:
-            pn = next(iter(lost))
-            if pn >= lowest:
-                break
-            del lost[pn]
-        hits = []
-        i = len(ranges) - 1   # ranges run from the highest down
-        for pn in lost:
-            while i >= 0 and ranges[i][1] < pn:
-                i -= 1
-            if i < 0:
-                break
-            if ranges[i][0] <= pn:
-                hits.append(pn)
-        if hits:
-            self._stats["spurious_losses"] += len(hits)
-            for pn in hits:
-                self._frames_acked(lost.pop(pn), now)
+        acked, lost = self.recovery.on_ack(frame.ranges, frame.delay / 1e6, now)
+        for frames in acked:
+            self._frames_acked(frames, now)
+        for frames in lost:
+            self._frames_lost(frames, now)
 
     def _frames_acked(self, frames: list, now: float) -> None:
         for record in frames:
@@ -958,67 +870,12 @@ class SessionCore:
                         and len(self._refusals) < 64:
                     self._refusals.append(sid)
 
-    def _detect_lost(self, now: float) -> list[SentPacket]:
-        """RFC 9002 section 6.1: packet and time thresholds."""
-        self._loss_time = None
-        largest = self._largest_acked
-        delay = self.rtt.loss_delay()
-        lost = []
-        for pn, packet in self._sent.items():
-            if pn > largest:
-                break
-            # (time_sent + delay, not now - delay: the loss timer is set to exactly
-            # this sum, and must find the packet lost when it fires.)
-            if packet.time_sent + delay <= now or largest - pn >= K_PACKET_THRESHOLD:
-                lost.append(packet)
-            else:
-                self._loss_time = packet.time_sent + delay
-                break
-        sent = self._sent
-        for packet in lost:
-            del sent[packet.pn]
-        return lost
-
-    def _on_lost(self, lost: list[SentPacket], now: float) -> None:
-        stats = self._stats
-        in_flight = self.bytes_in_flight
-        records = self._lost
-        for packet in lost:
-            in_flight -= packet.size
-            stats["packets_lost"] += 1
-            stats["bytes_lost"] += packet.size
-            if packet.frames:
-                self._frames_lost(packet.frames, now)
-                records[packet.pn] = packet.frames
-                if len(records) > _MAX_LOST_RECORDS:
-                    records.popitem(last=False)
-        self.bytes_in_flight = in_flight
-        self.cc.on_packets_lost(lost, bytes_in_flight=in_flight, now=now)
-        self.pacer.set_rate(self.cc.pacing_rate(self.rtt), now)
-        # Persistent congestion (RFC 9002 section 7.6), judged conservatively: the
-        # lost packets span the period and nothing sent after the first was acked.
-        if self.rtt.has_sample and len(lost) >= 2:
-            period = (self.rtt.smoothed_rtt + max(4 * self.rtt.rttvar, K_GRANULARITY)
-                      + self._max_ack_delay) * K_PERSISTENT_CONGESTION_THRESHOLD
-            first, last = lost[0].time_sent, lost[-1].time_sent
-            if last - first > period and self._latest_acked_sent_at < first:
-                stats["persistent_congestion"] += 1
-                self.cc.on_persistent_congestion(now=now)
-
-    def _pto_deadline(self) -> float | None:
-        if not self._sent:
-            return None
-        interval = self.rtt.pto_interval(self._max_ack_delay) * (1 << min(self._pto_count, 16))
-        return self._last_eliciting_at + interval
-
     # ------------------------------------------------------------------ timers
 
     def get_timer(self) -> float | None:
         """The earliest time :meth:`handle_timer` has work to do."""
         deadline = self._ack_deadline
-        loss = self._loss_time
-        if loss is None:
-            loss = self._pto_deadline()
+        loss = self.recovery.get_timer()
         if loss is not None and (deadline is None or loss < deadline):
             deadline = loss
         pacing = self._pacing_at
@@ -1032,27 +889,8 @@ class SessionCore:
             self._ack_deadline = None
         if self._pacing_at is not None and now >= self._pacing_at:
             self._pacing_at = None
-        if self._loss_time is not None:
-            if now >= self._loss_time:
-                lost = self._detect_lost(now)
-                if lost:
-                    self._on_lost(lost, now)
-        else:
-            pto = self._pto_deadline()
-            if pto is not None and now >= pto:
-                self._on_probe_timeout(now)
-
-    def _on_probe_timeout(self, now: float) -> None:
-        """RFC 9002 section 6.2.4: send probes, retransmitting the oldest data."""
-        self._stats["probe_timeouts"] += 1
-        self._pto_count += 1
-        self._probes = 2
-        for packet in self._sent.values():
-            if packet.frames:
-                # The packet stays in flight (an ACK for it still counts); its
-                # stream data is sent again so the probe carries something useful.
-                self._frames_lost(packet.frames, now)
-                break
+        for frames in self.recovery.on_timer(now):
+            self._frames_lost(frames, now)
 
     # ------------------------------------------------------------------ flow control
 
@@ -1103,8 +941,9 @@ class SessionCore:
         frames taken for that packet are queued again and sending stops.
         """
         out: list[bytes] = []
-        cc = self.cc
-        pacer = self.pacer
+        recovery = self.recovery
+        cc = recovery.cc
+        pacer = recovery.pacer
         stats = self._stats
         max_payload = self.max_payload
         while True:
@@ -1113,16 +952,17 @@ class SessionCore:
             # The cheap questions first: most calls (a receiver after each
             # packet) have nothing to send, and then the pacer is not asked.
             ping_only = False
-            if self._probes > 0:
+            in_flight = recovery.bytes_in_flight
+            if recovery.probes > 0:
                 can_elicit = True
             elif self._ping_pending:
                 can_elicit = True
-                ping_only = self.bytes_in_flight >= cc.congestion_window
+                ping_only = in_flight >= cc.congestion_window
             elif not self._has_eliciting_work():
-                if self.bytes_in_flight < cc.congestion_window:
-                    cc.on_app_limited(bytes_in_flight=self.bytes_in_flight, now=now)
+                if in_flight < cc.congestion_window:
+                    cc.on_app_limited(bytes_in_flight=in_flight, now=now)
                 can_elicit = False
-            elif self.bytes_in_flight >= cc.congestion_window:
+            elif in_flight >= cc.congestion_window:
                 can_elicit = False
             else:
                 at = pacer.next_send_time(now)
@@ -1149,7 +989,7 @@ class SessionCore:
                 eliciting = True
             elif can_elicit:
                 eliciting = self._write_frames(w, records, now)
-                if not eliciting and self._probes:
+                if not eliciting and recovery.probes:
                     _PingFrame().push(w)
                     eliciting = True
             if not w.tell():
@@ -1163,22 +1003,14 @@ class SessionCore:
             out.append(datagram)
             stats["packets_sent"] += 1
             stats["bytes_sent"] += size
-            self._largest_sent = pn
             if with_ack:
                 stats["acks_sent"] += 1
                 self._ack_now = False
                 self._ack_deadline = None
                 self._unacked_eliciting = 0
+            recovery.on_packet_sent(pn, now, size, records, ack_eliciting=eliciting)
             if not eliciting:
                 break  # one ACK-only packet is all that is ever owed
-            packet = SentPacket(pn, now, size, True, True, records)
-            self._sent[pn] = packet
-            self.bytes_in_flight += size
-            self._last_eliciting_at = now
-            cc.on_packet_sent(packet, bytes_in_flight=self.bytes_in_flight, now=now)
-            pacer.on_packet_sent(size, now)
-            if self._probes:
-                self._probes -= 1
         return out
 
     def _has_eliciting_work(self) -> bool:
@@ -1318,8 +1150,10 @@ class SessionCore:
 
     def statistics(self) -> dict:
         """RTT, congestion state, counters and stream figures of the session."""
-        rtt = self.rtt
+        recovery = self.recovery
+        rtt, cc = recovery.rtt, recovery.cc
         stats: dict = dict(self._stats)
+        stats.update(recovery.stats)
         send_buffered = recv_buffered = 0
         for stream in self._streams.values():
             send_buffered += stream.send.buffered
@@ -1329,13 +1163,13 @@ class SessionCore:
             rtt_smoothed=rtt.smoothed_rtt,
             rtt_variance=rtt.rttvar,
             rtt_min=rtt.min_rtt if rtt.has_sample else None,
-            congestion_control=self.cc.name,
-            congestion_window=self.cc.congestion_window,
-            bytes_in_flight=self.bytes_in_flight,
-            packets_in_flight=len(self._sent),
-            stream_bytes_in_flight=sum(r[3] - r[2] for p in self._sent.values()
-                                       for r in p.frames if r[0] == _F_STREAM),
-            pacing_rate=self.cc.pacing_rate(rtt),
+            congestion_control=cc.name,
+            congestion_window=cc.congestion_window,
+            bytes_in_flight=recovery.bytes_in_flight,
+            packets_in_flight=recovery.packets_in_flight,
+            stream_bytes_in_flight=sum(r[3] - r[2] for frames in recovery.frames_in_flight()
+                                       for r in frames if r[0] == _F_STREAM),
+            pacing_rate=cc.pacing_rate(rtt),
             streams_open=len(self._streams),
             streams_opened_by_peer=self._peer_streams,
             used_stream_ids=self._used.count(),

@@ -68,7 +68,7 @@ class Hostile:
         pn, datagram = session.keys.seal(w.getvalue(), now=self.net.now)
         # Our own engine must not take the victim's ACK of this number for a
         # violation (it did not send it through its core).
-        core._largest_sent = max(core._largest_sent, pn)
+        core.recovery.largest_sent = max(core.recovery.largest_sent, pn)
         return datagram
 
 
@@ -231,7 +231,7 @@ def test_late_frames_for_a_closed_stream_are_acknowledged_and_never_reopen_it():
     numbers = []
     for frame in late:
         datagram = bad.seal_only(frame)
-        numbers.append(bad.node.endpoint._sessions[bad.session_id].core._largest_sent)
+        numbers.append(bad.node.endpoint._sessions[bad.session_id].core.recovery.largest_sent)
         victim.endpoint.receive_datagram(datagram, bad.node.address, net.now)
         victim.flush()
     net.run(until=net.now + 1.0)
