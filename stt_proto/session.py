@@ -34,9 +34,10 @@ new packets, and the receiver's reassembly drops any duplicate, so nothing is
 delivered twice); on a probe timeout the oldest packet's frames are queued
 again too, for the one or two probes to carry.
 
-Acknowledging. Every second ack-eliciting packet (every tenth after the first
-hundred, as many stacks do at high rates) is acknowledged at once, and any packet
-that arrives out of order too; otherwise an ACK leaves within ``max_ack_delay``.
+Acknowledging (:class:`~stt_proto.acks.AckTracker`). Every second ack-eliciting
+packet (every tenth after the first hundred, as many stacks do at high rates) is
+acknowledged at once, and any packet that arrives out of order too; otherwise an
+ACK leaves within ``max_ack_delay``.
 
 Streams. An id opens when either side first uses it and never opens again in
 the session (docs/protocol.md 7.5, :mod:`stt_proto.stream_ids`): a frame for an
@@ -50,7 +51,6 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from . import _wire as wire
-from ._rangeset import RangeSet
 from .config import EndpointConfig
 from .congestion import Pacer, create_congestion_controller
 from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, ErrorCode
@@ -75,6 +75,7 @@ from .events import (
     StreamWritable,
 )
 from .handshake import TransportParameters
+from .acks import AckTracker
 from .recovery import PacketRecovery
 from .stream import MODE_BYTES, MODE_MESSAGES, RecvStream, SendStream
 from .stream_ids import UsedStreamIds
@@ -91,12 +92,6 @@ _F_RESET = 3
 _F_STOP = 4
 _F_REFUSAL = 5
 
-#: Ack ranges carried in one ACK frame (the newest ones).
-_ACK_RANGES_PER_FRAME = 64
-#: Ack-eliciting packets received before an ACK is sent at once.
-_ACK_EVERY_EARLY = 2
-_ACK_EVERY = 10
-_ACK_EARLY_PACKETS = 100
 #: Smallest space worth starting a STREAM frame in.
 _MIN_STREAM_ROOM = 24
 #: Out-of-order pieces that average at least this many bytes are always held:
@@ -110,7 +105,6 @@ _PaddingFrame = wire.PaddingFrame
 _PingFrame = wire.PingFrame
 _CloseFrame = wire.CloseFrame
 _push_stream_frame = wire.push_stream_frame
-_push_ack_frame = wire.push_ack_frame
 
 
 class _Stream:
@@ -153,7 +147,6 @@ class SessionCore:
         size = min(ours, peer_params.max_datagram_size)
         self.max_datagram_size = size
         self.max_payload = size - DATA_HEADER_SIZE - AEAD_TAG_SIZE
-        self._max_ack_delay = config.max_ack_delay
 
         # -- recovery (RFC 9002): sent packets, RTT, congestion control, pacing
         self.recovery = PacketRecovery(
@@ -163,17 +156,12 @@ class SessionCore:
         #: When the pacer lets the next packet go, if it holds one back.
         self._pacing_at: float | None = None
 
-        # -- acknowledging
-        self._received = RangeSet()
-        self._max_ack_ranges = config.max_ack_ranges
+        # -- acknowledging (docs/protocol.md 8.1)
+        self.acks = AckTracker(max_ranges=config.max_ack_ranges,
+                               max_ack_delay=config.max_ack_delay)
         #: Set while a packet is processed if a frame of it was refused: the
         #: packet is then not acknowledged.
         self._withhold_ack = False
-        self._largest_received = -1
-        self._largest_received_at = 0.0
-        self._unacked_eliciting = 0
-        self._ack_deadline: float | None = None
-        self._ack_now = False
 
         # -- streams
         self._streams: dict[int, _Stream] = {}
@@ -230,8 +218,8 @@ class SessionCore:
 
         self._stats = dict.fromkeys((
             "packets_sent", "packets_received", "bytes_sent", "bytes_received",
-            "bytes_retransmitted", "acks_sent", "stream_bytes_sent", "stream_bytes_received", "messages_sent",
-            "messages_received", "streams_refused", "datagrams_dropped",
+            "bytes_retransmitted", "acks_sent", "stream_bytes_sent", "stream_bytes_received",
+            "messages_sent", "messages_received", "streams_refused", "datagrams_dropped",
             "spurious_frames_absorbed", "streams_refused_rate",
             "fragments_refused", "ack_ranges_forgotten", "dht_messages_dropped",
             "refused_streams_forgotten", "messages_refused_too_large",
@@ -513,26 +501,8 @@ class SessionCore:
                 handler(self, frame, now)
         if self._withhold_ack:
             return  # not acknowledged: the peer will resend what we refused
-        received = self._received
-        received.add(pn, pn + 1)
-        if len(received) > self._max_ack_ranges:
-            stats["ack_ranges_forgotten"] += received.trim_lowest(self._max_ack_ranges)
-        largest = self._largest_received
-        if pn > largest:
-            if largest >= 0 and pn != largest + 1 and eliciting:
-                self._ack_now = True  # a gap: tell the sender quickly
-            self._largest_received = pn
-            self._largest_received_at = now
-        elif eliciting:
-            self._ack_now = True  # reordered: fill the sender in at once
-        if eliciting:
-            self._unacked_eliciting += 1
-            every = (_ACK_EVERY_EARLY if stats["packets_received"] < _ACK_EARLY_PACKETS
-                     else _ACK_EVERY)
-            if self._unacked_eliciting >= every:
-                self._ack_now = True
-            elif self._ack_deadline is None:
-                self._ack_deadline = now + self._max_ack_delay
+        stats["ack_ranges_forgotten"] += self.acks.on_packet(
+            pn, now, eliciting=eliciting, packets_received=stats["packets_received"])
 
     def _incoming_stream(self, stream_id: int, now: float) -> _Stream | None:
         """The stream a peer's STREAM or RESET_STREAM frame is for, opened if the
@@ -874,7 +844,7 @@ class SessionCore:
 
     def get_timer(self) -> float | None:
         """The earliest time :meth:`handle_timer` has work to do."""
-        deadline = self._ack_deadline
+        deadline = self.acks.deadline
         loss = self.recovery.get_timer()
         if loss is not None and (deadline is None or loss < deadline):
             deadline = loss
@@ -884,9 +854,7 @@ class SessionCore:
         return deadline
 
     def handle_timer(self, now: float) -> None:
-        if self._ack_deadline is not None and now >= self._ack_deadline:
-            self._ack_now = True
-            self._ack_deadline = None
+        self.acks.on_timer(now)
         if self._pacing_at is not None and now >= self._pacing_at:
             self._pacing_at = None
         for frames in self.recovery.on_timer(now):
@@ -944,6 +912,7 @@ class SessionCore:
         recovery = self.recovery
         cc = recovery.cc
         pacer = recovery.pacer
+        acks = self.acks
         stats = self._stats
         max_payload = self.max_payload
         while True:
@@ -969,19 +938,13 @@ class SessionCore:
                 can_elicit = at <= now
                 if not can_elicit:
                     self._pacing_at = at
-            want_ack = self._ack_now or (self._ack_deadline is not None
-                                         and now >= self._ack_deadline)
+            want_ack = acks.owed(now)
             if not can_elicit and not want_ack:
                 break
             w = wire.Writer(max_payload)
             records: list = []
-            with_ack = False
             # An ACK goes out when one is owed, or rides along with other frames.
-            if (want_ack or self._unacked_eliciting) and self._received:
-                delay = int((now - self._largest_received_at) * 1e6)
-                _push_ack_frame(w, self._received.ack_ranges(_ACK_RANGES_PER_FRAME),
-                                delay if delay > 0 else 0)
-                with_ack = True
+            with_ack = acks.write(w, now, want_ack)
             eliciting = False
             if ping_only:
                 _PingFrame().push(w)
@@ -1005,9 +968,7 @@ class SessionCore:
             stats["bytes_sent"] += size
             if with_ack:
                 stats["acks_sent"] += 1
-                self._ack_now = False
-                self._ack_deadline = None
-                self._unacked_eliciting = 0
+                acks.on_sent()
             recovery.on_packet_sent(pn, now, size, records, ack_eliciting=eliciting)
             if not eliciting:
                 break  # one ACK-only packet is all that is ever owed
@@ -1181,7 +1142,7 @@ class SessionCore:
             send_credit=self._peer_max_data - self._sent_total,
             recv_credit=self._local_max_data - self._recv_total,
             session_window=self._session_window,
-            ack_ranges=len(self._received),
+            ack_ranges=len(self.acks.received),
             recv_fragments=self._fragments,
             queued_datagrams=len(self._datagrams),
         )

@@ -239,7 +239,7 @@ def test_late_frames_for_a_closed_stream_are_acknowledged_and_never_reopen_it():
     stats = victim.endpoint.session_statistics(vsid)
     assert victim.endpoint.stream_ids(vsid) == [] and stats["streams_open"] == 0
     assert stats["spurious_frames_absorbed"] == before + len(late)
-    assert all(pn in core._received for pn in numbers)    # acknowledged, not withheld
+    assert all(pn in core.acks.received for pn in numbers)    # acknowledged, not withheld
     check_good_session(net, victim, good, sid_good)
 
 
