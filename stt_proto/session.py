@@ -51,6 +51,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from . import _wire as wire
+from .acks import AckTracker
 from .config import EndpointConfig
 from .congestion import Pacer, create_congestion_controller
 from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, ErrorCode
@@ -74,8 +75,8 @@ from .events import (
     StreamStopped,
     StreamWritable,
 )
+from .flow import SessionCredit
 from .handshake import TransportParameters
-from .acks import AckTracker
 from .recovery import PacketRecovery
 from .stream import MODE_BYTES, MODE_MESSAGES, RecvStream, SendStream
 from .stream_ids import UsedStreamIds
@@ -190,18 +191,10 @@ class SessionCore:
         self._open_tokens_at: float | None = None
 
         # -- flow control
-        self._peer_max_data = peer_params.initial_max_data
+        self.credit = SessionCredit(peer_max_data=peer_params.initial_max_data,
+                                    window=config.session_window,
+                                    max_window=config.max_session_window)
         self._peer_stream_credit = peer_params.initial_max_stream_data
-        self._sent_total = 0
-        self._session_window = config.session_window
-        self._local_max_data = config.session_window
-        self._recv_total = 0
-        self._consumed_total = 0
-        self._reserving: set[_Stream] = set()
-        self._max_data_pending = False
-        self._max_data_updated_at = float("-inf")
-        self._data_blocked_at = -1
-        self._data_blocked_pending = False
 
         # -- control frames waiting for a packet
         self._updates: dict[int, _Stream] = {}
@@ -384,7 +377,7 @@ class SessionCore:
         if recv.stop(error_code):
             self._fragments -= held
             self._fragment_bytes -= held_bytes
-            self._consumed(recv.consumed - before)
+            self.credit.on_consumed(recv.consumed - before)
             if recv.stop_pending:
                 self._stops[stream_id] = stream
             self._session_credit(now)
@@ -401,12 +394,12 @@ class SessionCore:
         recv = stream.recv
         before = recv.consumed
         recv.consume(nbytes)
-        self._consumed(recv.consumed - before)
+        self.credit.on_consumed(recv.consumed - before)
         self._stream_credit(stream, now)
         if recv.message_reserve():
             # Everything before a large message in progress is consumed now:
             # the session must let the rest of it in.
-            self._reserving.add(stream)
+            self.credit.reserving.add(stream.recv)
         self._session_credit(now)
         self._check_closed(stream, now)
 
@@ -575,12 +568,8 @@ class SessionCore:
             return
         grown = end - highest
         self._refused[stream_id] = end
-        total = self._recv_total + grown
-        if total > self._local_max_data:
-            raise ProtocolError("session data beyond the credit granted",
-                                error_code=ErrorCode.FLOW_CONTROL_ERROR)
-        self._recv_total = total
-        self._consumed(grown)
+        self.credit.on_received(grown)
+        self.credit.on_consumed(grown)
         self._session_credit(now)
 
     def _on_stream_frame(self, frame, now: float) -> None:
@@ -610,14 +599,10 @@ class SessionCore:
         self._fragments += recv.fragments - held
         self._fragment_bytes += recv.out_of_order_bytes - held_bytes
         if grown:
-            total = self._recv_total + grown
-            if total > self._local_max_data:
-                raise ProtocolError("session data beyond the credit granted",
-                                    error_code=ErrorCode.FLOW_CONTROL_ERROR)
-            self._recv_total = total
+            self.credit.on_received(grown)
             self._stats["stream_bytes_received"] += grown
         if recv.consumed != before:
-            self._consumed(recv.consumed - before)
+            self.credit.on_consumed(recv.consumed - before)
         if recv.aborted and recv.final_size is None and not recv.stop_unacked:
             # Data on a direction we stopped, after our STOP_SENDING was
             # acknowledged: the peer may have ignored it because it had not
@@ -635,7 +620,7 @@ class SessionCore:
             recv.limits_moved = False
             self._stream_credit(stream, now)
             if recv.message_reserve():
-                self._reserving.add(stream)
+                self.credit.reserving.add(stream.recv)
                 self._session_credit(now)
 
     def _deliver(self, stream: _Stream, out: list, now: float) -> None:
@@ -674,12 +659,8 @@ class SessionCore:
         self._fragments += recv.fragments - held
         self._fragment_bytes += recv.out_of_order_bytes - held_bytes
         if grown:
-            total = self._recv_total + grown
-            if total > self._local_max_data:
-                raise ProtocolError("session data beyond the credit granted",
-                                    error_code=ErrorCode.FLOW_CONTROL_ERROR)
-            self._recv_total = total
-        self._consumed(recv.consumed - before)
+            self.credit.on_received(grown)
+        self.credit.on_consumed(recv.consumed - before)
         self._stops.pop(stream.stream_id, None)
         self._updates.pop(stream.stream_id, None)
         if report:
@@ -715,12 +696,11 @@ class SessionCore:
             recv = stream.recv
             before = recv.consumed
             recv.refused()
-            self._consumed(recv.consumed - before)
+            self.credit.on_consumed(recv.consumed - before)
         self._check_closed(stream, now)
 
     def _on_max_data(self, frame, now: float) -> None:
-        if frame.maximum > self._peer_max_data:
-            self._peer_max_data = frame.maximum
+        if self.credit.on_max_data(frame.maximum):
             if self._credit_waiters:
                 self._send_queue.update(self._credit_waiters)
                 self._credit_waiters.clear()
@@ -738,7 +718,7 @@ class SessionCore:
     def _on_data_blocked(self, frame, now: float) -> None:
         # The peer says it is blocked at ``limit``: if we granted more already the
         # update is in flight; if not, re-announce what we have (it may be lost).
-        if frame.limit >= self._local_max_data:
+        if frame.limit >= self.credit.local_max_data:
             self._session_credit(now, force=True)
 
     def _on_stream_data_blocked(self, frame, now: float) -> None:
@@ -819,7 +799,7 @@ class SessionCore:
                 if stream.stream_id in streams and (send.lost or send.fin_pending):
                     self._want_send(stream)
             elif kind == _F_MAX_DATA:
-                self._max_data_pending = True
+                self.credit.update_pending = True
             elif kind == _F_MAX_STREAM_DATA:
                 stream = record[1]
                 if stream.stream_id in streams and not stream.recv.finished:
@@ -862,10 +842,6 @@ class SessionCore:
 
     # ------------------------------------------------------------------ flow control
 
-    def _consumed(self, delta: int) -> None:
-        if delta > 0:
-            self._consumed_total += delta
-
     def _stream_credit(self, stream: _Stream, now: float, force: bool = False) -> None:
         recv = stream.recv
         limit = recv.credit_update(now, self.rtt.smoothed_rtt, force)
@@ -874,30 +850,7 @@ class SessionCore:
             self._session_credit(now)
 
     def _session_credit(self, now: float, force: bool = False) -> None:
-        reserved = 0
-        if self._reserving:
-            for stream in list(self._reserving):
-                reserve = stream.recv.message_reserve()
-                if reserve:
-                    reserved += reserve
-                else:
-                    self._reserving.discard(stream)
-        window = self._session_window
-        wanted = self._consumed_total + window + reserved
-        current = self._local_max_data
-        if wanted <= current:
-            if force:
-                self._max_data_pending = True
-            return
-        if wanted - current < window // 4 and not force:
-            return
-        if (now - self._max_data_updated_at < 2 * self.rtt.smoothed_rtt
-                and window < self._config.max_session_window):
-            window = self._session_window = min(window * 2, self._config.max_session_window)
-            wanted = self._consumed_total + window + reserved
-        self._max_data_updated_at = now
-        self._local_max_data = wanted
-        self._max_data_pending = True
+        self.credit.update(now, self.rtt.smoothed_rtt, force)
 
     # ------------------------------------------------------------------ sending
 
@@ -976,18 +929,19 @@ class SessionCore:
 
     def _has_eliciting_work(self) -> bool:
         return bool(self._send_queue or self._updates or self._resets or self._stops
-                    or self._max_data_pending or self._ping_pending or self._datagrams
+                    or self.credit.update_pending or self._ping_pending or self._datagrams
                     or self._refusals or self._path_responses or self._stream_blocked
-                    or self._data_blocked_pending)
+                    or self.credit.blocked_pending)
 
     def _write_frames(self, w, records: list, now: float) -> bool:
         """Fill ``w`` with control frames, datagrams and stream data; returns whether
         anything ack-eliciting went in."""
         start = w.tell()
-        if self._max_data_pending and w.remaining() >= 9:
-            wire.MaxDataFrame(self._local_max_data).push(w)
+        credit = self.credit
+        if credit.update_pending and w.remaining() >= 9:
+            wire.MaxDataFrame(credit.local_max_data).push(w)
             records.append((_F_MAX_DATA,))
-            self._max_data_pending = False
+            credit.update_pending = False
         if self._updates:
             self._drain(w, records, self._updates, 17, _F_MAX_STREAM_DATA,
                         lambda sid, st: wire.MaxStreamDataFrame(sid, st.recv.max_data))
@@ -1004,9 +958,9 @@ class SessionCore:
             records.append((_F_REFUSAL, sid))
         while self._path_responses and w.remaining() >= 9:
             wire.PathResponseFrame(self._path_responses.popleft()).push(w)
-        if self._data_blocked_pending and w.remaining() >= 9:
-            wire.DataBlockedFrame(self._data_blocked_at).push(w)
-            self._data_blocked_pending = False
+        if credit.blocked_pending and w.remaining() >= 9:
+            wire.DataBlockedFrame(credit.blocked_at).push(w)
+            credit.blocked_pending = False
         if self._stream_blocked:
             blocked = self._stream_blocked
             for sid in list(blocked):
@@ -1049,7 +1003,8 @@ class SessionCore:
 
     def _write_streams(self, w, records: list) -> None:
         queue = self._send_queue
-        credit = self._peer_max_data - self._sent_total
+        session_credit = self.credit
+        credit = session_credit.available
         stats = self._stats
         while queue and w.remaining() >= _MIN_STREAM_ROOM:
             sid = next(iter(queue))
@@ -1063,7 +1018,7 @@ class SessionCore:
                 records.append((_F_STREAM, stream, offset, end, fin))
                 if new:
                     credit -= new
-                    self._sent_total += new
+                    session_credit.on_sent(new)
                     stats["stream_bytes_sent"] += new
                 else:
                     stats["bytes_retransmitted"] += end - offset
@@ -1077,9 +1032,7 @@ class SessionCore:
                         self._stream_blocked[sid] = stream
                 else:
                     self._credit_waiters[sid] = stream
-                    if self._data_blocked_at != self._peer_max_data:
-                        self._data_blocked_at = self._peer_max_data
-                        self._data_blocked_pending = True
+                    session_credit.blocked()
 
     # ------------------------------------------------------------------ closing streams
 
@@ -1100,7 +1053,7 @@ class SessionCore:
         for table in (self._send_queue, self._credit_waiters, self._updates, self._resets,
                       self._stops, self._stream_blocked, self._room_waiters):
             table.pop(sid, None)
-        self._reserving.discard(stream)
+        self.credit.reserving.discard(stream.recv)
         if stream.remote:
             self._peer_streams -= 1
         else:
@@ -1139,9 +1092,9 @@ class SessionCore:
             send_buffered=send_buffered,
             send_held=self._send_held,
             recv_buffered=recv_buffered,
-            send_credit=self._peer_max_data - self._sent_total,
-            recv_credit=self._local_max_data - self._recv_total,
-            session_window=self._session_window,
+            send_credit=self.credit.available,
+            recv_credit=self.credit.local_max_data - self.credit.received,
+            session_window=self.credit.window,
             ack_ranges=len(self.acks.received),
             recv_fragments=self._fragments,
             queued_datagrams=len(self._datagrams),
