@@ -47,7 +47,7 @@ dropped. Flow control and the streams' halves: see :mod:`stt_proto.stream`.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 
 from . import _wire as wire
@@ -60,7 +60,6 @@ from .errors import (
     LocalProtocolError,
     ProtocolError,
     SendBufferFullError,
-    StreamIdUsedError,
 )
 from .events import (
     DatagramReceived,
@@ -79,7 +78,7 @@ from .flow import SessionCredit
 from .handshake import TransportParameters
 from .recovery import PacketRecovery
 from .stream import MODE_BYTES, MODE_MESSAGES, RecvStream, SendStream
-from .stream_ids import UsedStreamIds
+from .stream_ids import LATE, OPEN, StreamAdmission
 
 __all__ = ["SessionCore", "MODE_MESSAGES", "MODE_BYTES"]
 
@@ -166,29 +165,19 @@ class SessionCore:
 
         # -- streams
         self._streams: dict[int, _Stream] = {}
-        #: Every id used in the session, open or not: never opened again (7.5).
-        self._used = UsedStreamIds(config.max_used_stream_ranges)
-        #: Streams refused for the stream limit -> highest offset seen on them
-        #: (their bytes count against session credit, which goes straight back).
-        self._refused: OrderedDict[int, int] = OrderedDict()
+        #: Which ids may open: used ids (never again, 7.5), limits, refusals.
+        self.admission = StreamAdmission(config, initiator=initiator)
+        self._used = self.admission.used
         self._send_queue: dict[int, _Stream] = {}
         self._credit_waiters: dict[int, _Stream] = {}
         #: Queued bytes all streams keep in memory (max_session_send_buffer),
         #: and the ids a send refused for that limit, to wake up.
         self._send_held = 0
         self._room_waiters: dict[int, None] = {}
-        self._next_stream_id = 1 if initiator else 0
-        self._peer_streams = 0
-        self._local_streams = 0
         #: Out-of-order pieces held by all streams (max_session_fragments),
         #: and their bytes.
         self._fragments = 0
         self._fragment_bytes = 0
-        #: Token bucket of stream opens by the peer (max_stream_open_rate):
-        #: tokens and when they were last refilled.
-        self._open_burst = float(max(config.max_streams, config.max_stream_open_rate))
-        self._open_tokens = self._open_burst
-        self._open_tokens_at: float | None = None
 
         # -- flow control
         self.credit = SessionCredit(peer_max_data=peer_params.initial_max_data,
@@ -201,7 +190,6 @@ class SessionCore:
         self._resets: dict[int, _Stream] = {}
         self._stops: dict[int, _Stream] = {}
         self._stream_blocked: dict[int, _Stream] = {}
-        self._refusals: deque[int] = deque()
         self._path_responses: deque[bytes] = deque()
         self._ping_pending = False
         self._datagrams: deque[bytes] = deque()
@@ -212,10 +200,9 @@ class SessionCore:
         self._stats = dict.fromkeys((
             "packets_sent", "packets_received", "bytes_sent", "bytes_received",
             "bytes_retransmitted", "acks_sent", "stream_bytes_sent", "stream_bytes_received",
-            "messages_sent", "messages_received", "streams_refused", "datagrams_dropped",
-            "spurious_frames_absorbed", "streams_refused_rate",
-            "fragments_refused", "ack_ranges_forgotten", "dht_messages_dropped",
-            "refused_streams_forgotten", "messages_refused_too_large",
+            "messages_sent", "messages_received", "datagrams_dropped",
+            "spurious_frames_absorbed", "fragments_refused", "ack_ranges_forgotten",
+            "dht_messages_dropped", "messages_refused_too_large",
             "sends_refused_session_buffer",
         ), 0)
 
@@ -236,10 +223,7 @@ class SessionCore:
                     or not 0 <= max_frame_size <= _VARINT_MAX):
                 raise ValueError("max_frame_size must be a non-negative int")
         if stream_id is None:
-            stream_id = self._used.next_unused(self._next_stream_id)
-            if stream_id is None:
-                raise LocalProtocolError("every stream id of this side was used")
-            self._next_stream_id = stream_id + 2
+            stream_id = self.admission.allocate()
         elif isinstance(stream_id, bool) or not isinstance(stream_id, int) \
                 or not 0 <= stream_id <= _VARINT_MAX:
             raise ValueError("stream_id must be an int in 0..2**62-1")
@@ -256,16 +240,7 @@ class SessionCore:
     def _open_local(self, stream_id: int, max_frame_size: int | None = None) -> _Stream:
         """Create a stream this side opens, not yet marked used (a send that
         opens it marks it only once something was queued)."""
-        if stream_id in self._used:
-            raise StreamIdUsedError(f"stream id {stream_id} was already used in this session")
-        config = self._config
-        if self._local_streams >= config.max_streams:
-            raise LocalProtocolError(f"{config.max_streams} streams are open already")
-        if not self._used.has_room_for(stream_id):
-            raise LocalProtocolError(
-                f"stream id {stream_id} would need a range of used ids beyond "
-                f"max_used_stream_ranges ({config.max_used_stream_ranges})")
-        self._local_streams += 1
+        self.admission.open_local(stream_id)
         return self._new_stream(stream_id, remote=False, max_frame_size=max_frame_size)
 
     def _new_stream(self, stream_id: int, *, remote: bool,
@@ -308,7 +283,7 @@ class SessionCore:
                 # Nothing was queued: the id stays unused, free to send on
                 # again (StreamWritable says when, for a full session buffer).
                 del self._streams[stream_id]
-                self._local_streams -= 1
+                self.admission.closed(remote=False)
             raise
         if new:
             self._used.add(stream_id)
@@ -507,75 +482,30 @@ class SessionCore:
         stream = self._streams.get(stream_id)
         if stream is not None:
             return stream
-        if stream_id in self._refused:
-            # Refused for the stream limit: remind the peer, absorb the data.
-            if len(self._refusals) < 64:
-                self._refusals.append(stream_id)
+        verdict = self.admission.admit_peer(stream_id, now)
+        if verdict is not OPEN:
+            if verdict is LATE:
+                # A late or repeated frame for a stream that is gone: it never
+                # opens the id again, and its packet is acknowledged (7.5).
+                self._stats["spurious_frames_absorbed"] += 1
             return None
-        used = self._used
-        if stream_id in used:
-            # A late or repeated frame for a stream that is gone: it never
-            # opens the id again, and its packet is acknowledged (7.5).
-            self._stats["spurious_frames_absorbed"] += 1
-            return None
-        if not used.has_room_for(stream_id):
-            # Only ids used out of order take ranges: a peer scattering them
-            # would make the set grow without bound (docs/security.md).
-            raise ProtocolError(
-                f"stream ids used out of order beyond {used.limit} ranges",
-                error_code=ErrorCode.STREAM_LIMIT_ERROR)
-        used.add(stream_id)
-        over = self._peer_streams >= self._config.max_streams
-        if not over and not self._open_token(now):
-            # Opening faster than max_stream_open_rate: refused like a stream
-            # beyond the limit (docs/security.md), so churn costs us nothing.
-            self._stats["streams_refused_rate"] += 1
-            over = True
-        if over:
-            self._stats["streams_refused"] += 1
-            self._refused[stream_id] = 0
-            if len(self._refused) > self._config.max_refused_streams:
-                self._refused.popitem(last=False)
-                self._stats["refused_streams_forgotten"] += 1
-            if len(self._refusals) < 64:
-                self._refusals.append(stream_id)
-            return None
-        self._peer_streams += 1
         stream = self._new_stream(stream_id, remote=True)
         self._emit(StreamOpened(session_id=self.session_id, stream_id=stream_id))
         return stream
 
-    def _open_token(self, now: float) -> bool:
-        """Take a token from the bucket of peer stream opens, if one is left."""
-        config = self._config
-        tokens = self._open_tokens
-        last = self._open_tokens_at
-        if last is not None and now > last:
-            tokens = min(tokens + (now - last) * config.max_stream_open_rate,
-                         self._open_burst)
-        self._open_tokens_at = now
-        if tokens < 1.0:
-            self._open_tokens = tokens
-            return False
-        self._open_tokens = tokens - 1.0
-        return True
-
     def _absorb_refused(self, stream_id: int, end: int, now: float) -> None:
         """Count the bytes of a refused stream as received and consumed: the
-        peer counted them against our session credit."""
-        highest = self._refused.get(stream_id)
-        if highest is None or end <= highest:
-            return
-        grown = end - highest
-        self._refused[stream_id] = end
-        self.credit.on_received(grown)
-        self.credit.on_consumed(grown)
-        self._session_credit(now)
+        peer counted them against our session credit (7.2)."""
+        grown = self.admission.refused_bytes(stream_id, end)
+        if grown:
+            self.credit.on_received(grown)
+            self.credit.on_consumed(grown)
+            self._session_credit(now)
 
     def _on_stream_frame(self, frame, now: float) -> None:
         stream = self._incoming_stream(frame.stream_id, now)
         if stream is None:
-            if self._refused:
+            if self.admission.refused:
                 self._absorb_refused(frame.stream_id, frame.offset + len(frame.data), now)
             return
         recv = stream.recv
@@ -649,7 +579,7 @@ class SessionCore:
     def _on_reset_stream(self, frame, now: float) -> None:
         stream = self._incoming_stream(frame.stream_id, now)
         if stream is None:
-            if self._refused:
+            if self.admission.refused:
                 self._absorb_refused(frame.stream_id, frame.final_size, now)
             return
         recv = stream.recv
@@ -815,10 +745,7 @@ class SessionCore:
             elif kind == _F_REFUSAL:
                 # A lost refusal is sent again: the opener may send nothing more
                 # that would prompt another one.
-                sid = record[1]
-                if sid in self._refused and sid not in self._refusals \
-                        and len(self._refusals) < 64:
-                    self._refusals.append(sid)
+                self.admission.refusal_lost(record[1])
 
     # ------------------------------------------------------------------ timers
 
@@ -930,7 +857,7 @@ class SessionCore:
     def _has_eliciting_work(self) -> bool:
         return bool(self._send_queue or self._updates or self._resets or self._stops
                     or self.credit.update_pending or self._ping_pending or self._datagrams
-                    or self._refusals or self._path_responses or self._stream_blocked
+                    or self.admission.refusals or self._path_responses or self._stream_blocked
                     or self.credit.blocked_pending)
 
     def _write_frames(self, w, records: list, now: float) -> bool:
@@ -952,8 +879,9 @@ class SessionCore:
         if self._stops:
             self._drain(w, records, self._stops, 17, _F_STOP,
                         lambda sid, st: wire.StopSendingFrame(sid, st.recv.stop_code))
-        while self._refusals and w.remaining() >= 17:
-            sid = self._refusals.popleft()
+        refusals = self.admission.refusals
+        while refusals and w.remaining() >= 17:
+            sid = refusals.popleft()
             wire.StopSendingFrame(sid, ErrorCode.STREAM_LIMIT_ERROR).push(w)
             records.append((_F_REFUSAL, sid))
         while self._path_responses and w.remaining() >= 9:
@@ -1054,10 +982,7 @@ class SessionCore:
                       self._stops, self._stream_blocked, self._room_waiters):
             table.pop(sid, None)
         self.credit.reserving.discard(stream.recv)
-        if stream.remote:
-            self._peer_streams -= 1
-        else:
-            self._local_streams -= 1
+        self.admission.closed(remote=stream.remote)
         self._emit(StreamClosed(session_id=self.session_id, stream_id=sid))
 
     # ------------------------------------------------------------------ statistics
@@ -1068,6 +993,7 @@ class SessionCore:
         rtt, cc = recovery.rtt, recovery.cc
         stats: dict = dict(self._stats)
         stats.update(recovery.stats)
+        stats.update(self.admission.stats)
         send_buffered = recv_buffered = 0
         for stream in self._streams.values():
             send_buffered += stream.send.buffered
@@ -1085,10 +1011,10 @@ class SessionCore:
                                        for r in frames if r[0] == _F_STREAM),
             pacing_rate=cc.pacing_rate(rtt),
             streams_open=len(self._streams),
-            streams_opened_by_peer=self._peer_streams,
+            streams_opened_by_peer=self.admission.peer_streams,
             used_stream_ids=self._used.count(),
             used_stream_ranges=len(self._used),
-            refused_streams_remembered=len(self._refused),
+            refused_streams_remembered=len(self.admission.refused),
             send_buffered=send_buffered,
             send_held=self._send_held,
             recv_buffered=recv_buffered,

@@ -1,11 +1,18 @@
-"""The set of stream ids a session has used (``stt_proto.stream_ids``,
-docs/protocol.md 7.5): compact for allocated ids, bounded for scattered ones."""
+"""Which stream ids may open (``stt_proto.stream_ids``, docs/protocol.md 7.2 and
+7.5): the used ids, compact for allocated ids and bounded for scattered ones,
+and the admission of the peer's opens."""
 
 from __future__ import annotations
 
 import random
 
-from stt_proto.stream_ids import UsedStreamIds
+import pytest
+
+from stt_proto.config import EndpointConfig
+from stt_proto.constants import ErrorCode
+from stt_proto.errors import LocalProtocolError, ProtocolError, StreamIdUsedError
+from stt_proto.identity import Identity
+from stt_proto.stream_ids import LATE, OPEN, REFUSED, StreamAdmission, UsedStreamIds
 
 TOP = (1 << 62) - 1
 
@@ -68,3 +75,42 @@ def test_the_limit_counts_only_ranges_that_would_be_new():
     for stream_id in (3, 5, 7):          # fill the gap from 1 up to 9
         used.add(stream_id)
     assert len(used) == 2 and used.next_unused(1) == 11
+
+
+def admission(**config) -> StreamAdmission:
+    identity = Identity.generate(random.Random(1).randbytes)
+    config = EndpointConfig(identity=identity, shared_seed=b"a seed of sixteen bytes", **config)
+    return StreamAdmission(config, initiator=True)
+
+
+def test_peer_opens_beyond_the_limit_are_refused_and_used_ids_are_late():
+    adm = admission(max_streams=2, max_stream_open_rate=1000.0)
+    assert [adm.admit_peer(sid, 0.0) for sid in (0, 2, 4)] == [OPEN, OPEN, REFUSED]
+    assert list(adm.refusals) == [4] and adm.stats["streams_refused"] == 1
+    assert adm.admit_peer(4, 0.1) == REFUSED           # reminded
+    assert list(adm.refusals) == [4, 4]
+    assert adm.refused_bytes(4, 100) == 100 and adm.refused_bytes(4, 50) == 0
+    adm.closed(remote=True)
+    assert adm.admit_peer(0, 0.2) == LATE              # closed, used: never again
+    assert adm.admit_peer(6, 0.2) == OPEN
+
+
+def test_local_opens_and_allocation():
+    adm = admission(max_streams=2)
+    adm.open_local(3)
+    adm.mark_used(3)
+    assert adm.allocate() == 1 and adm.allocate() == 5    # 3 was taken
+    with pytest.raises(StreamIdUsedError):
+        adm.open_local(3)
+    adm.open_local(7)
+    with pytest.raises(LocalProtocolError, match="streams are open"):
+        adm.open_local(9)
+
+
+def test_a_peer_scattering_ids_overflows_into_a_protocol_error():
+    adm = admission(max_used_stream_ranges=2, max_stream_open_rate=1e6)
+    assert adm.admit_peer(0, 0.0) == OPEN and adm.admit_peer(8, 0.0) == OPEN
+    assert adm.admit_peer(2, 0.0) == OPEN                 # extends a range: fine
+    with pytest.raises(ProtocolError) as info:
+        adm.admit_peer(20, 0.0)
+    assert info.value.error_code == ErrorCode.STREAM_LIMIT_ERROR
