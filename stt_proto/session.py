@@ -712,11 +712,24 @@ class SessionCore:
                     self._check_closed(stream, now)
             elif kind == _F_STOP:
                 stream = record[1]
-                if stream.recv.stop_unacked:
-                    stream.recv.stop_unacked = False
-                    if self._stops.get(stream.stream_id) is stream:
-                        del self._stops[stream.stream_id]
-                    self._check_closed(stream, now)
+                recv = stream.recv
+                if recv.stop_unacked:
+                    recv.stop_unacked = False
+                    sid = stream.stream_id
+                    if self._stops.get(sid) is stream:
+                        del self._stops[sid]
+                    if (recv.final_size is None and recv.highest
+                            and self._streams.get(sid) is stream):
+                        # Data came before this acknowledgement and no answer
+                        # yet: the peer may have ignored the STOP_SENDING for
+                        # a stream it opened only after it (7.2), then sent
+                        # up to our credit, which a stopped direction never
+                        # raises (7.6). Ask once more (7.4); the RESET_STREAM
+                        # of a peer that did act on it cancels this.
+                        recv.stop_pending = recv.stop_unacked = True
+                        self._stops[sid] = stream
+                    else:
+                        self._check_closed(stream, now)
 
     def _frames_lost(self, frames: list, now: float) -> None:
         streams = self._streams

@@ -1223,3 +1223,43 @@ def test_a_reset_still_queued_when_everything_is_acknowledged_changes_nothing() 
     assert m.streams[stream_id].dirs["b"].reset_seen is None
     m.step_ok = True
     m.teardown()
+
+
+def test_a_stop_ignored_by_a_peer_that_then_opened_the_stream_is_sent_again() -> None:
+    # The slow run's example (seed 20), replayed step by step. a stops reading
+    # stream 1; the STOP_SENDING reaches b before anything that opens the
+    # stream there, so b ignores it (7.2) and acknowledges it. b's data on
+    # stream 1 reached a before that acknowledgement, so the rule "data after
+    # the acknowledgement: ask again" never fired; b then waited for credit a
+    # stopped direction never gets (7.6), and the stream never closed. a now
+    # asks again when its STOP is acknowledged with data received and no
+    # answer (7.4).
+    m = small_machine(session_window=16 * KiB, max_session_send_buffer=16 * KiB)
+    replay(m, [
+        ("to_next_timer", {}, 8),
+        ("deliver_all", dict(rounds=2)),
+        ("to_next_timer", {}, 2),
+        ("consume", dict(fraction=0.25, index=0, side="a")),
+        ("to_next_timer", {}),
+        ("deliver_all", dict(rounds=1)),
+        ("consume", dict(fraction=0.25, index=0, side="a")),
+        ("send", dict(as_bytes=False, end=False, index=0, side="b", size=509)),
+        ("deliver_all", dict(rounds=1)),
+        ("corrupt", dict(bit=0, index=0)),
+        ("to_next_timer", {}),
+        ("deliver_one", dict(index=0)),
+        ("open_stream", dict(side="a")),
+        ("duplicate", dict(index=0, where=0)),
+        ("reset_stream", dict(code=100, index=0, side="a")),
+        ("send", dict(as_bytes=False, end=False, index=1, side="a", size=1022)),
+        ("to_next_timer", {}),
+        ("drop", dict(index=0)),
+        ("consume", dict(fraction=0.25, index=0, side="a")),
+        ("stop_stream", dict(code=100, index=1, side="a")),
+        ("reset_stream", dict(code=100, index=0, side="b")),
+        ("deliver_one", dict(index=222)),
+        ("deliver_one", dict(index=62)),
+        ("to_next_timer", {}, 3),
+        ("send", dict(as_bytes=False, end=False, index=1, side="b", size=1022)),
+    ])
+    m.teardown()
