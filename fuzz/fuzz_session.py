@@ -14,8 +14,9 @@ Invariant, for any input:
 * a session that closed produces no event afterwards (no stream events, no
   second ``SessionClosed``), however many packets still arrive;
 * memory stays bounded: buffered received bytes within the session's flow-control
-  window, peer streams within ``max_streams``, remembered closed streams within
-  ``max_closed_streams``, ACK ranges within ``MAX_ACK_RANGES``, queued datagrams
+  window, peer streams within ``max_streams``, remembered refused streams within
+  ``max_refused_streams``, used stream ids within ``max_used_stream_ranges``
+  ranges, ACK ranges within ``MAX_ACK_RANGES``, queued datagrams
   within ``max_queued_datagrams``, and every endpoint table within its limit.
 
 Run: ``python fuzz/fuzz_session.py [corpus dirs] [libFuzzer flags]``, or ``fuzz/run``.
@@ -38,7 +39,8 @@ with atheris.instrument_imports():
 #: Small limits, so the fuzzer reaches them.
 LIMITS = dict(
     stream_window=1024, max_stream_window=4096, session_window=2048,
-    max_session_window=8192, max_streams=4, max_closed_streams=8, max_frame_size=600,
+    max_session_window=8192, max_streams=4, max_refused_streams=8, max_used_stream_ranges=8,
+    max_frame_size=600,
     max_queued_datagrams=4, max_events=64, max_send_buffer=4096,
 )
 MAX_OPS = 48
@@ -64,7 +66,7 @@ def build_frame(ops: Ops, largest_acked: int):
     if kind == 4:
         return frames.MaxStreamDataFrame(sid, ops.u16())
     if kind == 5:
-        return frames.MaxStreamsFrame(ops.u16())
+        return frames.StopSendingFrame(sid, 0x04)  # a refusal (STREAM_LIMIT_ERROR)
     if kind == 6:
         return frames.DataBlockedFrame(ops.u16())
     if kind == 7:
@@ -174,8 +176,10 @@ class Run:
             raise AssertionError("session window above max_session_window")
         if stats["streams_opened_by_peer"] > config.max_streams:
             raise AssertionError(f"{stats['streams_opened_by_peer']} peer streams")
-        if stats["closed_streams_remembered"] > config.max_closed_streams:
-            raise AssertionError("closed-stream tombstones beyond max_closed_streams")
+        if stats["refused_streams_remembered"] > config.max_refused_streams:
+            raise AssertionError("refused stream ids beyond max_refused_streams")
+        if stats["used_stream_ranges"] > config.max_used_stream_ranges:
+            raise AssertionError("used stream ids beyond max_used_stream_ranges")
         if stats["ack_ranges"] > MAX_ACK_RANGES:
             raise AssertionError("ACK ranges beyond MAX_ACK_RANGES")
         if stats["queued_datagrams"] > config.max_queued_datagrams:

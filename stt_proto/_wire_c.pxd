@@ -19,7 +19,6 @@ cdef int _FT_STREAM
 cdef int _FT_STREAM_FIN
 cdef int _FT_MAX_DATA
 cdef int _FT_MAX_STREAM_DATA
-cdef int _FT_MAX_STREAMS
 cdef int _FT_DATA_BLOCKED
 cdef int _FT_STREAM_DATA_BLOCKED
 cdef int _FT_PATH_CHALLENGE
@@ -146,11 +145,6 @@ cdef class MaxDataFrame(Frame):
 @cython.final
 cdef class MaxStreamDataFrame(Frame):
     cdef readonly object stream_id
-    cdef readonly object maximum
-
-
-@cython.final
-cdef class MaxStreamsFrame(Frame):
     cdef readonly object maximum
 
 

@@ -60,7 +60,6 @@ __all__ = [
     "StreamFrame",
     "MaxDataFrame",
     "MaxStreamDataFrame",
-    "MaxStreamsFrame",
     "DataBlockedFrame",
     "StreamDataBlockedFrame",
     "PathChallengeFrame",
@@ -96,7 +95,6 @@ _FT_STREAM = int(FrameType.STREAM)
 _FT_STREAM_FIN = int(FrameType.STREAM_FIN)
 _FT_MAX_DATA = int(FrameType.MAX_DATA)
 _FT_MAX_STREAM_DATA = int(FrameType.MAX_STREAM_DATA)
-_FT_MAX_STREAMS = int(FrameType.MAX_STREAMS)
 _FT_DATA_BLOCKED = int(FrameType.DATA_BLOCKED)
 _FT_STREAM_DATA_BLOCKED = int(FrameType.STREAM_DATA_BLOCKED)
 _FT_PATH_CHALLENGE = int(FrameType.PATH_CHALLENGE)
@@ -669,19 +667,6 @@ class MaxStreamDataFrame(Frame):
         _push_varints(w, _FT_MAX_STREAM_DATA, 2, self.stream_id, self.maximum, 0)
 
 
-class MaxStreamsFrame(Frame):
-    """How many streams in total the peer may open (a cumulative count)."""
-
-    __slots__ = ("maximum",)
-    FIELDS = ("maximum",)
-
-    def __init__(self, maximum: int) -> None:
-        self.maximum = maximum
-
-    def push(self, w: Writer) -> None:
-        _push_varints(w, _FT_MAX_STREAMS, 1, self.maximum, 0, 0)
-
-
 class DataBlockedFrame(Frame):
     """The sender has data to send but the session-wide ``limit`` stops it."""
 
@@ -915,8 +900,6 @@ def decode_frames_untrusted(payload: bytes) -> list:
         elif frame_type == _FT_STOP_SENDING:
             stream_id = r.pull_varint()
             frames.append(StopSendingFrame(stream_id, r.pull_varint()))
-        elif frame_type == _FT_MAX_STREAMS:
-            frames.append(MaxStreamsFrame(r.pull_varint()))
         elif frame_type == _FT_DATA_BLOCKED:
             frames.append(DataBlockedFrame(r.pull_varint()))
         elif frame_type == _FT_STREAM_DATA_BLOCKED:

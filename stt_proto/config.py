@@ -111,12 +111,17 @@ class EndpointConfig:
     max_streams: int = 4096
     """Streams the peer may have open at once on a session; beyond it a new
     stream is refused with ``STREAM_LIMIT_ERROR`` (the session survives)."""
-    closed_stream_linger: float = 2.0
-    """How long (at least three probe timeouts) a closed stream's id surely
-    absorbs late frames. This side may reopen the id ``2 * closed_stream_linger
-    + idle_timeout`` after the close (docs/protocol.md 7.5)."""
-    max_closed_streams: int = 65_536
-    """Closed-stream ids remembered per session (oldest forgotten first)."""
+    max_refused_streams: int = 65_536
+    """Ids of streams refused for ``max_streams`` or ``max_stream_open_rate``
+    remembered per session, to count their bytes against session credit and to
+    refuse them again (oldest forgotten first, counted as
+    ``refused_streams_forgotten``; docs/protocol.md 7.2)."""
+    max_used_stream_ranges: int = 1_024
+    """Ranges of stream ids remembered as used in a session: an id is never
+    opened twice in a session (docs/protocol.md 7.5). Ids allocated by the
+    engine take one range per side; only ids chosen out of order take more. A
+    local open that needs a range beyond this raises ``LocalProtocolError``; a
+    peer that opens one closes the session with ``STREAM_LIMIT_ERROR``."""
     max_stream_open_rate: float = 2_000.0
     """Streams the peer may open per second on a session, on average; bursts of
     one second's worth (or ``max_streams`` if more) are allowed. A stream
@@ -189,7 +194,8 @@ class EndpointConfig:
             raise ValueError("max_datagram_size must be within 1200..65527")
         for name in ("max_frame_size", "stream_window", "max_stream_window", "session_window",
                      "max_session_window", "max_send_buffer", "max_session_send_buffer",
-                     "max_streams", "max_closed_streams", "max_queued_datagrams",
+                     "max_streams", "max_refused_streams", "max_used_stream_ranges",
+                     "max_queued_datagrams",
                      "max_stream_fragments", "max_session_fragments", "max_ack_ranges",
                      "max_dht_message_size"):
             value = getattr(self, name)
@@ -207,7 +213,7 @@ class EndpointConfig:
             raise ValueError("max_session_window must be at least session_window")
         if self.max_frame_size >= 1 << 62:
             raise ValueError("max_frame_size must be below 2**62")
-        for name in ("closed_stream_linger", "max_ack_delay", "close_flush_timeout"):
+        for name in ("max_ack_delay", "close_flush_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
         from .congestion import CONGESTION_CONTROLLERS

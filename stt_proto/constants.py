@@ -51,7 +51,7 @@ class FrameType(enum.IntEnum):
     STREAM_FIN = 0x09
     MAX_DATA = 0x10
     MAX_STREAM_DATA = 0x11
-    MAX_STREAMS = 0x12
+    # 0x12 is unassigned (once MAX_STREAMS; docs/protocol.md 7.2 says why).
     DATA_BLOCKED = 0x14
     STREAM_DATA_BLOCKED = 0x15
     PATH_CHALLENGE = 0x1A

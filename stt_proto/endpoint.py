@@ -273,22 +273,22 @@ class Endpoint:
         it. ``max_frame_size`` (default from the configuration) is the largest
         message this side sends or accepts on the stream. Opening an id that is
         open already returns it (and applies ``max_frame_size``): that is how an
-        application gets hold of a stream the peer opened.
+        application gets hold of a stream the peer opened. An id used once in
+        the session never opens again (docs/protocol.md 7.5).
 
         Raises:
             KeyError: unknown or closed session.
+            StreamIdUsedError: ``stream_id`` was used in this session (by either
+                side) and its stream is closed, or was refused.
             LocalProtocolError: the session is not established or is closing,
-                ``max_streams`` streams are open, or ``stream_id`` closed less
-                than ``closed_stream_linger`` ago.
+                ``max_streams`` streams are open, or ``stream_id`` would need a
+                range of used ids beyond ``max_used_stream_ranges``.
             ValueError: ``stream_id`` or ``max_frame_size`` out of range.
 
-        ``now`` (optional) is only used to tell whether a closed id may be reused:
-        that happens ``2 * closed_stream_linger + idle_timeout`` after it closed.
+        ``now`` (optional) is the time of the call, as for every command.
         """
         session = self._usable_session(session_id, now)
-        core = session.core
-        core.advance(self._last_now)
-        return core.open_stream(stream_id, max_frame_size=max_frame_size)
+        return session.core.open_stream(stream_id, max_frame_size=max_frame_size)
 
     def send_message(self, session_id: bytes, stream_id: int, data: bytes, *, now: float,
                      end_stream: bool = False) -> None:
@@ -300,6 +300,8 @@ class Endpoint:
             KeyError: unknown or closed session.
             StreamClosedError: this side of the stream was ended, reset or
                 stopped by the peer; or the session is closing.
+            StreamIdUsedError: the stream is closed (its id was used in this
+                session and never opens again).
             MessageTooLargeError: ``data`` exceeds the stream's ``max_frame_size``.
             SendBufferFullError: ``max_send_buffer`` bytes are still
                 unacknowledged; nothing was queued. Send again after
@@ -308,7 +310,6 @@ class Endpoint:
         .. note:: then call :meth:`datagrams_to_send`.
         """
         session = self._usable_session(session_id, now)
-        session.core.advance(now)
         session.core.send(stream_id, data, mode=MODE_MESSAGES, end_stream=end_stream)
         self._mark(session)
 
@@ -321,7 +322,6 @@ class Endpoint:
         .. note:: then call :meth:`datagrams_to_send`.
         """
         session = self._usable_session(session_id, now)
-        session.core.advance(now)
         session.core.send(stream_id, data, mode=MODE_BYTES, end_stream=end_stream)
         self._mark(session)
 

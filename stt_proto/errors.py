@@ -24,6 +24,7 @@ __all__ = [
     "LocalProtocolError",
     "NoiseError",
     "StreamClosedError",
+    "StreamIdUsedError",
     "MessageTooLargeError",
     "SendBufferFullError",
 ]
@@ -78,6 +79,12 @@ class StreamClosedError(LocalProtocolError):
     """The stream can no longer send: its sending side was ended (FIN), reset
     locally, or stopped by the peer (STOP_SENDING); or the session is closed or
     closing."""
+
+
+class StreamIdUsedError(StreamClosedError):
+    """The stream id was already used in this session (opened by either side,
+    and closed or refused since): an id never opens twice in a session
+    (``docs/protocol.md`` 7.5). Open a new stream, with an allocated id."""
 
 
 class MessageTooLargeError(LocalProtocolError, ValueError):

@@ -174,8 +174,9 @@ class StreamWritable(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StreamClosed(Event):
-    """Both sides of a stream are finished; the engine forgets it (its id absorbs
-    late frames for ``closed_stream_linger``)."""
+    """Both sides of a stream are finished; the engine forgets it. Its id stays
+    used: it never opens again in the session, and late frames for it are
+    absorbed (``docs/protocol.md`` 7.5)."""
 
     session_id: bytes
     stream_id: int

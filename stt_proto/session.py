@@ -25,32 +25,42 @@ the frames it carried, so that an acknowledgement or a loss can be applied to
 exactly those frames. Ack-eliciting packets leave only while the congestion
 window has room and the pacer allows.
 
-Loss recovery follows RFC 9002: a packet is lost when a packet sent at least
-``K_PACKET_THRESHOLD`` later is acknowledged, or when it is older than
-9/8 of the RTT behind an acknowledged one; the probe timeout sends one or two
-probes (retransmitting the oldest data in flight) with exponential backoff. Lost
-stream data is queued again for the stream and goes out in new packets; the
-receiver's reassembly drops any duplicate, so nothing is delivered twice.
+Loss recovery follows RFC 9002 and lives in
+:class:`~stt_proto.recovery.PacketRecovery`: the core tells it of every packet
+sent, every ACK frame and every timer, and settles the frames it hands back.
+Frames of acknowledged packets are done (data released, resets and stops
+finished); frames of lost packets are queued again (stream data goes out in
+new packets, and the receiver's reassembly drops any duplicate, so nothing is
+delivered twice); on a probe timeout the oldest packet's frames are queued
+again too, for the one or two probes to carry.
 
-Acknowledging. Every second ack-eliciting packet (every tenth after the first
-hundred, as many stacks do at high rates) is acknowledged at once, and any packet
-that arrives out of order too; otherwise an ACK leaves within ``max_ack_delay``.
+Acknowledging (:class:`~stt_proto.acks.AckTracker`). Every second ack-eliciting
+packet (every tenth after the first hundred, as many stacks do at high rates) is
+acknowledged at once, and any packet that arrives out of order too; otherwise an
+ACK leaves within ``max_ack_delay``.
 
-Flow control and streams: see :mod:`stt_proto.stream`.
+Streams. An id opens when either side first uses it and never opens again in
+the session (docs/protocol.md 7.5, :mod:`stt_proto.stream_ids`): a frame for an
+id that was used and whose stream is gone is a late copy, acknowledged and
+dropped. Flow control and the streams' halves: see :mod:`stt_proto.stream`.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 
 from . import _wire as wire
-from ._rangeset import RangeSet
+from .acks import AckTracker
 from .config import EndpointConfig
 from .congestion import Pacer, create_congestion_controller
 from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, ErrorCode
 from .crypto import KeyExhaustedError
-from .errors import LocalProtocolError, ProtocolError, SendBufferFullError, StreamClosedError
+from .errors import (
+    LocalProtocolError,
+    ProtocolError,
+    SendBufferFullError,
+)
 from .events import (
     DatagramReceived,
     DhtMessageReceived,
@@ -64,15 +74,11 @@ from .events import (
     StreamStopped,
     StreamWritable,
 )
+from .flow import SessionCredit
 from .handshake import TransportParameters
-from .recovery import (
-    K_GRANULARITY,
-    K_PACKET_THRESHOLD,
-    K_PERSISTENT_CONGESTION_THRESHOLD,
-    RttEstimator,
-    SentPacket,
-)
+from .recovery import PacketRecovery
 from .stream import MODE_BYTES, MODE_MESSAGES, RecvStream, SendStream
+from .stream_ids import LATE, OPEN, StreamAdmission
 
 __all__ = ["SessionCore", "MODE_MESSAGES", "MODE_BYTES"]
 
@@ -86,17 +92,6 @@ _F_RESET = 3
 _F_STOP = 4
 _F_REFUSAL = 5
 
-#: Ack ranges carried in one ACK frame (the newest ones).
-_ACK_RANGES_PER_FRAME = 64
-#: Ack-eliciting packets received before an ACK is sent at once.
-_ACK_EVERY_EARLY = 2
-_ACK_EVERY = 10
-_ACK_EARLY_PACKETS = 100
-#: Packets declared lost whose frames are kept in case an ACK of them still
-#: comes (the oldest are forgotten first).
-_MAX_LOST_RECORDS = 1024
-#: A tombstone's "last packet" that no acknowledgement can reach (7.5).
-_NEVER_ACKED = 1 << 62
 #: Smallest space worth starting a STREAM frame in.
 _MIN_STREAM_ROOM = 24
 #: Out-of-order pieces that average at least this many bytes are always held:
@@ -110,21 +105,18 @@ _PaddingFrame = wire.PaddingFrame
 _PingFrame = wire.PingFrame
 _CloseFrame = wire.CloseFrame
 _push_stream_frame = wire.push_stream_frame
-_push_ack_frame = wire.push_ack_frame
 
 
 class _Stream:
     """A stream's two halves and its bookkeeping in the session."""
 
-    __slots__ = ("stream_id", "send", "recv", "remote", "last_pn")
+    __slots__ = ("stream_id", "send", "recv", "remote")
 
     def __init__(self, stream_id: int, send: SendStream, recv: RecvStream, remote: bool):
         self.stream_id = stream_id
         self.send = send
         self.recv = recv
         self.remote = remote
-        #: Highest packet number that carried a frame for this stream.
-        self.last_pn = -1
 
     def __repr__(self) -> str:
         return f"_Stream({self.send!r}, {self.recv!r})"
@@ -155,101 +147,49 @@ class SessionCore:
         size = min(ours, peer_params.max_datagram_size)
         self.max_datagram_size = size
         self.max_payload = size - DATA_HEADER_SIZE - AEAD_TAG_SIZE
-        self._max_ack_delay = config.max_ack_delay
 
-        # -- recovery
-        self.rtt = RttEstimator()
-        self.cc = create_congestion_controller(config.congestion_control,
-                                               max_datagram_size=size)
-        self.pacer = Pacer(max_datagram_size=size)
-        self._sent: dict[int, SentPacket] = {}
-        #: Frames of packets declared lost, by packet number (oldest first), so
-        #: that a late acknowledgement of one still settles them.
-        self._lost: OrderedDict[int, list] = OrderedDict()
-        self.bytes_in_flight = 0
-        self._largest_acked = -1
-        self._largest_sent = -1
-        self._last_eliciting_at = 0.0
-        self._loss_time: float | None = None
-        self._pto_count = 0
-        self._probes = 0
-        self._latest_acked_sent_at = float("-inf")
+        # -- recovery (RFC 9002): sent packets, RTT, congestion control, pacing
+        self.recovery = PacketRecovery(
+            cc=create_congestion_controller(config.congestion_control, max_datagram_size=size),
+            pacer=Pacer(max_datagram_size=size), max_ack_delay=config.max_ack_delay)
+        self.rtt = self.recovery.rtt
+        #: When the pacer lets the next packet go, if it holds one back.
         self._pacing_at: float | None = None
 
-        # -- acknowledging
-        self._received = RangeSet()
-        self._max_ack_ranges = config.max_ack_ranges
+        # -- acknowledging (docs/protocol.md 8.1)
+        self.acks = AckTracker(max_ranges=config.max_ack_ranges,
+                               max_ack_delay=config.max_ack_delay)
         #: Set while a packet is processed if a frame of it was refused: the
         #: packet is then not acknowledged.
         self._withhold_ack = False
-        self._largest_received = -1
-        self._largest_received_at = 0.0
-        self._unacked_eliciting = 0
-        self._ack_deadline: float | None = None
-        self._ack_now = False
 
         # -- streams
         self._streams: dict[int, _Stream] = {}
-        #: Closed stream ids that still absorb late frames: id -> (linger end,
-        #: last packet number that carried a frame for it, when this side may
-        #: reopen the id).
-        self._closed: OrderedDict[int, tuple[float, int, float]] = OrderedDict()
-        self._now = float("-inf")
-        self._current_pn = -1
-        #: Our packets that carried an ACK frame: pn -> largest pn it acknowledged.
-        self._acks_sent: OrderedDict[int, int] = OrderedDict()
-        #: The peer holds our acknowledgement of every packet up to this one.
-        self._peer_saw_acks = -1
-        #: How _peer_saw_acks grew: (value, number of the peer's packet that
-        #: showed it). Oldest dropped first, which only makes the bound below
-        #: later (safer).
-        self._saw_acks_history: deque[tuple[int, int]] = deque(maxlen=256)
-        #: A frame that would open a stream, in a peer packet numbered below
-        #: this, may be a late copy for an id we forgot: it is not trusted to
-        #: open anything (docs/protocol.md 7.5).
-        self._late_below = -1
-        #: Streams refused for the stream limit -> highest offset seen on them
-        #: (their bytes count against session credit, which goes straight back).
-        self._refused: OrderedDict[int, int] = OrderedDict()
+        #: Which ids may open: used ids (never again, 7.5), limits, refusals.
+        self.admission = StreamAdmission(config, initiator=initiator)
+        self._used = self.admission.used
         self._send_queue: dict[int, _Stream] = {}
         self._credit_waiters: dict[int, _Stream] = {}
         #: Queued bytes all streams keep in memory (max_session_send_buffer),
         #: and the ids a send refused for that limit, to wake up.
         self._send_held = 0
         self._room_waiters: dict[int, None] = {}
-        self._next_stream_id = 1 if initiator else 0
-        self._peer_streams = 0
-        self._local_streams = 0
         #: Out-of-order pieces held by all streams (max_session_fragments),
         #: and their bytes.
         self._fragments = 0
         self._fragment_bytes = 0
-        #: Token bucket of stream opens by the peer (max_stream_open_rate):
-        #: tokens and when they were last refilled.
-        self._open_burst = float(max(config.max_streams, config.max_stream_open_rate))
-        self._open_tokens = self._open_burst
-        self._open_tokens_at: float | None = None
 
         # -- flow control
-        self._peer_max_data = peer_params.initial_max_data
+        self.credit = SessionCredit(peer_max_data=peer_params.initial_max_data,
+                                    window=config.session_window,
+                                    max_window=config.max_session_window)
         self._peer_stream_credit = peer_params.initial_max_stream_data
-        self._sent_total = 0
-        self._session_window = config.session_window
-        self._local_max_data = config.session_window
-        self._recv_total = 0
-        self._consumed_total = 0
-        self._reserving: set[_Stream] = set()
-        self._max_data_pending = False
-        self._max_data_updated_at = float("-inf")
-        self._data_blocked_at = -1
-        self._data_blocked_pending = False
 
         # -- control frames waiting for a packet
         self._updates: dict[int, _Stream] = {}
         self._resets: dict[int, _Stream] = {}
         self._stops: dict[int, _Stream] = {}
         self._stream_blocked: dict[int, _Stream] = {}
-        self._refusals: deque[int] = deque()
         self._path_responses: deque[bytes] = deque()
         self._ping_pending = False
         self._datagrams: deque[bytes] = deque()
@@ -259,37 +199,31 @@ class SessionCore:
 
         self._stats = dict.fromkeys((
             "packets_sent", "packets_received", "bytes_sent", "bytes_received",
-            "packets_lost", "bytes_lost", "bytes_retransmitted", "probe_timeouts",
-            "acks_sent", "stream_bytes_sent", "stream_bytes_received", "messages_sent",
-            "messages_received", "streams_refused", "datagrams_dropped",
-            "spurious_frames_absorbed", "persistent_congestion", "streams_refused_rate",
-            "fragments_refused", "ack_ranges_forgotten", "dht_messages_dropped",
-            "closed_streams_forgotten", "refused_streams_forgotten", "messages_refused_too_large",
-            "sends_refused_session_buffer", "stream_opens_deferred", "spurious_losses",
+            "bytes_retransmitted", "acks_sent", "stream_bytes_sent", "stream_bytes_received",
+            "messages_sent", "messages_received", "datagrams_dropped",
+            "spurious_frames_absorbed", "fragments_refused", "ack_ranges_forgotten",
+            "dht_messages_dropped", "messages_refused_too_large",
+            "sends_refused_session_buffer",
         ), 0)
 
     # ------------------------------------------------------------------ streams (API)
 
-    def advance(self, now: float) -> None:
-        """Tell the core the time of a command (it only reads it)."""
-        if now > self._now:
-            self._now = now
-
     def open_stream(self, stream_id: int | None = None, *,
                     max_frame_size: int | None = None) -> int:
         """Open a stream, or return (and adjust) an existing one; see
-        :meth:`Endpoint.open_stream <stt_proto.endpoint.Endpoint.open_stream>`."""
-        config = self._config
+        :meth:`Endpoint.open_stream <stt_proto.endpoint.Endpoint.open_stream>`.
+
+        :raises StreamIdUsedError: ``stream_id`` was used in this session and its
+            stream is gone (ids never open twice, docs/protocol.md 7.5).
+        :raises LocalProtocolError: ``max_streams`` streams of this side are open,
+            or the used ids would need more than ``max_used_stream_ranges`` ranges.
+        """
         if max_frame_size is not None:
             if (isinstance(max_frame_size, bool) or not isinstance(max_frame_size, int)
                     or not 0 <= max_frame_size <= _VARINT_MAX):
                 raise ValueError("max_frame_size must be a non-negative int")
         if stream_id is None:
-            stream_id = self._next_stream_id
-            while stream_id in self._streams or stream_id in self._closed \
-                    or stream_id in self._refused:
-                stream_id += 2
-            self._next_stream_id = stream_id + 2
+            stream_id = self.admission.allocate()
         elif isinstance(stream_id, bool) or not isinstance(stream_id, int) \
                 or not 0 <= stream_id <= _VARINT_MAX:
             raise ValueError("stream_id must be an int in 0..2**62-1")
@@ -299,19 +233,15 @@ class SessionCore:
                 stream.send.max_frame_size = max_frame_size
                 stream.recv.max_frame_size = max_frame_size
             return stream_id
-        tombstone = self._closed.get(stream_id)
-        if tombstone is not None:
-            if self._now < tombstone[2]:
-                raise LocalProtocolError(
-                    f"stream {stream_id} closed recently; its id may be opened again "
-                    f"{tombstone[2] - self._now:.1f} s from now (closed_stream_linger "
-                    f"+ idle_timeout after the close)")
-            del self._closed[stream_id]
-        if self._local_streams >= config.max_streams:
-            raise LocalProtocolError(f"{config.max_streams} streams are open already")
-        self._local_streams += 1
-        self._new_stream(stream_id, remote=False, max_frame_size=max_frame_size)
+        self._open_local(stream_id, max_frame_size)
+        self._used.add(stream_id)
         return stream_id
+
+    def _open_local(self, stream_id: int, max_frame_size: int | None = None) -> _Stream:
+        """Create a stream this side opens, not yet marked used (a send that
+        opens it marks it only once something was queued)."""
+        self.admission.open_local(stream_id)
+        return self._new_stream(stream_id, remote=False, max_frame_size=max_frame_size)
 
     def _new_stream(self, stream_id: int, *, remote: bool,
                     max_frame_size: int | None = None) -> _Stream:
@@ -325,30 +255,38 @@ class SessionCore:
         return stream
 
     def _local_stream(self, stream_id: int) -> _Stream:
+        """The open stream ``stream_id``, opened now if the id was never used:
+        either side may send first on any id (7.2)."""
         stream = self._streams.get(stream_id)
         if stream is None:
-            tombstone = self._closed.get(stream_id)
-            if tombstone is not None and self._now < tombstone[2]:
-                raise StreamClosedError(f"stream {stream_id} is closed")
-            # Either side may send first on any id: sending opens the stream.
-            self.open_stream(stream_id)
-            stream = self._streams[stream_id]
+            stream = self._open_local(stream_id)
+            self._used.add(stream_id)
         return stream
+
+    def _gone(self, stream_id: int) -> bool:
+        """Whether ``stream_id`` was used and its stream is no longer open."""
+        return stream_id not in self._streams and stream_id in self._used
 
     def send(self, stream_id: int, data: bytes, *, mode: int, end_stream: bool) -> None:
         """Queue a message (``MODE_MESSAGES``) or bytes (``MODE_BYTES``)."""
-        new = stream_id not in self._streams
-        stream = self._local_stream(stream_id)
+        stream = self._streams.get(stream_id)
+        new = stream is None
+        if new:
+            stream = self._open_local(stream_id)
         try:
             if (self._send_held >= self._config.max_session_send_buffer
                     and (data or not end_stream)):
                 self._session_buffer_full(stream)
             self._send_held += stream.send.write(data, mode=mode, end_stream=end_stream)
         except LocalProtocolError:
-            if new:  # nothing was queued: forget the stream this call opened
+            if new:
+                # Nothing was queued: the id stays unused, free to send on
+                # again (StreamWritable says when, for a full session buffer).
                 del self._streams[stream_id]
-                self._local_streams -= 1
+                self.admission.closed(remote=False)
             raise
+        if new:
+            self._used.add(stream_id)
         if mode == MODE_MESSAGES:
             self._stats["messages_sent"] += 1
         self._want_send(stream)
@@ -375,13 +313,13 @@ class SessionCore:
                 # id is free to send on (and so to open) again.
                 stream = streams.get(sid)
                 if (stream.send.writable if stream is not None
-                        else sid not in self._closed):
+                        else sid not in self._used):
                     self._emit(StreamWritable(session_id=self.session_id, stream_id=sid))
 
     def end_stream(self, stream_id: int) -> None:
         """End this side of the stream (FIN after what is queued). Nothing happens
         on a stream that already closed."""
-        if stream_id in self._closed:
+        if self._gone(stream_id):
             return
         stream = self._local_stream(stream_id)
         stream.send.end()
@@ -391,7 +329,7 @@ class SessionCore:
     def reset_stream(self, stream_id: int, error_code: int, *, now: float) -> None:
         """Abandon this side's unsent data and tell the peer (RESET_STREAM).
         Nothing happens on a stream that already closed."""
-        if stream_id in self._closed:
+        if self._gone(stream_id):
             return
         stream = self._local_stream(stream_id)
         held = stream.send.held
@@ -405,7 +343,7 @@ class SessionCore:
     def stop_stream(self, stream_id: int, error_code: int, *, now: float) -> None:
         """Stop reading the stream: discard what arrives and ask the peer to stop
         sending (STOP_SENDING). Nothing happens on a stream that already closed."""
-        if stream_id in self._closed:
+        if self._gone(stream_id):
             return
         stream = self._local_stream(stream_id)
         recv = stream.recv
@@ -414,7 +352,7 @@ class SessionCore:
         if recv.stop(error_code):
             self._fragments -= held
             self._fragment_bytes -= held_bytes
-            self._consumed(recv.consumed - before)
+            self.credit.on_consumed(recv.consumed - before)
             if recv.stop_pending:
                 self._stops[stream_id] = stream
             self._session_credit(now)
@@ -431,12 +369,12 @@ class SessionCore:
         recv = stream.recv
         before = recv.consumed
         recv.consume(nbytes)
-        self._consumed(recv.consumed - before)
+        self.credit.on_consumed(recv.consumed - before)
         self._stream_credit(stream, now)
         if recv.message_reserve():
             # Everything before a large message in progress is consumed now:
             # the session must let the rest of it in.
-            self._reserving.add(stream)
+            self.credit.reserving.add(stream.recv)
         self._session_credit(now)
         self._check_closed(stream, now)
 
@@ -482,7 +420,8 @@ class SessionCore:
     def has_unfinished_sends(self) -> bool:
         """Whether stream data or control frames still wait for acknowledgement
         (a graceful close waits until this is false)."""
-        if self._sent or self._resets or self._send_queue or self._credit_waiters:
+        if (self.recovery.packets_in_flight or self._resets or self._send_queue
+                or self._credit_waiters):
             return True
         for stream in self._streams.values():
             send = stream.send
@@ -505,9 +444,6 @@ class SessionCore:
             the session with ``error_code``. (``DecodeError`` is one.)
         """
         frames = wire.decode_frames_untrusted(payload)
-        if now > self._now:
-            self._now = now
-        self._current_pn = pn
         self._withhold_ack = False
         stats = self._stats
         stats["packets_received"] += 1
@@ -533,114 +469,43 @@ class SessionCore:
                 handler(self, frame, now)
         if self._withhold_ack:
             return  # not acknowledged: the peer will resend what we refused
-        received = self._received
-        received.add(pn, pn + 1)
-        if len(received) > self._max_ack_ranges:
-            stats["ack_ranges_forgotten"] += received.trim_lowest(self._max_ack_ranges)
-        largest = self._largest_received
-        if pn > largest:
-            if largest >= 0 and pn != largest + 1 and eliciting:
-                self._ack_now = True  # a gap: tell the sender quickly
-            self._largest_received = pn
-            self._largest_received_at = now
-        elif eliciting:
-            self._ack_now = True  # reordered: fill the sender in at once
-        if eliciting:
-            self._unacked_eliciting += 1
-            every = (_ACK_EVERY_EARLY if stats["packets_received"] < _ACK_EARLY_PACKETS
-                     else _ACK_EVERY)
-            if self._unacked_eliciting >= every:
-                self._ack_now = True
-            elif self._ack_deadline is None:
-                self._ack_deadline = now + self._max_ack_delay
+        stats["ack_ranges_forgotten"] += self.acks.on_packet(
+            pn, now, eliciting=eliciting, packets_received=stats["packets_received"])
 
     def _incoming_stream(self, stream_id: int, now: float) -> _Stream | None:
-        """The stream a peer's frame is for, created if new; ``None`` to absorb."""
+        """The stream a peer's STREAM or RESET_STREAM frame is for, opened if the
+        id was never used; ``None`` when the frame is to be absorbed.
+
+        :raises ProtocolError: the id would need a range of used ids beyond
+            ``max_used_stream_ranges`` (STREAM_LIMIT_ERROR, 7.2).
+        """
         stream = self._streams.get(stream_id)
         if stream is not None:
             return stream
-        tombstone = self._closed.get(stream_id)
-        if tombstone is not None:
-            late_below = self._forget_bound(tombstone, now)
-            if late_below is None:
+        verdict = self.admission.admit_peer(stream_id, now)
+        if verdict is not OPEN:
+            if verdict is LATE:
+                # A late or repeated frame for a stream that is gone: it never
+                # opens the id again, and its packet is acknowledged (7.5).
                 self._stats["spurious_frames_absorbed"] += 1
-                if self._current_pn > tombstone[1]:
-                    # A late copy in a newer packet (a retransmission the peer
-                    # sent before our ACK reached it): the peer must now hold
-                    # our ACK of this packet too before the id is forgotten.
-                    self._closed[stream_id] = (tombstone[0], self._current_pn, tombstone[2])
-                return None
-            # Forgotten: only a packet newer than the bound may open it again.
-            del self._closed[stream_id]
-            if late_below > self._late_below:
-                self._late_below = late_below
-        if stream_id in self._refused:
-            # Refused for the stream limit: remind the peer, absorb the data.
-            if len(self._refusals) < 64:
-                self._refusals.append(stream_id)
             return None
-        if self._current_pn < self._late_below:
-            # Sent before the peer learned that a forgotten id was done with:
-            # perhaps a late copy (a delayed packet). Not acknowledged, so a
-            # real new stream is sent again, in a newer packet.
-            self._stats["stream_opens_deferred"] += 1
-            self._withhold_ack = True
-            return None
-        over = self._peer_streams >= self._config.max_streams
-        if not over and not self._open_token(now):
-            # Opening faster than max_stream_open_rate: refused like a stream
-            # beyond the limit (docs/security.md), so churn costs us nothing.
-            self._stats["streams_refused_rate"] += 1
-            over = True
-        if over:
-            self._stats["streams_refused"] += 1
-            self._refused[stream_id] = 0
-            if len(self._refused) > self._config.max_closed_streams:
-                self._refused.popitem(last=False)
-                self._stats["refused_streams_forgotten"] += 1
-            if len(self._refusals) < 64:
-                self._refusals.append(stream_id)
-            return None
-        self._peer_streams += 1
         stream = self._new_stream(stream_id, remote=True)
         self._emit(StreamOpened(session_id=self.session_id, stream_id=stream_id))
         return stream
 
-    def _open_token(self, now: float) -> bool:
-        """Take a token from the bucket of peer stream opens, if one is left."""
-        config = self._config
-        tokens = self._open_tokens
-        last = self._open_tokens_at
-        if last is not None and now > last:
-            tokens = min(tokens + (now - last) * config.max_stream_open_rate,
-                         self._open_burst)
-        self._open_tokens_at = now
-        if tokens < 1.0:
-            self._open_tokens = tokens
-            return False
-        self._open_tokens = tokens - 1.0
-        return True
-
     def _absorb_refused(self, stream_id: int, end: int, now: float) -> None:
         """Count the bytes of a refused stream as received and consumed: the
-        peer counted them against our session credit."""
-        highest = self._refused.get(stream_id)
-        if highest is None or end <= highest:
-            return
-        grown = end - highest
-        self._refused[stream_id] = end
-        total = self._recv_total + grown
-        if total > self._local_max_data:
-            raise ProtocolError("session data beyond the credit granted",
-                                error_code=ErrorCode.FLOW_CONTROL_ERROR)
-        self._recv_total = total
-        self._consumed(grown)
-        self._session_credit(now)
+        peer counted them against our session credit (7.2)."""
+        grown = self.admission.refused_bytes(stream_id, end)
+        if grown:
+            self.credit.on_received(grown)
+            self.credit.on_consumed(grown)
+            self._session_credit(now)
 
     def _on_stream_frame(self, frame, now: float) -> None:
         stream = self._incoming_stream(frame.stream_id, now)
         if stream is None:
-            if self._refused:
+            if self.admission.refused:
                 self._absorb_refused(frame.stream_id, frame.offset + len(frame.data), now)
             return
         recv = stream.recv
@@ -661,18 +526,13 @@ class SessionCore:
             self._stats["fragments_refused"] += 1
             self._withhold_ack = True
             return
-        stream.last_pn = self._current_pn
         self._fragments += recv.fragments - held
         self._fragment_bytes += recv.out_of_order_bytes - held_bytes
         if grown:
-            total = self._recv_total + grown
-            if total > self._local_max_data:
-                raise ProtocolError("session data beyond the credit granted",
-                                    error_code=ErrorCode.FLOW_CONTROL_ERROR)
-            self._recv_total = total
+            self.credit.on_received(grown)
             self._stats["stream_bytes_received"] += grown
         if recv.consumed != before:
-            self._consumed(recv.consumed - before)
+            self.credit.on_consumed(recv.consumed - before)
         if recv.aborted and recv.final_size is None and not recv.stop_unacked:
             # Data on a direction we stopped, after our STOP_SENDING was
             # acknowledged: the peer may have ignored it because it had not
@@ -690,7 +550,7 @@ class SessionCore:
             recv.limits_moved = False
             self._stream_credit(stream, now)
             if recv.message_reserve():
-                self._reserving.add(stream)
+                self.credit.reserving.add(stream.recv)
                 self._session_credit(now)
 
     def _deliver(self, stream: _Stream, out: list, now: float) -> None:
@@ -719,10 +579,9 @@ class SessionCore:
     def _on_reset_stream(self, frame, now: float) -> None:
         stream = self._incoming_stream(frame.stream_id, now)
         if stream is None:
-            if self._refused:
+            if self.admission.refused:
                 self._absorb_refused(frame.stream_id, frame.final_size, now)
             return
-        stream.last_pn = self._current_pn
         recv = stream.recv
         before = recv.consumed
         held, held_bytes = recv.fragments, recv.out_of_order_bytes
@@ -730,12 +589,8 @@ class SessionCore:
         self._fragments += recv.fragments - held
         self._fragment_bytes += recv.out_of_order_bytes - held_bytes
         if grown:
-            total = self._recv_total + grown
-            if total > self._local_max_data:
-                raise ProtocolError("session data beyond the credit granted",
-                                    error_code=ErrorCode.FLOW_CONTROL_ERROR)
-            self._recv_total = total
-        self._consumed(recv.consumed - before)
+            self.credit.on_received(grown)
+        self.credit.on_consumed(recv.consumed - before)
         self._stops.pop(stream.stream_id, None)
         self._updates.pop(stream.stream_id, None)
         if report:
@@ -771,12 +626,11 @@ class SessionCore:
             recv = stream.recv
             before = recv.consumed
             recv.refused()
-            self._consumed(recv.consumed - before)
+            self.credit.on_consumed(recv.consumed - before)
         self._check_closed(stream, now)
 
     def _on_max_data(self, frame, now: float) -> None:
-        if frame.maximum > self._peer_max_data:
-            self._peer_max_data = frame.maximum
+        if self.credit.on_max_data(frame.maximum):
             if self._credit_waiters:
                 self._send_queue.update(self._credit_waiters)
                 self._credit_waiters.clear()
@@ -784,6 +638,9 @@ class SessionCore:
     def _on_max_stream_data(self, frame, now: float) -> None:
         stream = self._streams.get(frame.stream_id)
         if stream is None:
+            # A stream that is gone, or not opened yet: this frame never
+            # opens one (7.2).
+            self._stats["spurious_frames_absorbed"] += 1
             return
         if stream.send.on_max_data(frame.maximum) and stream.send.wants_to_send(1):
             self._want_send(stream)
@@ -791,19 +648,18 @@ class SessionCore:
     def _on_data_blocked(self, frame, now: float) -> None:
         # The peer says it is blocked at ``limit``: if we granted more already the
         # update is in flight; if not, re-announce what we have (it may be lost).
-        if frame.limit >= self._local_max_data:
+        if frame.limit >= self.credit.local_max_data:
             self._session_credit(now, force=True)
 
     def _on_stream_data_blocked(self, frame, now: float) -> None:
         stream = self._streams.get(frame.stream_id)
-        if stream is not None and frame.limit >= stream.recv.max_data:
+        if stream is None:
+            self._stats["spurious_frames_absorbed"] += 1
+        elif frame.limit >= stream.recv.max_data:
             self._stream_credit(stream, now, force=True)
 
     def _on_ping(self, frame, now: float) -> None:
         pass  # ack-eliciting is all it is for
-
-    def _on_max_streams(self, frame, now: float) -> None:
-        pass  # informational: refusals carry the limit's effect
 
     def _on_datagram(self, frame, now: float) -> None:
         self._emit(DatagramReceived(session_id=self.session_id, data=frame.data))
@@ -824,106 +680,11 @@ class SessionCore:
     # ------------------------------------------------------------------ ACKs and loss
 
     def _on_ack(self, frame, now: float) -> None:
-        ranges = frame.ranges
-        largest = ranges[0][1]
-        if largest > self._largest_sent:
-            raise ProtocolError("ACK of a packet number never sent")
-        if self._acks_sent:
-            self._on_acks_acked(ranges)
-        if self._lost:
-            self._on_lost_acked(ranges, now)
-        sent = self._sent
-        if not sent:
-            return
-        acked: list[SentPacket] = []
-        first = next(iter(sent))
-        for lo, hi in reversed(ranges):
-            if hi < first:
-                continue
-            if hi - lo < len(sent):
-                pop = sent.pop
-                for pn in range(max(lo, first), hi + 1):
-                    packet = pop(pn, None)
-                    if packet is not None:
-                        acked.append(packet)
-            else:
-                hits = [pn for pn in sent if lo <= pn <= hi]
-                for pn in hits:
-                    acked.append(sent.pop(pn))
-        if not acked:
-            return
-        if largest > self._largest_acked:
-            self._largest_acked = largest
-        newest = acked[-1]
-        if newest.pn == largest:
-            self.rtt.update(now - newest.time_sent, frame.delay / 1e6,
-                            max_ack_delay=self._max_ack_delay)
-        if newest.time_sent > self._latest_acked_sent_at:
-            self._latest_acked_sent_at = newest.time_sent
-        in_flight = self.bytes_in_flight
-        for packet in acked:
-            in_flight -= packet.size
-            frames = packet.frames
-            if frames:
-                self._frames_acked(frames, now)
-        self.bytes_in_flight = in_flight
-        lost = self._detect_lost(now)
-        if lost:
-            self._on_lost(lost, now)
-        self.cc.on_packets_acked(acked, bytes_in_flight=self.bytes_in_flight, rtt=self.rtt,
-                                 now=now)
-        self._pto_count = 0
-        self.pacer.set_rate(self.cc.pacing_rate(self.rtt), now)
-
-    def _on_lost_acked(self, ranges: tuple, now: float) -> None:
-        """Packets we declared lost that the peer received after all: their
-        frames are settled now (data and FINs not sent again, resets and stops
-        done). Otherwise the peer would keep getting copies of what it has,
-        and closed-stream tombstones rely on it not (docs/protocol.md 7.5)."""
-        lost = self._lost
-        lowest = ranges[-1][0]
-        # Below the lowest range the peer no longer reports: never acknowledged.
-        while lost:
-            pn = next(iter(lost))
-            if pn >= lowest:
-                break
-            del lost[pn]
-        hits = []
-        i = len(ranges) - 1   # ranges run from the highest down
-        for pn in lost:
-            while i >= 0 and ranges[i][1] < pn:
-                i -= 1
-            if i < 0:
-                break
-            if ranges[i][0] <= pn:
-                hits.append(pn)
-        if hits:
-            self._stats["spurious_losses"] += len(hits)
-            for pn in hits:
-                self._frames_acked(lost.pop(pn), now)
-
-    def _on_acks_acked(self, ranges: tuple) -> None:
-        """Learn which of our ACK frames the peer received: it will not resend
-        what they acknowledged, so closed streams may then be forgotten."""
-        acks = self._acks_sent
-        lowest = ranges[-1][0]
-        highest = ranges[0][1]
-        saw = self._peer_saw_acks
-        for pn in list(acks):
-            if pn > highest:
-                break
-            if pn >= lowest:
-                for lo, hi in ranges:
-                    if lo <= pn <= hi:
-                        if acks[pn] > saw:
-                            saw = acks[pn]
-                        break
-                else:
-                    continue
-            del acks[pn]
-        if saw > self._peer_saw_acks:
-            self._peer_saw_acks = saw
-            self._saw_acks_history.append((saw, self._current_pn))
+        acked, lost = self.recovery.on_ack(frame.ranges, frame.delay / 1e6, now)
+        for frames in acked:
+            self._frames_acked(frames, now)
+        for frames in lost:
+            self._frames_lost(frames, now)
 
     def _frames_acked(self, frames: list, now: float) -> None:
         for record in frames:
@@ -938,15 +699,6 @@ class SessionCore:
                     self._release_held(held)
                 if finished:
                     self._check_closed(stream, now)
-                elif (send.reset_code is not None and send.delivered_whole
-                      and self._resets.get(stream.stream_id) is stream):
-                    # A RESET_STREAM still waiting to be sent (again) has
-                    # nothing left to tell: settled, as when it is lost
-                    # (docs/protocol.md 7.4). Sent after this ACK, it would
-                    # reach a peer that may have forgotten the id (7.5).
-                    del self._resets[stream.stream_id]
-                    if send.on_reset_acked():
-                        self._check_closed(stream, now)
                 elif send.buffer_was_full and send.writable:
                     send.buffer_was_full = False
                     if self._streams.get(stream.stream_id) is stream:
@@ -960,11 +712,24 @@ class SessionCore:
                     self._check_closed(stream, now)
             elif kind == _F_STOP:
                 stream = record[1]
-                if stream.recv.stop_unacked:
-                    stream.recv.stop_unacked = False
-                    if self._stops.get(stream.stream_id) is stream:
-                        del self._stops[stream.stream_id]
-                    self._check_closed(stream, now)
+                recv = stream.recv
+                if recv.stop_unacked:
+                    recv.stop_unacked = False
+                    sid = stream.stream_id
+                    if self._stops.get(sid) is stream:
+                        del self._stops[sid]
+                    if (recv.final_size is None and recv.highest
+                            and self._streams.get(sid) is stream):
+                        # Data came before this acknowledgement and no answer
+                        # yet: the peer may have ignored the STOP_SENDING for
+                        # a stream it opened only after it (7.2), then sent
+                        # up to our credit, which a stopped direction never
+                        # raises (7.6). Ask once more (7.4); the RESET_STREAM
+                        # of a peer that did act on it cancels this.
+                        recv.stop_pending = recv.stop_unacked = True
+                        self._stops[sid] = stream
+                    else:
+                        self._check_closed(stream, now)
 
     def _frames_lost(self, frames: list, now: float) -> None:
         streams = self._streams
@@ -977,7 +742,7 @@ class SessionCore:
                 if stream.stream_id in streams and (send.lost or send.fin_pending):
                     self._want_send(stream)
             elif kind == _F_MAX_DATA:
-                self._max_data_pending = True
+                self.credit.update_pending = True
             elif kind == _F_MAX_STREAM_DATA:
                 stream = record[1]
                 if stream.stream_id in streams and not stream.recv.finished:
@@ -985,14 +750,7 @@ class SessionCore:
             elif kind == _F_RESET:
                 stream = record[1]
                 if stream.stream_id in streams and stream.send.state.value == "reset_sent":
-                    if stream.send.delivered_whole:
-                        # The peer holds every byte and the FIN, so it closed
-                        # the stream and may forget its id: a late RESET would
-                        # open a new stream there. Settled as if acknowledged.
-                        if stream.send.on_reset_acked():
-                            self._check_closed(stream, now)
-                    else:
-                        self._resets[stream.stream_id] = stream
+                    self._resets[stream.stream_id] = stream
             elif kind == _F_STOP:
                 stream = record[1]
                 if stream.recv.stop_unacked and streams.get(stream.stream_id) is stream:
@@ -1000,72 +758,14 @@ class SessionCore:
             elif kind == _F_REFUSAL:
                 # A lost refusal is sent again: the opener may send nothing more
                 # that would prompt another one.
-                sid = record[1]
-                if sid in self._refused and sid not in self._refusals \
-                        and len(self._refusals) < 64:
-                    self._refusals.append(sid)
-
-    def _detect_lost(self, now: float) -> list[SentPacket]:
-        """RFC 9002 section 6.1: packet and time thresholds."""
-        self._loss_time = None
-        largest = self._largest_acked
-        delay = self.rtt.loss_delay()
-        lost = []
-        for pn, packet in self._sent.items():
-            if pn > largest:
-                break
-            # (time_sent + delay, not now - delay: the loss timer is set to exactly
-            # this sum, and must find the packet lost when it fires.)
-            if packet.time_sent + delay <= now or largest - pn >= K_PACKET_THRESHOLD:
-                lost.append(packet)
-            else:
-                self._loss_time = packet.time_sent + delay
-                break
-        sent = self._sent
-        for packet in lost:
-            del sent[packet.pn]
-        return lost
-
-    def _on_lost(self, lost: list[SentPacket], now: float) -> None:
-        stats = self._stats
-        in_flight = self.bytes_in_flight
-        records = self._lost
-        for packet in lost:
-            in_flight -= packet.size
-            stats["packets_lost"] += 1
-            stats["bytes_lost"] += packet.size
-            if packet.frames:
-                self._frames_lost(packet.frames, now)
-                records[packet.pn] = packet.frames
-                if len(records) > _MAX_LOST_RECORDS:
-                    records.popitem(last=False)
-        self.bytes_in_flight = in_flight
-        self.cc.on_packets_lost(lost, bytes_in_flight=in_flight, now=now)
-        self.pacer.set_rate(self.cc.pacing_rate(self.rtt), now)
-        # Persistent congestion (RFC 9002 section 7.6), judged conservatively: the
-        # lost packets span the period and nothing sent after the first was acked.
-        if self.rtt.has_sample and len(lost) >= 2:
-            period = (self.rtt.smoothed_rtt + max(4 * self.rtt.rttvar, K_GRANULARITY)
-                      + self._max_ack_delay) * K_PERSISTENT_CONGESTION_THRESHOLD
-            first, last = lost[0].time_sent, lost[-1].time_sent
-            if last - first > period and self._latest_acked_sent_at < first:
-                stats["persistent_congestion"] += 1
-                self.cc.on_persistent_congestion(now=now)
-
-    def _pto_deadline(self) -> float | None:
-        if not self._sent:
-            return None
-        interval = self.rtt.pto_interval(self._max_ack_delay) * (1 << min(self._pto_count, 16))
-        return self._last_eliciting_at + interval
+                self.admission.refusal_lost(record[1])
 
     # ------------------------------------------------------------------ timers
 
     def get_timer(self) -> float | None:
         """The earliest time :meth:`handle_timer` has work to do."""
-        deadline = self._ack_deadline
-        loss = self._loss_time
-        if loss is None:
-            loss = self._pto_deadline()
+        deadline = self.acks.deadline
+        loss = self.recovery.get_timer()
         if loss is not None and (deadline is None or loss < deadline):
             deadline = loss
         pacing = self._pacing_at
@@ -1074,77 +774,13 @@ class SessionCore:
         return deadline
 
     def handle_timer(self, now: float) -> None:
-        if self._ack_deadline is not None and now >= self._ack_deadline:
-            self._ack_now = True
-            self._ack_deadline = None
+        self.acks.on_timer(now)
         if self._pacing_at is not None and now >= self._pacing_at:
             self._pacing_at = None
-        if self._loss_time is not None:
-            if now >= self._loss_time:
-                lost = self._detect_lost(now)
-                if lost:
-                    self._on_lost(lost, now)
-        else:
-            pto = self._pto_deadline()
-            if pto is not None and now >= pto:
-                self._on_probe_timeout(now)
-        if now > self._now:
-            self._now = now
-        if self._closed:
-            self._sweep_closed(now)
-
-    def _forget_bound(self, tombstone: tuple[float, int, float], now: float) -> int | None:
-        """``None`` while frames for a closed id are surely late copies; after
-        that, the peer packet number from which on they surely are not."""
-        until, last_pn, _ = tombstone
-        if now < until:
-            return None
-        if self._peer_saw_acks >= last_pn:
-            # The peer resends a frame only while it lacks our ACK of it. It
-            # held the ACK when it sent the packet that told us so, so only
-            # packets sent before that one (delayed on the way) can be late.
-            for saw, pn in self._saw_acks_history:
-                if saw >= last_pn:
-                    return pn
-            return self._largest_received + 1
-        if now >= until + self._config.idle_timeout:
-            # Acknowledgements never got through: the idle timeout bounds the
-            # wait, and every packet received so far is suspect.
-            return self._largest_received + 1
-        return None
-
-    def _sweep_closed(self, now: float) -> None:
-        closed = self._closed
-        while closed:
-            sid, tombstone = next(iter(closed.items()))
-            # Kept until this side may reuse the id: until then the record is
-            # what refuses a local reopen.
-            if now < tombstone[2]:
-                break
-            late_below = self._forget_bound(tombstone, now)
-            if late_below is None:
-                break
-            del closed[sid]
-            if late_below > self._late_below:
-                self._late_below = late_below
-
-    def _on_probe_timeout(self, now: float) -> None:
-        """RFC 9002 section 6.2.4: send probes, retransmitting the oldest data."""
-        self._stats["probe_timeouts"] += 1
-        self._pto_count += 1
-        self._probes = 2
-        for packet in self._sent.values():
-            if packet.frames:
-                # The packet stays in flight (an ACK for it still counts); its
-                # stream data is sent again so the probe carries something useful.
-                self._frames_lost(packet.frames, now)
-                break
+        for frames in self.recovery.on_timer(now):
+            self._frames_lost(frames, now)
 
     # ------------------------------------------------------------------ flow control
-
-    def _consumed(self, delta: int) -> None:
-        if delta > 0:
-            self._consumed_total += delta
 
     def _stream_credit(self, stream: _Stream, now: float, force: bool = False) -> None:
         recv = stream.recv
@@ -1154,30 +790,7 @@ class SessionCore:
             self._session_credit(now)
 
     def _session_credit(self, now: float, force: bool = False) -> None:
-        reserved = 0
-        if self._reserving:
-            for stream in list(self._reserving):
-                reserve = stream.recv.message_reserve()
-                if reserve:
-                    reserved += reserve
-                else:
-                    self._reserving.discard(stream)
-        window = self._session_window
-        wanted = self._consumed_total + window + reserved
-        current = self._local_max_data
-        if wanted <= current:
-            if force:
-                self._max_data_pending = True
-            return
-        if wanted - current < window // 4 and not force:
-            return
-        if (now - self._max_data_updated_at < 2 * self.rtt.smoothed_rtt
-                and window < self._config.max_session_window):
-            window = self._session_window = min(window * 2, self._config.max_session_window)
-            wanted = self._consumed_total + window + reserved
-        self._max_data_updated_at = now
-        self._local_max_data = wanted
-        self._max_data_pending = True
+        self.credit.update(now, self.rtt.smoothed_rtt, force)
 
     # ------------------------------------------------------------------ sending
 
@@ -1189,8 +802,10 @@ class SessionCore:
         frames taken for that packet are queued again and sending stops.
         """
         out: list[bytes] = []
-        cc = self.cc
-        pacer = self.pacer
+        recovery = self.recovery
+        cc = recovery.cc
+        pacer = recovery.pacer
+        acks = self.acks
         stats = self._stats
         max_payload = self.max_payload
         while True:
@@ -1199,39 +814,30 @@ class SessionCore:
             # The cheap questions first: most calls (a receiver after each
             # packet) have nothing to send, and then the pacer is not asked.
             ping_only = False
-            if self._probes > 0:
+            in_flight = recovery.bytes_in_flight
+            if recovery.probes > 0:
                 can_elicit = True
             elif self._ping_pending:
                 can_elicit = True
-                ping_only = self.bytes_in_flight >= cc.congestion_window
+                ping_only = in_flight >= cc.congestion_window
             elif not self._has_eliciting_work():
-                if self.bytes_in_flight < cc.congestion_window:
-                    cc.on_app_limited(bytes_in_flight=self.bytes_in_flight, now=now)
+                if in_flight < cc.congestion_window:
+                    cc.on_app_limited(bytes_in_flight=in_flight, now=now)
                 can_elicit = False
-            elif self.bytes_in_flight >= cc.congestion_window:
+            elif in_flight >= cc.congestion_window:
                 can_elicit = False
             else:
                 at = pacer.next_send_time(now)
                 can_elicit = at <= now
                 if not can_elicit:
                     self._pacing_at = at
-            want_ack = self._ack_now or (self._ack_deadline is not None
-                                         and now >= self._ack_deadline)
+            want_ack = acks.owed(now)
             if not can_elicit and not want_ack:
                 break
             w = wire.Writer(max_payload)
             records: list = []
-            with_ack = False
             # An ACK goes out when one is owed, or rides along with other frames.
-            # It also rides along while closed ids wait for the peer to hold our
-            # acknowledgements (7.5); not while datagrams wait (they need room).
-            if (want_ack or self._unacked_eliciting
-                    or (self._closed and self._largest_received > self._peer_saw_acks
-                        and can_elicit and not self._datagrams)) and self._received:
-                delay = int((now - self._largest_received_at) * 1e6)
-                _push_ack_frame(w, self._received.ack_ranges(_ACK_RANGES_PER_FRAME),
-                                delay if delay > 0 else 0)
-                with_ack = True
+            with_ack = acks.write(w, now, want_ack)
             eliciting = False
             if ping_only:
                 _PingFrame().push(w)
@@ -1239,7 +845,7 @@ class SessionCore:
                 eliciting = True
             elif can_elicit:
                 eliciting = self._write_frames(w, records, now)
-                if not eliciting and self._probes:
+                if not eliciting and recovery.probes:
                     _PingFrame().push(w)
                     eliciting = True
             if not w.tell():
@@ -1253,45 +859,29 @@ class SessionCore:
             out.append(datagram)
             stats["packets_sent"] += 1
             stats["bytes_sent"] += size
-            self._largest_sent = pn
             if with_ack:
-                if self._closed:
-                    # Only closed stream ids need to know which ACKs the peer
-                    # holds (7.5): no bookkeeping per packet otherwise.
-                    acks = self._acks_sent
-                    acks[pn] = self._largest_received
-                    if len(acks) > 512:
-                        acks.popitem(last=False)
                 stats["acks_sent"] += 1
-                self._ack_now = False
-                self._ack_deadline = None
-                self._unacked_eliciting = 0
+                acks.on_sent()
+            recovery.on_packet_sent(pn, now, size, records, ack_eliciting=eliciting)
             if not eliciting:
                 break  # one ACK-only packet is all that is ever owed
-            packet = SentPacket(pn, now, size, True, True, records)
-            self._sent[pn] = packet
-            self.bytes_in_flight += size
-            self._last_eliciting_at = now
-            cc.on_packet_sent(packet, bytes_in_flight=self.bytes_in_flight, now=now)
-            pacer.on_packet_sent(size, now)
-            if self._probes:
-                self._probes -= 1
         return out
 
     def _has_eliciting_work(self) -> bool:
         return bool(self._send_queue or self._updates or self._resets or self._stops
-                    or self._max_data_pending or self._ping_pending or self._datagrams
-                    or self._refusals or self._path_responses or self._stream_blocked
-                    or self._data_blocked_pending)
+                    or self.credit.update_pending or self._ping_pending or self._datagrams
+                    or self.admission.refusals or self._path_responses or self._stream_blocked
+                    or self.credit.blocked_pending)
 
     def _write_frames(self, w, records: list, now: float) -> bool:
         """Fill ``w`` with control frames, datagrams and stream data; returns whether
         anything ack-eliciting went in."""
         start = w.tell()
-        if self._max_data_pending and w.remaining() >= 9:
-            wire.MaxDataFrame(self._local_max_data).push(w)
+        credit = self.credit
+        if credit.update_pending and w.remaining() >= 9:
+            wire.MaxDataFrame(credit.local_max_data).push(w)
             records.append((_F_MAX_DATA,))
-            self._max_data_pending = False
+            credit.update_pending = False
         if self._updates:
             self._drain(w, records, self._updates, 17, _F_MAX_STREAM_DATA,
                         lambda sid, st: wire.MaxStreamDataFrame(sid, st.recv.max_data))
@@ -1302,15 +892,16 @@ class SessionCore:
         if self._stops:
             self._drain(w, records, self._stops, 17, _F_STOP,
                         lambda sid, st: wire.StopSendingFrame(sid, st.recv.stop_code))
-        while self._refusals and w.remaining() >= 17:
-            sid = self._refusals.popleft()
+        refusals = self.admission.refusals
+        while refusals and w.remaining() >= 17:
+            sid = refusals.popleft()
             wire.StopSendingFrame(sid, ErrorCode.STREAM_LIMIT_ERROR).push(w)
             records.append((_F_REFUSAL, sid))
         while self._path_responses and w.remaining() >= 9:
             wire.PathResponseFrame(self._path_responses.popleft()).push(w)
-        if self._data_blocked_pending and w.remaining() >= 9:
-            wire.DataBlockedFrame(self._data_blocked_at).push(w)
-            self._data_blocked_pending = False
+        if credit.blocked_pending and w.remaining() >= 9:
+            wire.DataBlockedFrame(credit.blocked_at).push(w)
+            credit.blocked_pending = False
         if self._stream_blocked:
             blocked = self._stream_blocked
             for sid in list(blocked):
@@ -1353,7 +944,8 @@ class SessionCore:
 
     def _write_streams(self, w, records: list) -> None:
         queue = self._send_queue
-        credit = self._peer_max_data - self._sent_total
+        session_credit = self.credit
+        credit = session_credit.available
         stats = self._stats
         while queue and w.remaining() >= _MIN_STREAM_ROOM:
             sid = next(iter(queue))
@@ -1367,7 +959,7 @@ class SessionCore:
                 records.append((_F_STREAM, stream, offset, end, fin))
                 if new:
                     credit -= new
-                    self._sent_total += new
+                    session_credit.on_sent(new)
                     stats["stream_bytes_sent"] += new
                 else:
                     stats["bytes_retransmitted"] += end - offset
@@ -1381,15 +973,13 @@ class SessionCore:
                         self._stream_blocked[sid] = stream
                 else:
                     self._credit_waiters[sid] = stream
-                    if self._data_blocked_at != self._peer_max_data:
-                        self._data_blocked_at = self._peer_max_data
-                        self._data_blocked_pending = True
+                    session_credit.blocked()
 
     # ------------------------------------------------------------------ closing streams
 
     def _check_closed(self, stream: _Stream, now: float) -> None:
         """Forget a stream whose two sides are done and whose data the application
-        consumed; its id absorbs late frames for the linger period."""
+        consumed; its id stays used, so late frames for it are absorbed (7.5)."""
         send, recv = stream.send, stream.recv
         if not (send.finished and recv.finished and recv.consumed >= recv.delivered):
             return
@@ -1404,37 +994,19 @@ class SessionCore:
         for table in (self._send_queue, self._credit_waiters, self._updates, self._resets,
                       self._stops, self._stream_blocked, self._room_waiters):
             table.pop(sid, None)
-        self._reserving.discard(stream)
-        if stream.remote:
-            self._peer_streams -= 1
-        else:
-            self._local_streams -= 1
-        linger = max(self._config.closed_stream_linger,
-                     3 * self.rtt.pto_interval(self._max_ack_delay))
-        closed = self._closed
-        # This side reopens the id only once the peer has surely forgotten it: the
-        # peer forgets at the latest idle_timeout after its own linger, and its
-        # close happened within a few probe timeouts of ours.
-        reuse_at = now + 2 * linger + self._config.idle_timeout
-        # After our STOP_SENDING with the peer's RESET_STREAM never seen, the
-        # peer may still send it (or data we never got) in packets newer than
-        # any we saw: then only the idle-timeout rule forgets the id.
-        last_pn = _NEVER_ACKED if stream.recv.answer_due else stream.last_pn
-        closed[sid] = (now + linger, last_pn, reuse_at)
-        if len(closed) > self._config.max_closed_streams:
-            closed.popitem(last=False)
-            self._stats["closed_streams_forgotten"] += 1
-            # Forgotten early: every packet received so far is suspect.
-            if self._largest_received >= self._late_below:
-                self._late_below = self._largest_received + 1
+        self.credit.reserving.discard(stream.recv)
+        self.admission.closed(remote=stream.remote)
         self._emit(StreamClosed(session_id=self.session_id, stream_id=sid))
 
     # ------------------------------------------------------------------ statistics
 
     def statistics(self) -> dict:
         """RTT, congestion state, counters and stream figures of the session."""
-        rtt = self.rtt
+        recovery = self.recovery
+        rtt, cc = recovery.rtt, recovery.cc
         stats: dict = dict(self._stats)
+        stats.update(recovery.stats)
+        stats.update(self.admission.stats)
         send_buffered = recv_buffered = 0
         for stream in self._streams.values():
             send_buffered += stream.send.buffered
@@ -1444,24 +1016,25 @@ class SessionCore:
             rtt_smoothed=rtt.smoothed_rtt,
             rtt_variance=rtt.rttvar,
             rtt_min=rtt.min_rtt if rtt.has_sample else None,
-            congestion_control=self.cc.name,
-            congestion_window=self.cc.congestion_window,
-            bytes_in_flight=self.bytes_in_flight,
-            packets_in_flight=len(self._sent),
-            stream_bytes_in_flight=sum(r[3] - r[2] for p in self._sent.values()
-                                       for r in p.frames if r[0] == _F_STREAM),
-            pacing_rate=self.cc.pacing_rate(rtt),
+            congestion_control=cc.name,
+            congestion_window=cc.congestion_window,
+            bytes_in_flight=recovery.bytes_in_flight,
+            packets_in_flight=recovery.packets_in_flight,
+            stream_bytes_in_flight=sum(r[3] - r[2] for frames in recovery.frames_in_flight()
+                                       for r in frames if r[0] == _F_STREAM),
+            pacing_rate=cc.pacing_rate(rtt),
             streams_open=len(self._streams),
-            streams_opened_by_peer=self._peer_streams,
-            closed_streams_remembered=len(self._closed),
-            refused_streams_remembered=len(self._refused),
+            streams_opened_by_peer=self.admission.peer_streams,
+            used_stream_ids=self._used.count(),
+            used_stream_ranges=len(self._used),
+            refused_streams_remembered=len(self.admission.refused),
             send_buffered=send_buffered,
             send_held=self._send_held,
             recv_buffered=recv_buffered,
-            send_credit=self._peer_max_data - self._sent_total,
-            recv_credit=self._local_max_data - self._recv_total,
-            session_window=self._session_window,
-            ack_ranges=len(self._received),
+            send_credit=self.credit.available,
+            recv_credit=self.credit.local_max_data - self.credit.received,
+            session_window=self.credit.window,
+            ack_ranges=len(self.acks.received),
             recv_fragments=self._fragments,
             queued_datagrams=len(self._datagrams),
         )
@@ -1473,7 +1046,6 @@ _HANDLERS = {
     wire.StopSendingFrame: SessionCore._on_stop_sending,
     wire.MaxDataFrame: SessionCore._on_max_data,
     wire.MaxStreamDataFrame: SessionCore._on_max_stream_data,
-    wire.MaxStreamsFrame: SessionCore._on_max_streams,
     wire.DataBlockedFrame: SessionCore._on_data_blocked,
     wire.StreamDataBlockedFrame: SessionCore._on_stream_data_blocked,
     wire.PingFrame: SessionCore._on_ping,

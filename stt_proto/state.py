@@ -21,7 +21,7 @@ Receiving side::
 
 ``DATA_RECVD``/``RESET_RECVD`` (sending) and ``DATA_READ``/``RESET_READ``
 (receiving) are terminal: a stream whose two directions are terminal is closed and
-is forgotten after a linger period.
+is forgotten; its id is never opened again in the session.
 
 A session's life cycle, as the endpoint sees it (``docs/protocol.md`` 6.3, 7.7,
 7.8)::

@@ -196,8 +196,7 @@ class SendStream:
         self._buf = bytearray()
         self._base = self.write_end
         self.lost = RangeSet()
-        # The acknowledged ranges stay: with those still to come they tell
-        # whether the peer holds every byte after all (delivered_whole).
+        self._acked = RangeSet()
         self.fin_pending = False
         return True
 
@@ -205,13 +204,6 @@ class SendStream:
     def finished(self) -> bool:
         """Whether this side is done: all acknowledged, or the reset acknowledged."""
         return self.state in SEND_TERMINAL
-
-    @property
-    def delivered_whole(self) -> bool:
-        """Whether the peer acknowledged every byte and the FIN, even if a reset
-        followed: it then closed its side cleanly, and a RESET_STREAM has
-        nothing left to tell it (docs/protocol.md 7.4)."""
-        return self.fin_acked and self.acked_end >= self.write_end
 
     # -- the session side -------------------------------------------------------------
 
@@ -277,9 +269,9 @@ class SendStream:
 
     def on_acked(self, start: int, end: int, fin: bool) -> bool:
         """A frame was acknowledged. Returns ``True`` when the side just finished."""
-        # Counted after a reset too (see delivered_whole): the buffer is then
-        # empty with its base at write_end, so nothing below is compacted, and
-        # the state (RESET_SENT) does not move on ALL_ACKED.
+        # Also called after a reset: the buffer is then empty with its base at
+        # write_end, so nothing below is compacted, and the state (RESET_SENT)
+        # does not move on ALL_ACKED.
         if fin:
             self.fin_acked = True
             self.fin_pending = False
@@ -349,7 +341,7 @@ class RecvStream:
         "max_data", "highest", "final_size", "read_end", "_ranges", "_pending", "_buf",
         "_buf_base", "_pos", "_msg_len", "_msg_end", "delivered", "consumed",
         "last_update", "reset_code", "aborted", "stop_pending",
-        "stop_code", "reserved", "stop_unacked", "limits_moved", "answer_due",
+        "stop_code", "reserved", "stop_unacked", "limits_moved",
     )
 
     def __init__(self, stream_id: int, *, window: int, max_window: int,
@@ -379,10 +371,6 @@ class RecvStream:
         self.stop_pending = False
         self.stop_code = 0
         self.stop_unacked = False   # a STOP_SENDING not acknowledged yet
-        #: We sent STOP_SENDING and the peer's RESET_STREAM has not arrived:
-        #: the peer may still send (or resend) frames for this direction
-        #: after the stream closed here (docs/protocol.md 7.5).
-        self.answer_due = False
         self.reserved = 0           # credit beyond the window for a large message
         #: Set when something the credit depends on moved (a delivery, a new
         #: message header, consumption); the session clears it when it asks.
@@ -589,7 +577,6 @@ class RecvStream:
         grown = final_size - self.highest
         self.final_size = final_size
         self.highest = final_size
-        self.answer_due = False
         state = self.state
         if state is RecvState.DATA_READ or state is RecvState.DATA_RECVD:
             return False, grown
@@ -625,7 +612,7 @@ class RecvStream:
         self._to(RecvInput.ABORT)
         self.aborted = True
         self.stop_pending = self.final_size is None or self.read_end < self.final_size
-        self.stop_unacked = self.answer_due = self.stop_pending
+        self.stop_unacked = self.stop_pending
         self.stop_code = error_code
         if self.reset_code is None:
             self.reset_code = error_code

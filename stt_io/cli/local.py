@@ -78,7 +78,6 @@ def _sample_frames(wire) -> list:
         wire.StreamFrame(1, 1 << 20, b"hello, peer" * 100, True),
         wire.MaxDataFrame(1 << 24),
         wire.MaxStreamDataFrame(1, 1 << 20),
-        wire.MaxStreamsFrame(100),
         wire.DataBlockedFrame(1 << 24),
         wire.StreamDataBlockedFrame(1, 1 << 20),
         wire.PathChallengeFrame(b"\x01" * 8),

@@ -20,12 +20,14 @@ import pytest
 from stt_proto import _wire as wire
 from stt_proto import handshake as hs
 from stt_proto.config import EndpointConfig
+from stt_proto.constants import ErrorCode
 from stt_proto.endpoint import Endpoint
 from stt_proto.errors import SendBufferFullError
 from stt_proto.events import (
     DatagramReceived,
     DhtMessageReceived,
     MessageReceived,
+    SessionClosed,
     SessionEstablished,
     StreamEnded,
     StreamOpened,
@@ -66,7 +68,7 @@ class Hostile:
         pn, datagram = session.keys.seal(w.getvalue(), now=self.net.now)
         # Our own engine must not take the victim's ACK of this number for a
         # violation (it did not send it through its core).
-        core._largest_sent = max(core._largest_sent, pn)
+        core.recovery.largest_sent = max(core.recovery.largest_sent, pn)
         return datagram
 
 
@@ -197,7 +199,7 @@ def test_streams_opened_too_fast_are_refused():
 
 
 def test_streams_beyond_max_streams_and_refused_ids_stay_bounded():
-    net, victim, good, sid_good, bad, _, vsid = world(max_streams=20, max_closed_streams=50)
+    net, victim, good, sid_good, bad, _, vsid = world(max_streams=20, max_refused_streams=50)
     for first in range(1, 2001, 100):
         bad.send(*[stream(sid, 0, b"\x00") for sid in range(first, first + 100, 2)])
     stats = victim.endpoint.session_statistics(vsid)
@@ -207,16 +209,75 @@ def test_streams_beyond_max_streams_and_refused_ids_stay_bounded():
     check_good_session(net, victim, good, sid_good)
 
 
-def test_closed_stream_tombstones_stay_bounded():
+def test_late_frames_for_a_closed_stream_are_acknowledged_and_never_reopen_it():
+    # The peer opens stream 1 and the stream closes on both sides. Long after
+    # (past any linger or idle-timeout bound), frames for id 1 arrive in new
+    # packets: a used id never opens again (docs/protocol.md 7.5), so each is
+    # counted, dropped, and its packet acknowledged.
+    net, victim, good, sid_good, bad, _, vsid = world(victim_app=_ender)
+    bad.send(stream(1, 0, b"\x00" + wire.encode_varint(2) + b"hi", fin=True))
+    net.run(until=net.now + 1.0)
+    opened = [e for e in victim.events_of(StreamOpened) if e.session_id == vsid]
+    assert [e.stream_id for e in opened] == [1]
+    assert victim.endpoint.stream_ids(vsid) == []        # closed: both sides ended
+    net.run(until=net.now + 60.0)                         # keep-alives hold the session
+    core = victim.endpoint._sessions[vsid].core
+    before = victim.endpoint.session_statistics(vsid)["spurious_frames_absorbed"]
+    late = [stream(1, 0, b"\x00" + wire.encode_varint(5) + b"again", fin=True),
+            lambda w: wire.ResetStreamFrame(1, 100, 8).push(w),
+            lambda w: wire.StopSendingFrame(1, 100).push(w),
+            lambda w: wire.MaxStreamDataFrame(1, 1 << 20).push(w),
+            lambda w: wire.StreamDataBlockedFrame(1, 1 << 16).push(w)]
+    numbers = []
+    for frame in late:
+        datagram = bad.seal_only(frame)
+        numbers.append(bad.node.endpoint._sessions[bad.session_id].core.recovery.largest_sent)
+        victim.endpoint.receive_datagram(datagram, bad.node.address, net.now)
+        victim.flush()
+    net.run(until=net.now + 1.0)
+    assert [e for e in victim.events_of(StreamOpened) if e.session_id == vsid] == opened
+    stats = victim.endpoint.session_statistics(vsid)
+    assert victim.endpoint.stream_ids(vsid) == [] and stats["streams_open"] == 0
+    assert stats["spurious_frames_absorbed"] == before + len(late)
+    assert all(pn in core.acks.received for pn in numbers)    # acknowledged, not withheld
+    check_good_session(net, victim, good, sid_good)
+
+
+def test_used_stream_ids_of_many_closed_streams_stay_one_range():
+    # 300 streams opened in order and closed: the ids stay used (a late frame
+    # never reopens one, docs/protocol.md 7.5) in a single range of memory.
     net, victim, good, sid_good, bad, _, vsid = world(
-        victim_app=_ender, max_closed_streams=40, max_stream_open_rate=1e6)
+        victim_app=_ender, max_used_stream_ranges=4, max_stream_open_rate=1e6)
     for i in range(300):
         bad.send(stream(1 + 2 * i, 0, b"\x00", fin=True))
         net.run(until=net.now + 0.002)
     net.run(until=net.now + 0.5)
     stats = victim.endpoint.session_statistics(vsid)
     assert len([e for e in victim.events_of(StreamOpened) if e.session_id == vsid]) == 300
-    assert stats["closed_streams_remembered"] <= 40
+    assert stats["streams_open"] == 0
+    assert stats["used_stream_ids"] == 300 and stats["used_stream_ranges"] == 1
+    check_good_session(net, victim, good, sid_good)
+
+
+def test_a_peer_scattering_stream_ids_is_closed_at_max_used_stream_ranges():
+    # Every other odd id makes a range of its own: the set would grow by one
+    # range per stream. At the limit the session closes with
+    # STREAM_LIMIT_ERROR (docs/protocol.md 7.2); the set never exceeds it.
+    net, victim, good, sid_good, bad, _, vsid = world(
+        victim_app=_ender, max_used_stream_ranges=16, max_stream_open_rate=1e6)
+    closed = []
+    for i in range(100):
+        bad.send(stream(1 + 4 * i, 0, b"\x00", fin=True))
+        try:
+            stats = victim.endpoint.session_statistics(vsid)
+        except KeyError:
+            closed.append(i)
+            break
+        assert stats["used_stream_ranges"] <= 16
+    assert closed == [16]
+    (event,) = [e for e in victim.events_of(SessionClosed) if e.session_id == vsid]
+    assert event.error_code == ErrorCode.STREAM_LIMIT_ERROR
+    assert victim.statistics()["sessions_closed_by_violation"] == 1
     check_good_session(net, victim, good, sid_good)
 
 
@@ -381,6 +442,7 @@ def test_oversized_dht_messages_are_dropped_and_counted():
 @pytest.mark.parametrize("field, value", [
     ("max_stream_fragments", 0), ("max_session_fragments", 0), ("max_ack_ranges", 0),
     ("max_ack_ranges", 257), ("max_dht_message_size", 0), ("max_stream_open_rate", 0.0),
+    ("max_used_stream_ranges", 0), ("max_refused_streams", 0),
 ])
 def test_limits_are_validated(field, value):
     with pytest.raises(ValueError):

@@ -21,6 +21,7 @@ from stt_proto.errors import (
     MessageTooLargeError,
     SendBufferFullError,
     StreamClosedError,
+    StreamIdUsedError,
 )
 from stt_proto.events import (
     DatagramReceived,
@@ -35,7 +36,6 @@ from stt_proto.events import (
     StreamStopped,
     StreamWritable,
 )
-from stt_proto.stream import MODE_MESSAGES, SendStream
 from stt_proto.testing import Link, Network
 
 MiB = 1024 * 1024
@@ -572,89 +572,51 @@ def test_stop_stream_stops_the_sender():
         assert p.ep(side).stream_ids(p.sid[side]) == []
 
 
-def test_a_closed_id_cannot_be_reopened_until_it_may_be_forgotten():
-    linger = 1.0
-    p = Pair(seed=54, closed_stream_linger=linger)
+def test_a_used_id_never_opens_again_in_the_session():
+    # docs/protocol.md 7.5: once used (opened by either side), an id never
+    # opens again in the session, however long after its stream closed.
+    p = Pair(seed=54)
     s = p.open("a")
     p.send("a", s, b"x", end_stream=True)
     p.send("b", s, b"y", end_stream=True)
     p.run(0.5)
     assert p.events("a", StreamClosed, stream_id=s) and p.events("b", StreamClosed, stream_id=s)
-    with pytest.raises(LocalProtocolError):
-        p.open("a", s)
-    with pytest.raises(StreamClosedError):
-        p.send("a", s, b"late")
-    # The allocator never hands out a remembered id either.
-    assert p.open("a") != s
-    # Traffic keeps acknowledgements flowing; the id is free again once the peer
-    # has surely forgotten it: twice the linger plus idle_timeout (30 s) later.
-    other = p.open("a")
-    for _ in range(10):
-        p.send("a", other, b"tick")
-        p.send("b", other, b"tock")
-        p.run(0.3)
-    with pytest.raises(LocalProtocolError):
-        p.open("a", s)
-    p.run(30.0)
-    assert p.open("a", s) == s
-    p.send("a", s, b"second life", end_stream=True)
-    p.run(1.0)
-    assert p.messages("b", s) == [b"x", b"second life"]
-    # b had opened the id itself the first time; now a new stream of a's opens.
-    b_log = [e for _, e in p.log["b"]]
-    closed_at = b_log.index(p.events("b", StreamClosed, stream_id=s)[0])
-    reopened = [i for i, e in enumerate(b_log) if isinstance(e, StreamOpened)
-                and e.stream_id == s]
-    assert len(reopened) == 1 and reopened[0] > closed_at
-
-
-def test_a_closed_id_is_reusable_after_the_reuse_delay_on_an_idle_session():
-    # No traffic at all after the close: only keep-alives (every 10 s).
-    p = Pair(seed=55, closed_stream_linger=1.0)
-    s = p.open("a")
-    p.send("a", s, b"x", end_stream=True)
-    p.send("b", s, b"y", end_stream=True)
+    p.send("b", 40, b"b's own", end_stream=True)   # an id b chose, b opened first
     p.run(0.5)
-    assert p.events("a", StreamClosed, stream_id=s)
-    p.run(25.0)
-    with pytest.raises(LocalProtocolError):
-        p.open("a", s)
-    p.run(10.0)
-    assert p.open("a", s) == s
-    assert p.open("b", s) == s
+    p.send("a", 40, b"a's answer", end_stream=True)
+    p.run(0.5)
+    assert p.events("a", StreamClosed, stream_id=40) and p.events("b", StreamClosed, stream_id=40)
+    p.run(120.0)                                   # long past any idle timeout
+    for side in ("a", "b"):
+        for used in (s, 40):
+            with pytest.raises(StreamIdUsedError, match="already used"):
+                p.open(side, used)
+            with pytest.raises(StreamIdUsedError):
+                p.send(side, used, b"late")
+            # Ending, resetting or stopping a stream that closed does nothing.
+            p.call(side, Endpoint.end_stream, used)
+            p.call(side, Endpoint.reset_stream, used, 1)
+            p.call(side, Endpoint.stop_stream, used, 1)
+    # The allocator never hands out a used id; ids stay monotonic.
+    assert p.open("a") == s + 2
+    assert p.stats("a")["used_stream_ranges"] == 2   # {1, 3} and {40}
+    p.run(1.0)
+    # (b sent on the first id at once: both sides opened it locally.)
+    assert [e.stream_id for e in p.events("a", StreamOpened)] == [40]
+    assert p.events("b", StreamOpened) == []
+    assert p.events("a", SessionClosed) == p.events("b", SessionClosed) == []
 
 
-def test_a_reopened_id_is_never_silently_absorbed_by_the_peer():
-    # (Once a bug: reuse was allowed as soon as *this* side could forget the id,
-    # while the peer still absorbed frames for it as late ones.)
-    # a opens stream 5, b answers the FIN with its own; the stream closes on
-    # both sides. Then b reopens id 5 at the first instant open_stream allows
-    # it (an idle session: acknowledgements only ride on keep-alives), over
-    # paths of various delays. The new stream must reach a.
-    lost = []
-    for seed in range(8):
-        rng = random.Random(seed)
-        p = Pair(seed, Link(latency=rng.uniform(0.001, 0.05), bandwidth=20e6),
-                 Link(latency=rng.uniform(0.001, 0.1), bandwidth=20e6),
-                 closed_stream_linger=0.05)
-        p.on["b"].append(lambda node, e: isinstance(e, StreamEnded)
-                         and p.call("b", Endpoint.end_stream, e.stream_id))
-        p.send("a", 5, b"old", end_stream=True)
-        p.run(10.0, stop=lambda: p.events("a", StreamClosed) and p.events("b", StreamClosed))
-        p.on["b"].clear()
-        while True:
-            try:
-                p.open("b", 5)
-                break
-            except LocalProtocolError:
-                p.run(0.05)
-        p.send("b", 5, b"new", end_stream=True)
-        p.run(5.0)
-        if p.messages("a", 5) != [b"new"]:
-            # The frames were acknowledged, so b believes they arrived.
-            lost.append((seed, p.stats("a")["spurious_frames_absorbed"],
-                         p.ep("b").stream_info(p.sb, 5)["send_state"]))
-    assert lost == []
+def test_a_send_refused_before_opening_leaves_the_id_unused():
+    # A send that would open an id and is refused (here: too large) queued
+    # nothing, so the id was never used: it can still be opened.
+    p = Pair(seed=57, a={"max_frame_size": 1000})
+    with pytest.raises(MessageTooLargeError):
+        p.send("a", 9, bytes(1001))
+    assert p.stats("a")["used_stream_ids"] == 0
+    p.send("a", 9, b"fits", end_stream=True)
+    p.run(0.5)
+    assert p.messages("b", 9) == [b"fits"]
 
 
 def test_late_and_repeated_frames_for_closed_streams_are_absorbed():
@@ -662,7 +624,7 @@ def test_late_and_repeated_frames_for_closed_streams_are_absorbed():
     # original and its copy both arrive, one of them after the stream closed.
     link = Link(latency=0.01, bandwidth=20e6, reorder=0.2, reorder_delay=0.08,
                 duplicate=0.2, loss=0.02)
-    p = Pair(56, link, closed_stream_linger=0.2)
+    p = Pair(56, link)
     sent = {}
     for round_ in range(8):
         for _ in range(6):
@@ -1110,21 +1072,3 @@ def test_datagrams_flow_alongside_a_bulk_stream():
         assert t_got < t_big
     assert len(p.events("a", DatagramReceived)) == 20
     assert p.messages("b", s) == [big]
-
-
-def test_acknowledgements_from_before_a_reset_still_count_for_delivered_whole():
-    # The slow stateful run (seed 75): the frame with the last byte and the FIN
-    # was acknowledged first, then the stream was reset, then the earlier
-    # frame was acknowledged. reset() forgot the first acknowledgement, so the
-    # peer never seemed to hold every byte: the RESET_STREAM was resent until
-    # it reached the peer after it had closed and forgotten the stream.
-    send = SendStream(3, max_data=1 << 20, max_buffer=1 << 20, max_frame_size=1 << 20)
-    send.write(bytes(3000), mode=MODE_MESSAGES, end_stream=True)
-    first = send.next_frame(2000, 1 << 20)
-    last = send.next_frame(2000, 1 << 20)
-    assert last[2] and last[0] + len(last[1]) == send.write_end   # the FIN rides on it
-    send.on_acked(last[0], last[0] + len(last[1]), last[2])
-    assert send.reset(100)
-    assert not send.delivered_whole
-    send.on_acked(first[0], first[0] + len(first[1]), first[2])
-    assert send.delivered_whole

@@ -22,7 +22,6 @@ CONFIG = dict(
     max_session_window=4 * 1024 * 1024,
     max_send_buffer=256 * 1024,
     max_frame_size=4 * 1024 * 1024,
-    closed_stream_linger=1.0,
     idle_timeout=60.0,
     keep_alive_interval=5.0,
 )

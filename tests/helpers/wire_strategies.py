@@ -58,7 +58,6 @@ frame_specs = st.one_of(
     st.tuples(st.just("StreamFrame"), stream_args()),
     st.tuples(st.just("MaxDataFrame"), st.tuples(varints)),
     st.tuples(st.just("MaxStreamDataFrame"), st.tuples(varints, varints)),
-    st.tuples(st.just("MaxStreamsFrame"), st.tuples(varints)),
     st.tuples(st.just("DataBlockedFrame"), st.tuples(varints)),
     st.tuples(st.just("StreamDataBlockedFrame"), st.tuples(varints, varints)),
     st.tuples(st.just("PathChallengeFrame"), st.tuples(st.binary(min_size=8, max_size=8))),

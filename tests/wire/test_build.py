@@ -49,7 +49,8 @@ def test_flag_matches_the_loaded_modules():
 
 
 def test_the_engine_uses_the_selected_range_sets():
-    from stt_proto import _rangeset, session, stream
+    from stt_proto import _rangeset, acks, stream, stream_ids
 
     assert stream.RangeSet is _rangeset.RangeSet
-    assert session.RangeSet is _rangeset.RangeSet
+    assert acks.RangeSet is _rangeset.RangeSet
+    assert stream_ids.RangeSet is _rangeset.RangeSet

@@ -105,7 +105,7 @@ def test_every_frame_type_is_covered(wire):
         wire.PaddingFrame(1), wire.PingFrame(), wire.AckFrame(((0, 0),), 0),
         wire.ResetStreamFrame(1, 2, 3), wire.StopSendingFrame(1, 2),
         wire.StreamFrame(1, 0, b"x"), wire.StreamFrame(1, 0, b"x", True),
-        wire.MaxDataFrame(1), wire.MaxStreamDataFrame(1, 2), wire.MaxStreamsFrame(3),
+        wire.MaxDataFrame(1), wire.MaxStreamDataFrame(1, 2),
         wire.DataBlockedFrame(1), wire.StreamDataBlockedFrame(1, 2),
         wire.PathChallengeFrame(bytes(8)), wire.PathResponseFrame(bytes(8)),
         wire.CloseFrame(0, ""), wire.DatagramFrame(b""), wire.DhtFrame(b""),
@@ -190,6 +190,7 @@ def test_every_bit_flip_is_rejected_or_valid(wire, spec):
     "data, message",
     [
         (b"\x03", "unknown frame type"),
+        (b"\x12\x05", "unknown frame type"),  # once MAX_STREAMS (protocol 7.2)
         (b"\xff", "unknown frame type"),
         (b"\x40\x01", "unknown frame type"),  # types are one byte, never varints
         (b"\x01\x07", "unknown frame type"),
