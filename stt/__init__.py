@@ -19,6 +19,7 @@ from stt_io.errors import (
     NodeStoppedError,
     SessionClosedError,
     StreamClosedError,
+    StreamIdUsedError,
     StreamResetError,
     STTError,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "SessionClosedError",
     "StreamClosedError",
     "StreamResetError",
+    "StreamIdUsedError",
     "MessageTooLargeError",
     "NodeStoppedError",
     "__version__",

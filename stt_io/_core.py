@@ -747,7 +747,15 @@ class Session:
     def open_stream(self, stream_id: int | None = None, *,
                     max_frame_size: int | None = None) -> Stream:
         """Open a stream (an allocated id when ``stream_id`` is ``None``) and
-        return its handle. Nothing is sent until the first message."""
+        return its handle. Nothing is sent until the first message. An id names
+        one stream for the whole session: once that stream is gone, the id never
+        opens again (allocated ids are always new).
+
+        Raises:
+            StreamIdUsedError: ``stream_id`` was used in this session and its
+                stream is gone.
+            SessionClosedError: the session is closed.
+        """
         self._check_open()
         node = self._node
         stream_id = node._endpoint.open_stream(self.session_id, stream_id,
@@ -756,7 +764,11 @@ class Session:
 
     def get_stream(self, stream_id: int, *, max_frame_size: int | None = None) -> Stream:
         """The handle for ``stream_id``, usable before the peer sends on it (also
-        for a stream the peer opened: ``max_frame_size`` then changes its limit)."""
+        for a stream the peer opened: ``max_frame_size`` then changes its limit).
+
+        Raises:
+            StreamIdUsedError: the id's stream was open in this session and is gone.
+        """
         stream = self._streams.get(stream_id)
         if stream is not None and max_frame_size is None:
             return stream

@@ -2,13 +2,19 @@
 
 The engine's own exceptions (``stt_proto.errors``) are part of it: a stream that
 can no longer send raises the engine's :class:`StreamClosedError`, an oversized
-message its :class:`MessageTooLargeError`, so ``except STTError`` catches
+message its :class:`MessageTooLargeError`, reopening a stream id already used in
+the session its :class:`StreamIdUsedError`, so ``except STTError`` catches
 everything STT raises on purpose.
 """
 
 from __future__ import annotations
 
-from stt_proto.errors import MessageTooLargeError, STTError, StreamClosedError
+from stt_proto.errors import (
+    MessageTooLargeError,
+    STTError,
+    StreamClosedError,
+    StreamIdUsedError,
+)
 
 __all__ = [
     "STTError",
@@ -17,6 +23,7 @@ __all__ = [
     "SessionClosedError",
     "StreamClosedError",
     "StreamResetError",
+    "StreamIdUsedError",
     "MessageTooLargeError",
     "NodeStoppedError",
 ]

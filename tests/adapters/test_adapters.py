@@ -35,6 +35,7 @@ from stt_io.errors import (
     NodeStoppedError,
     SessionClosedError,
     StreamClosedError,
+    StreamIdUsedError,
     StreamResetError,
 )
 from stt_proto.identity import Identity
@@ -163,6 +164,33 @@ async def test_stop_receiving_stops_the_sender_and_keeps_our_side_open(stt):
             again = outbound.open_stream()
             await again.send(b"y" * 100_000)
             assert await (await inbound.accept_stream()).receive() == b"y" * 100_000
+
+
+async def test_a_stream_id_used_once_never_opens_again_in_the_session(stt):
+    with anyio.fail_after(30):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            echo_server(server)
+            session = await client.connect(server.address, server.node_id)
+            stream = session.open_stream(stream_id=1)
+            await stream.send(b"once")
+            assert await stream.receive() == b"once"
+            await stream.close()
+            # Until both sides finish, the id names the same stream; once it is
+            # gone, the id is spent for this session (docs/protocol.md 7.5).
+            while True:
+                try:
+                    assert session.get_stream(1).stream_id == 1
+                except StreamIdUsedError as exc:
+                    assert "already used" in str(exc)
+                    break
+                await anyio.sleep(0.01)
+            with pytest.raises(StreamIdUsedError):
+                session.open_stream(stream_id=1)
+            assert isinstance(StreamIdUsedError("x"), StreamClosedError)
+            fresh = session.open_stream()  # an allocated id is always new
+            assert fresh.stream_id not in (1,)
+            await fresh.send(b"again")
+            assert await fresh.receive() == b"again"
 
 
 async def test_bidirectional_streaming_and_message_limits(stt):
