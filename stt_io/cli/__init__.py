@@ -13,7 +13,7 @@
 The network seed comes from ``--seed``, ``--seed-file`` or the ``STT_SEED``
 environment variable; there is no default. ``--backend trio`` (before or after
 the subcommand) runs the networking commands on the trio adapter instead of the
-asyncio one; it needs the optional dependency (``pip install 'stt[trio]'``).
+asyncio one; it needs the optional dependency (``pip install 'seigr-toolset-transmissions[trio]'``).
 
 Modules: :mod:`.args` (parsing, checking, the one-line errors),
 :mod:`.backends` (asyncio or trio), :mod:`.transfer` (the file-transfer

@@ -179,7 +179,7 @@ def backend_option(parser: argparse.ArgumentParser, default: Any = argparse.SUPP
     subcommand's option has none, so that it leaves a value given before the
     subcommand (``stt --backend trio listen``) in place."""
     parser.add_argument("--backend", choices=BACKENDS, default=default,
-                        help="event loop to run on; trio needs stt[trio]"
+                        help="event loop to run on; trio needs the [trio] extra"
                              + ("" if default is not argparse.SUPPRESS else
                                 f" (default: {BACKENDS[0]}, or as given before the "
                                 f"subcommand)"))

@@ -132,15 +132,15 @@ def load_backend(name: str) -> Backend:
 
     Raises:
         CommandError: ``trio`` without trio installed (an optional dependency,
-            ``pip install 'stt[trio]'``).
+            ``pip install 'seigr-toolset-transmissions[trio]'``).
         ValueError: an unknown name.
     """
     if name == "trio":
         try:
             import trio
         except ImportError as exc:
-            raise CommandError(f"--backend trio needs trio (pip install 'stt[trio]'): "
-                               f"{exc}") from None
+            raise CommandError("--backend trio needs trio (pip install "
+                               f"'seigr-toolset-transmissions[trio]'): {exc}") from None
         return _TrioBackend(trio)
     if name == "asyncio":
         return _AsyncioBackend()

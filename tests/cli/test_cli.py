@@ -75,7 +75,8 @@ def test_backend_trio_without_trio_is_a_one_line_error():
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith("stt: --backend trio needs trio (pip install 'stt[trio]')")
+    assert result.stderr.startswith(
+        "stt: --backend trio needs trio (pip install 'seigr-toolset-transmissions[trio]')")
 
 
 # Each backend serves the other and is served by it; asyncio-asyncio is the
