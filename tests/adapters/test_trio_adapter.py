@@ -9,7 +9,6 @@ view (checked with trio's own conformance tests), and timeouts driven by
 
 from __future__ import annotations
 
-import logging
 import time
 
 import pytest
@@ -20,7 +19,7 @@ from stt_io.errors import ConnectionTimeoutError, SessionClosedError, STTError
 from stt_io.trio import ByteStream, Node
 from stt_proto.identity import Identity
 
-from ..helpers.echo import echo_stream
+from ..helpers.echo import echo_session as echo
 
 SEED = b"trio adapter test network seed"
 
@@ -30,42 +29,6 @@ def run(fn, *args, clock=None, timeout: float = 60.0):
         with trio.fail_after(timeout):
             return await fn(*args)
     return trio.run(bounded, clock=clock)
-
-
-async def echo(session) -> None:
-    async with trio.open_nursery() as nursery:
-        while True:
-            try:
-                stream = await session.accept_stream()
-            except STTError:
-                return
-            nursery.start_soon(echo_stream, stream)
-
-
-def test_serve_with_nursery_start_and_handler_errors_are_logged(caplog):
-    async def main():
-        async with Node(shared_seed=SEED) as server, Node(shared_seed=SEED) as client:
-            calls = []
-
-            async def handler(session):
-                calls.append(session.peer_id)
-                if len(calls) == 1:
-                    raise RuntimeError("handler bug")
-                await echo(session)
-
-            async with trio.open_nursery() as nursery:
-                address = await nursery.start(server.serve, handler)
-                assert address == server.address
-                await client.connect(address, server.node_id)  # its handler raises
-                session = await client.connect(address, server.node_id)
-                stream = session.open_stream()
-                await stream.send(b"still serving")
-                assert await stream.receive() == b"still serving"
-                nursery.cancel_scope.cancel()
-            assert calls == [client.node_id, client.node_id]
-    with caplog.at_level(logging.ERROR, logger="stt"):
-        run(main)
-    assert any("handler bug" in repr(r.exc_info) for r in caplog.records)
 
 
 def test_no_exception_group_reaches_the_caller():
