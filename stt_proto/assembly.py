@@ -34,8 +34,10 @@ and the room each kind needs, is written down in one place.
   ``F_*`` kinds below; the records of a packet go to
   :meth:`PacketRecovery.on_packet_sent
   <stt_proto.recovery.PacketRecovery.on_packet_sent>` and come back to the
-  session to be settled. If sealing fails (the keys are exhausted) the frames
-  taken for that packet are handed to ``on_lost`` at once, to be queued again.
+  session to be settled. Frames of a lost packet come back here
+  (:meth:`PacketAssembler.requeue`) and are queued again where what they
+  carried is still wanted; so do the frames taken for a packet that cannot be
+  sealed (the keys are exhausted).
 
 This is the per-packet path: the loop asks the cheap questions first (most
 calls, a receiver after each packet, have nothing to send) and looks the
@@ -96,7 +98,8 @@ class PacketAssembler:
         stats: the session's counters, updated in place.
         max_queued_datagrams: datagrams kept waiting at most; the oldest is
             dropped beyond it.
-        on_lost: called with the records of a packet that could not be sealed.
+        streams: the session's open streams by id (read only: lost frames of a
+            stream that closed are not sent again).
 
     Attributes:
         send_queue: streams with data (or a FIN) to send, by id, in round-robin
@@ -112,14 +115,13 @@ class PacketAssembler:
     """
 
     __slots__ = ("max_payload", "_recovery", "_acks", "_credit", "_admission", "_stats",
-                 "_max_queued_datagrams", "_on_lost", "send_queue", "credit_waiters",
+                 "_max_queued_datagrams", "_streams", "send_queue", "credit_waiters",
                  "updates", "resets", "stops", "stream_blocked", "_path_responses",
                  "ping_pending", "_datagrams", "pacing_at")
 
     def __init__(self, *, max_payload: int, recovery: PacketRecovery, acks: AckTracker,
                  credit: SessionCredit, admission: StreamAdmission, stats: dict,
-                 max_queued_datagrams: int,
-                 on_lost: Callable[[list, float], None]) -> None:
+                 streams: dict[int, Any], max_queued_datagrams: int) -> None:
         self.max_payload = max_payload
         self._recovery = recovery
         self._acks = acks
@@ -127,7 +129,7 @@ class PacketAssembler:
         self._admission = admission
         self._stats = stats
         self._max_queued_datagrams = max_queued_datagrams
-        self._on_lost = on_lost
+        self._streams = streams
         self.send_queue: dict[int, Any] = {}
         self.credit_waiters: dict[int, Any] = {}
         self.updates: dict[int, Any] = {}
@@ -170,6 +172,53 @@ class PacketAssembler:
                     or self._admission.refusals or self._path_responses
                     or self.stream_blocked or credit.blocked_pending)
 
+    def want_send(self, stream: Any) -> None:
+        """Queue ``stream`` for sending (at the back of the round-robin unless it
+        waits already); it no longer waits for session credit."""
+        sid = stream.stream_id
+        if sid not in self.send_queue:
+            self.send_queue[sid] = stream
+        self.credit_waiters.pop(sid, None)
+
+    def requeue(self, records: list) -> None:
+        """Queue again what the frames of a lost packet carried, where it is
+        still wanted (docs/protocol.md 8.2): stream data and FIN of a stream
+        still open, the current MAX_DATA, the current MAX_STREAM_DATA of a
+        stream still receiving, a RESET_STREAM until it is acknowledged, a
+        STOP_SENDING until it is acknowledged, a refusal. A credit frame
+        carries the limit as it is now, not the one that was lost.
+
+        Args:
+            records: the frame records of the packet (``F_*`` tuples).
+        """
+        streams = self._streams
+        for record in records:
+            kind = record[0]
+            if kind == F_STREAM:
+                stream = record[1]
+                send = stream.send
+                send.on_lost(record[2], record[3], record[4])
+                if stream.stream_id in streams and (send.lost or send.fin_pending):
+                    self.want_send(stream)
+            elif kind == F_MAX_DATA:
+                self._credit.update_pending = True
+            elif kind == F_MAX_STREAM_DATA:
+                stream = record[1]
+                if stream.stream_id in streams and not stream.recv.finished:
+                    self.updates[stream.stream_id] = stream
+            elif kind == F_RESET:
+                stream = record[1]
+                if stream.stream_id in streams and stream.send.state.value == "reset_sent":
+                    self.resets[stream.stream_id] = stream
+            elif kind == F_STOP:
+                stream = record[1]
+                if stream.recv.stop_unacked and streams.get(stream.stream_id) is stream:
+                    self.stops[stream.stream_id] = stream
+            elif kind == F_REFUSAL:
+                # A lost refusal is sent again: the opener may send nothing more
+                # that would prompt another one.
+                self._admission.refusal_lost(record[1])
+
     def forget(self, stream_id: int) -> None:
         """Drop everything queued for a stream that closed."""
         for table in (self.send_queue, self.credit_waiters, self.updates, self.resets,
@@ -186,8 +235,8 @@ class PacketAssembler:
             seal: ``seal(payload, now=now)`` returns ``(packet_number,
                 datagram)``; it may raise
                 :class:`~stt_proto.crypto.KeyExhaustedError`, in which case the
-                frames taken for that packet are handed to ``on_lost`` and
-                sending stops.
+                frames taken for that packet are queued again and sending
+                stops.
 
         Returns:
             The sealed datagrams, in order.
@@ -244,7 +293,7 @@ class PacketAssembler:
             try:
                 pn, datagram = seal(w.getvalue(), now=now)
             except KeyExhaustedError:
-                self._on_lost(records, now)
+                self.requeue(records)
                 break
             size = len(datagram)
             out.append(datagram)

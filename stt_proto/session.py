@@ -32,7 +32,8 @@ Loss recovery follows RFC 9002 and lives in
 :class:`~stt_proto.recovery.PacketRecovery`: the core tells it of every packet
 sent, every ACK frame and every timer, and settles the frames it hands back.
 Frames of acknowledged packets are done (data released, resets and stops
-finished); frames of lost packets are queued again (stream data goes out in
+finished); frames of lost packets are queued again by the assembler
+(:meth:`~stt_proto.assembly.PacketAssembler.requeue`; stream data goes out in
 new packets, and the receiver's reassembly drops any duplicate, so nothing is
 delivered twice); on a probe timeout the oldest packet's frames are queued
 again too, for the one or two probes to carry.
@@ -54,15 +55,7 @@ from collections.abc import Callable
 
 from . import _wire as wire
 from .acks import AckTracker
-from .assembly import (
-    F_MAX_DATA,
-    F_MAX_STREAM_DATA,
-    F_REFUSAL,
-    F_RESET,
-    F_STOP,
-    F_STREAM,
-    PacketAssembler,
-)
+from .assembly import F_RESET, F_STOP, F_STREAM, PacketAssembler
 from .config import EndpointConfig
 from .congestion import Pacer, create_congestion_controller
 from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, ErrorCode
@@ -195,7 +188,7 @@ class SessionCore:
         self.assembly = PacketAssembler(
             max_payload=self.max_payload, recovery=self.recovery, acks=self.acks,
             credit=self.credit, admission=self.admission, stats=self._stats,
-            max_queued_datagrams=config.max_queued_datagrams, on_lost=self._frames_lost)
+            streams=self._streams, max_queued_datagrams=config.max_queued_datagrams)
 
     # ------------------------------------------------------------------ streams (API)
 
@@ -280,7 +273,7 @@ class SessionCore:
             self._used.add(stream_id)
         if mode == MODE_MESSAGES:
             self._stats["messages_sent"] += 1
-        self._want_send(stream)
+        self.assembly.want_send(stream)
 
     def _session_buffer_full(self, stream: _Stream) -> None:
         send = stream.send
@@ -315,7 +308,7 @@ class SessionCore:
         stream = self._local_stream(stream_id)
         stream.send.end()
         if stream.send.reset_code is None:  # ending again after a reset changes nothing
-            self._want_send(stream)
+            self.assembly.want_send(stream)
 
     def reset_stream(self, stream_id: int, error_code: int, *, now: float) -> None:
         """Abandon this side's unsent data and tell the peer (RESET_STREAM).
@@ -416,13 +409,6 @@ class SessionCore:
             if send.buffered or (send.fin and not send.fin_acked and send.reset_code is None):
                 return True
         return False
-
-    def _want_send(self, stream: _Stream) -> None:
-        sid = stream.stream_id
-        assembly = self.assembly
-        if sid not in assembly.send_queue:
-            assembly.send_queue[sid] = stream
-        assembly.credit_waiters.pop(sid, None)
 
     # ------------------------------------------------------------------ receiving
 
@@ -633,7 +619,7 @@ class SessionCore:
             self._stats["spurious_frames_absorbed"] += 1
             return
         if stream.send.on_max_data(frame.maximum) and stream.send.wants_to_send(1):
-            self._want_send(stream)
+            self.assembly.want_send(stream)
 
     def _on_data_blocked(self, frame, now: float) -> None:
         # The peer says it is blocked at ``limit``: if we granted more already the
@@ -672,8 +658,9 @@ class SessionCore:
         acked, lost = self.recovery.on_ack(frame.ranges, frame.delay / 1e6, now)
         for frames in acked:
             self._frames_acked(frames, now)
+        requeue = self.assembly.requeue
         for frames in lost:
-            self._frames_lost(frames, now)
+            requeue(frames)
 
     def _frames_acked(self, frames: list, now: float) -> None:
         for record in frames:
@@ -720,35 +707,6 @@ class SessionCore:
                     else:
                         self._check_closed(stream, now)
 
-    def _frames_lost(self, frames: list, now: float) -> None:
-        streams = self._streams
-        for record in frames:
-            kind = record[0]
-            if kind == F_STREAM:
-                stream = record[1]
-                send = stream.send
-                send.on_lost(record[2], record[3], record[4])
-                if stream.stream_id in streams and (send.lost or send.fin_pending):
-                    self._want_send(stream)
-            elif kind == F_MAX_DATA:
-                self.credit.update_pending = True
-            elif kind == F_MAX_STREAM_DATA:
-                stream = record[1]
-                if stream.stream_id in streams and not stream.recv.finished:
-                    self.assembly.updates[stream.stream_id] = stream
-            elif kind == F_RESET:
-                stream = record[1]
-                if stream.stream_id in streams and stream.send.state.value == "reset_sent":
-                    self.assembly.resets[stream.stream_id] = stream
-            elif kind == F_STOP:
-                stream = record[1]
-                if stream.recv.stop_unacked and streams.get(stream.stream_id) is stream:
-                    self.assembly.stops[stream.stream_id] = stream
-            elif kind == F_REFUSAL:
-                # A lost refusal is sent again: the opener may send nothing more
-                # that would prompt another one.
-                self.admission.refusal_lost(record[1])
-
     # ------------------------------------------------------------------ timers
 
     def get_timer(self) -> float | None:
@@ -768,7 +726,7 @@ class SessionCore:
         if assembly.pacing_at is not None and now >= assembly.pacing_at:
             assembly.pacing_at = None
         for frames in self.recovery.on_timer(now):
-            self._frames_lost(frames, now)
+            assembly.requeue(frames)
 
     # ------------------------------------------------------------------ flow control
 

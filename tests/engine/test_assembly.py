@@ -18,7 +18,7 @@ from stt_proto.recovery import PacketRecovery
 from stt_proto.stream_ids import StreamAdmission
 
 
-def _assembler(lost: list) -> PacketAssembler:
+def _assembler() -> PacketAssembler:
     config = EndpointConfig(identity=Identity.generate(random.Random(1).randbytes),
                             shared_seed=b"a seed of sixteen bytes")
     size = 1452
@@ -30,7 +30,7 @@ def _assembler(lost: list) -> PacketAssembler:
         credit=credit, admission=StreamAdmission(config, initiator=True),
         stats=dict.fromkeys(("packets_sent", "bytes_sent", "acks_sent", "datagrams_dropped",
                              "stream_bytes_sent", "bytes_retransmitted"), 0),
-        max_queued_datagrams=2, on_lost=lambda records, now: lost.extend(records))
+        streams={}, max_queued_datagrams=2)
 
 
 def _seal(payload: bytes, *, now: float) -> tuple[int, bytes]:
@@ -38,7 +38,7 @@ def _seal(payload: bytes, *, now: float) -> tuple[int, bytes]:
 
 
 def test_control_frames_come_before_datagrams_and_the_ping():
-    assembly = _assembler([])
+    assembly = _assembler()
     assert not assembly.has_eliciting_work()
     assembly.ping_pending = True
     for data in (b"one", b"two", b"three"):
@@ -57,14 +57,29 @@ def test_control_frames_come_before_datagrams_and_the_ping():
     assert assembly.transmit(0.0, _seal) == []
 
 
-def test_the_frames_of_a_packet_that_cannot_be_sealed_are_handed_back():
-    lost: list = []
-    assembly = _assembler(lost)
+def test_the_frames_of_a_packet_that_cannot_be_sealed_are_queued_again():
+    assembly = _assembler()
     assembly._credit.update(now=0.0, smoothed_rtt=0.1, force=True)
 
     def exhausted(payload: bytes, *, now: float) -> tuple[int, bytes]:
         raise KeyExhaustedError("no more packets under this key")
 
     assert assembly.transmit(0.0, exhausted) == []
-    assert lost == [(F_MAX_DATA,)]
     assert assembly._stats["packets_sent"] == 0
+    [packet] = assembly.transmit(0.0, _seal)       # the MAX_DATA is owed still
+    assert [type(f) for f in wire.decode_frames_untrusted(packet)] == [wire.MaxDataFrame]
+
+
+def test_a_lost_max_data_is_sent_again_with_the_current_limit():
+    assembly = _assembler()
+    credit = assembly._credit
+    credit.update(now=0.0, smoothed_rtt=0.1, force=True)
+    assembly.transmit(0.0, _seal)
+    assert not credit.update_pending
+    credit.on_consumed(500)
+    credit.update(now=10.0, smoothed_rtt=0.1)
+    credit.update_pending = False              # as if that update went out too
+    assembly.requeue([(F_MAX_DATA,)])          # the first one was lost
+    [packet] = assembly.transmit(1.0, _seal)
+    [frame] = wire.decode_frames_untrusted(packet)
+    assert frame.maximum == credit.local_max_data == 1500
