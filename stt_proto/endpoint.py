@@ -375,7 +375,7 @@ class Endpoint:
             return
         core = session.core
         core.stream_consumed(stream_id, nbytes, now=now)
-        if core._has_eliciting_work():  # a credit update is due (often it is not)
+        if core.has_eliciting_work():  # a credit update is due (often it is not)
             self._mark(session)
 
     def stream_writable(self, session_id: bytes, stream_id: int) -> bool:

@@ -16,20 +16,24 @@ Packet numbers come from the session's keys and keep increasing across rekeys
 (:meth:`~stt_proto.crypto.PacketKeys.continue_from`), so one number space serves
 acknowledgements for the whole session.
 
-Sending. Packets are built on demand. Each carries, in order: an ACK frame if
-one is owed, control frames (credit, resets, stops, blocked signals, pings),
-queued datagrams, then STREAM frames taken round-robin from the streams that have
-something to send, retransmissions first. A packet that carries anything but
-ACK and PADDING is *ack-eliciting*, counts as in flight, and is remembered with
-the frames it carried, so that an acknowledgement or a loss can be applied to
-exactly those frames. Ack-eliciting packets leave only while the congestion
-window has room and the pacer allows.
+Sending (:class:`~stt_proto.assembly.PacketAssembler`). The core queues the
+control frames a stream or the session's credit owes, and the streams with
+data to send; packets are built from those queues on demand. Each carries, in
+order: an ACK frame if one is owed, control frames (credit, resets, stops,
+blocked signals, pings), queued datagrams, then STREAM frames taken round-robin
+from the streams that have something to send, retransmissions first. A packet
+that carries anything but ACK and PADDING is *ack-eliciting*, counts as in
+flight, and is remembered with the frames it carried, so that an
+acknowledgement or a loss can be applied to exactly those frames.
+Ack-eliciting packets leave only while the congestion window has room and the
+pacer allows.
 
 Loss recovery follows RFC 9002 and lives in
 :class:`~stt_proto.recovery.PacketRecovery`: the core tells it of every packet
 sent, every ACK frame and every timer, and settles the frames it hands back.
 Frames of acknowledged packets are done (data released, resets and stops
-finished); frames of lost packets are queued again (stream data goes out in
+finished); frames of lost packets are queued again by the assembler
+(:meth:`~stt_proto.assembly.PacketAssembler.requeue`; stream data goes out in
 new packets, and the receiver's reassembly drops any duplicate, so nothing is
 delivered twice); on a probe timeout the oldest packet's frames are queued
 again too, for the one or two probes to carry.
@@ -47,15 +51,14 @@ dropped. Flow control and the streams' halves: see :mod:`stt_proto.stream`.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 
 from . import _wire as wire
 from .acks import AckTracker
+from .assembly import F_RESET, F_STOP, F_STREAM, PacketAssembler
 from .config import EndpointConfig
 from .congestion import Pacer, create_congestion_controller
 from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, ErrorCode
-from .crypto import KeyExhaustedError
 from .errors import (
     LocalProtocolError,
     ProtocolError,
@@ -84,16 +87,6 @@ __all__ = ["SessionCore", "MODE_MESSAGES", "MODE_BYTES"]
 
 _VARINT_MAX = (1 << 62) - 1
 
-#: Frame records kept with a sent packet (first item of each tuple).
-_F_STREAM = 0
-_F_MAX_DATA = 1
-_F_MAX_STREAM_DATA = 2
-_F_RESET = 3
-_F_STOP = 4
-_F_REFUSAL = 5
-
-#: Smallest space worth starting a STREAM frame in.
-_MIN_STREAM_ROOM = 24
 #: Out-of-order pieces that average at least this many bytes are always held:
 #: the fragment limits only bite on tiny pieces (docs/security.md), so the
 #: bookkeeping stays a fraction of the bytes, which credit bounds.
@@ -102,9 +95,7 @@ _BYTES_PER_FRAGMENT = 512
 _StreamFrame = wire.StreamFrame
 _AckFrame = wire.AckFrame
 _PaddingFrame = wire.PaddingFrame
-_PingFrame = wire.PingFrame
 _CloseFrame = wire.CloseFrame
-_push_stream_frame = wire.push_stream_frame
 
 
 class _Stream:
@@ -153,8 +144,6 @@ class SessionCore:
             cc=create_congestion_controller(config.congestion_control, max_datagram_size=size),
             pacer=Pacer(max_datagram_size=size), max_ack_delay=config.max_ack_delay)
         self.rtt = self.recovery.rtt
-        #: When the pacer lets the next packet go, if it holds one back.
-        self._pacing_at: float | None = None
 
         # -- acknowledging (docs/protocol.md 8.1)
         self.acks = AckTracker(max_ranges=config.max_ack_ranges,
@@ -168,8 +157,6 @@ class SessionCore:
         #: Which ids may open: used ids (never again, 7.5), limits, refusals.
         self.admission = StreamAdmission(config, initiator=initiator)
         self._used = self.admission.used
-        self._send_queue: dict[int, _Stream] = {}
-        self._credit_waiters: dict[int, _Stream] = {}
         #: Queued bytes all streams keep in memory (max_session_send_buffer),
         #: and the ids a send refused for that limit, to wake up.
         self._send_held = 0
@@ -185,15 +172,6 @@ class SessionCore:
                                     max_window=config.max_session_window)
         self._peer_stream_credit = peer_params.initial_max_stream_data
 
-        # -- control frames waiting for a packet
-        self._updates: dict[int, _Stream] = {}
-        self._resets: dict[int, _Stream] = {}
-        self._stops: dict[int, _Stream] = {}
-        self._stream_blocked: dict[int, _Stream] = {}
-        self._path_responses: deque[bytes] = deque()
-        self._ping_pending = False
-        self._datagrams: deque[bytes] = deque()
-
         #: ``(error_code, reason)`` once the peer sent CLOSE.
         self.peer_close: tuple[int, str] | None = None
 
@@ -205,6 +183,12 @@ class SessionCore:
             "dht_messages_dropped", "messages_refused_too_large",
             "sends_refused_session_buffer",
         ), 0)
+
+        # -- sending: the queues of frames owed and the packets built from them
+        self.assembly = PacketAssembler(
+            max_payload=self.max_payload, recovery=self.recovery, acks=self.acks,
+            credit=self.credit, admission=self.admission, stats=self._stats,
+            streams=self._streams, max_queued_datagrams=config.max_queued_datagrams)
 
     # ------------------------------------------------------------------ streams (API)
 
@@ -289,7 +273,7 @@ class SessionCore:
             self._used.add(stream_id)
         if mode == MODE_MESSAGES:
             self._stats["messages_sent"] += 1
-        self._want_send(stream)
+        self.assembly.want_send(stream)
 
     def _session_buffer_full(self, stream: _Stream) -> None:
         send = stream.send
@@ -324,7 +308,7 @@ class SessionCore:
         stream = self._local_stream(stream_id)
         stream.send.end()
         if stream.send.reset_code is None:  # ending again after a reset changes nothing
-            self._want_send(stream)
+            self.assembly.want_send(stream)
 
     def reset_stream(self, stream_id: int, error_code: int, *, now: float) -> None:
         """Abandon this side's unsent data and tell the peer (RESET_STREAM).
@@ -335,9 +319,9 @@ class SessionCore:
         held = stream.send.held
         if stream.send.reset(error_code):
             self._release_held(held)
-            self._resets[stream_id] = stream
-            self._send_queue.pop(stream_id, None)
-            self._credit_waiters.pop(stream_id, None)
+            self.assembly.resets[stream_id] = stream
+            self.assembly.send_queue.pop(stream_id, None)
+            self.assembly.credit_waiters.pop(stream_id, None)
         self._check_closed(stream, now)
 
     def stop_stream(self, stream_id: int, error_code: int, *, now: float) -> None:
@@ -354,7 +338,7 @@ class SessionCore:
             self._fragment_bytes -= held_bytes
             self.credit.on_consumed(recv.consumed - before)
             if recv.stop_pending:
-                self._stops[stream_id] = stream
+                self.assembly.stops[stream_id] = stream
             self._session_credit(now)
         self._check_closed(stream, now)
 
@@ -404,36 +388,27 @@ class SessionCore:
         return list(self._streams)
 
     def queue_datagram(self, data: bytes) -> None:
-        queue = self._datagrams
-        if len(queue) >= self._config.max_queued_datagrams:
-            queue.popleft()
-            self._stats["datagrams_dropped"] += 1
-        queue.append(data)
+        self.assembly.queue_datagram(data)
 
     def queue_ping(self) -> None:
-        self._ping_pending = True
+        self.assembly.ping_pending = True
 
     @property
     def ping_pending(self) -> bool:
-        return self._ping_pending
+        return self.assembly.ping_pending
 
     def has_unfinished_sends(self) -> bool:
         """Whether stream data or control frames still wait for acknowledgement
         (a graceful close waits until this is false)."""
-        if (self.recovery.packets_in_flight or self._resets or self._send_queue
-                or self._credit_waiters):
+        assembly = self.assembly
+        if (self.recovery.packets_in_flight or assembly.resets or assembly.send_queue
+                or assembly.credit_waiters):
             return True
         for stream in self._streams.values():
             send = stream.send
             if send.buffered or (send.fin and not send.fin_acked and send.reset_code is None):
                 return True
         return False
-
-    def _want_send(self, stream: _Stream) -> None:
-        sid = stream.stream_id
-        if sid not in self._send_queue:
-            self._send_queue[sid] = stream
-        self._credit_waiters.pop(sid, None)
 
     # ------------------------------------------------------------------ receiving
 
@@ -539,7 +514,7 @@ class SessionCore:
             # opened the stream yet (7.2). Ask again, or it waits for credit
             # that never comes and the stream never closes.
             recv.stop_pending = recv.stop_unacked = True
-            self._stops[stream.stream_id] = stream
+            self.assembly.stops[stream.stream_id] = stream
         if out:
             self._deliver(stream, out, now)
         elif recv.finished:
@@ -570,7 +545,7 @@ class SessionCore:
                                  flow_controlled_length=span))
             else:  # too_large: the stream stopped itself
                 self._stats["messages_refused_too_large"] += 1
-                self._stops[sid] = stream
+                self.assembly.stops[sid] = stream
                 emit(StreamReset(session_id=session_id, stream_id=sid,
                                  error_code=ErrorCode.MESSAGE_TOO_LARGE))
                 self._session_credit(now)
@@ -591,8 +566,8 @@ class SessionCore:
         if grown:
             self.credit.on_received(grown)
         self.credit.on_consumed(recv.consumed - before)
-        self._stops.pop(stream.stream_id, None)
-        self._updates.pop(stream.stream_id, None)
+        self.assembly.stops.pop(stream.stream_id, None)
+        self.assembly.updates.pop(stream.stream_id, None)
         if report:
             self._emit(StreamReset(session_id=self.session_id, stream_id=stream.stream_id,
                                    error_code=frame.error_code))
@@ -609,9 +584,9 @@ class SessionCore:
         if stream.send.reset(frame.error_code):
             self._release_held(held)
             sid = stream.stream_id
-            self._resets[sid] = stream
-            self._send_queue.pop(sid, None)
-            self._credit_waiters.pop(sid, None)
+            self.assembly.resets[sid] = stream
+            self.assembly.send_queue.pop(sid, None)
+            self.assembly.credit_waiters.pop(sid, None)
             self._emit(StreamStopped(session_id=self.session_id, stream_id=sid,
                                      error_code=frame.error_code))
         elif (frame.error_code == ErrorCode.STREAM_LIMIT_ERROR and stream.send.reset_code is None
@@ -631,9 +606,10 @@ class SessionCore:
 
     def _on_max_data(self, frame, now: float) -> None:
         if self.credit.on_max_data(frame.maximum):
-            if self._credit_waiters:
-                self._send_queue.update(self._credit_waiters)
-                self._credit_waiters.clear()
+            waiters = self.assembly.credit_waiters
+            if waiters:
+                self.assembly.send_queue.update(waiters)
+                waiters.clear()
 
     def _on_max_stream_data(self, frame, now: float) -> None:
         stream = self._streams.get(frame.stream_id)
@@ -643,7 +619,7 @@ class SessionCore:
             self._stats["spurious_frames_absorbed"] += 1
             return
         if stream.send.on_max_data(frame.maximum) and stream.send.wants_to_send(1):
-            self._want_send(stream)
+            self.assembly.want_send(stream)
 
     def _on_data_blocked(self, frame, now: float) -> None:
         # The peer says it is blocked at ``limit``: if we granted more already the
@@ -671,8 +647,7 @@ class SessionCore:
         self._emit(DhtMessageReceived(session_id=self.session_id, data=frame.data))
 
     def _on_path_challenge(self, frame, now: float) -> None:
-        if len(self._path_responses) < 8:
-            self._path_responses.append(frame.data)
+        self.assembly.queue_path_response(frame.data)
 
     def _on_path_response(self, frame, now: float) -> None:
         pass
@@ -683,13 +658,14 @@ class SessionCore:
         acked, lost = self.recovery.on_ack(frame.ranges, frame.delay / 1e6, now)
         for frames in acked:
             self._frames_acked(frames, now)
+        requeue = self.assembly.requeue
         for frames in lost:
-            self._frames_lost(frames, now)
+            requeue(frames)
 
     def _frames_acked(self, frames: list, now: float) -> None:
         for record in frames:
             kind = record[0]
-            if kind == _F_STREAM:
+            if kind == F_STREAM:
                 stream = record[1]
                 send = stream.send
                 held = send.held
@@ -704,20 +680,20 @@ class SessionCore:
                     if self._streams.get(stream.stream_id) is stream:
                         self._emit(StreamWritable(session_id=self.session_id,
                                                   stream_id=stream.stream_id))
-            elif kind == _F_RESET:
+            elif kind == F_RESET:
                 stream = record[1]
-                if self._resets.get(stream.stream_id) is stream:
-                    del self._resets[stream.stream_id]  # queued again when lost
+                if self.assembly.resets.get(stream.stream_id) is stream:
+                    del self.assembly.resets[stream.stream_id]  # queued again when lost
                 if stream.send.on_reset_acked():
                     self._check_closed(stream, now)
-            elif kind == _F_STOP:
+            elif kind == F_STOP:
                 stream = record[1]
                 recv = stream.recv
                 if recv.stop_unacked:
                     recv.stop_unacked = False
                     sid = stream.stream_id
-                    if self._stops.get(sid) is stream:
-                        del self._stops[sid]
+                    if self.assembly.stops.get(sid) is stream:
+                        del self.assembly.stops[sid]
                     if (recv.final_size is None and recv.highest
                             and self._streams.get(sid) is stream):
                         # Data came before this acknowledgement and no answer
@@ -727,38 +703,9 @@ class SessionCore:
                         # raises (7.6). Ask once more (7.4); the RESET_STREAM
                         # of a peer that did act on it cancels this.
                         recv.stop_pending = recv.stop_unacked = True
-                        self._stops[sid] = stream
+                        self.assembly.stops[sid] = stream
                     else:
                         self._check_closed(stream, now)
-
-    def _frames_lost(self, frames: list, now: float) -> None:
-        streams = self._streams
-        for record in frames:
-            kind = record[0]
-            if kind == _F_STREAM:
-                stream = record[1]
-                send = stream.send
-                send.on_lost(record[2], record[3], record[4])
-                if stream.stream_id in streams and (send.lost or send.fin_pending):
-                    self._want_send(stream)
-            elif kind == _F_MAX_DATA:
-                self.credit.update_pending = True
-            elif kind == _F_MAX_STREAM_DATA:
-                stream = record[1]
-                if stream.stream_id in streams and not stream.recv.finished:
-                    self._updates[stream.stream_id] = stream
-            elif kind == _F_RESET:
-                stream = record[1]
-                if stream.stream_id in streams and stream.send.state.value == "reset_sent":
-                    self._resets[stream.stream_id] = stream
-            elif kind == _F_STOP:
-                stream = record[1]
-                if stream.recv.stop_unacked and streams.get(stream.stream_id) is stream:
-                    self._stops[stream.stream_id] = stream
-            elif kind == _F_REFUSAL:
-                # A lost refusal is sent again: the opener may send nothing more
-                # that would prompt another one.
-                self.admission.refusal_lost(record[1])
 
     # ------------------------------------------------------------------ timers
 
@@ -768,17 +715,18 @@ class SessionCore:
         loss = self.recovery.get_timer()
         if loss is not None and (deadline is None or loss < deadline):
             deadline = loss
-        pacing = self._pacing_at
+        pacing = self.assembly.pacing_at
         if pacing is not None and (deadline is None or pacing < deadline):
             deadline = pacing
         return deadline
 
     def handle_timer(self, now: float) -> None:
         self.acks.on_timer(now)
-        if self._pacing_at is not None and now >= self._pacing_at:
-            self._pacing_at = None
+        assembly = self.assembly
+        if assembly.pacing_at is not None and now >= assembly.pacing_at:
+            assembly.pacing_at = None
         for frames in self.recovery.on_timer(now):
-            self._frames_lost(frames, now)
+            assembly.requeue(frames)
 
     # ------------------------------------------------------------------ flow control
 
@@ -786,7 +734,7 @@ class SessionCore:
         recv = stream.recv
         limit = recv.credit_update(now, self.rtt.smoothed_rtt, force)
         if limit is not None:
-            self._updates[stream.stream_id] = stream
+            self.assembly.updates[stream.stream_id] = stream
             self._session_credit(now)
 
     def _session_credit(self, now: float, force: bool = False) -> None:
@@ -795,185 +743,19 @@ class SessionCore:
     # ------------------------------------------------------------------ sending
 
     def transmit(self, now: float, seal: Callable[..., tuple[int, bytes]]) -> list[bytes]:
-        """Build and seal the packets that may leave now.
+        """Build and seal the packets that may leave now
+        (:meth:`PacketAssembler.transmit <stt_proto.assembly.PacketAssembler.transmit>`).
 
         ``seal(payload, now=now)`` returns ``(packet_number, datagram)``; it may
         raise :class:`~stt_proto.crypto.KeyExhaustedError`, in which case the
         frames taken for that packet are queued again and sending stops.
         """
-        out: list[bytes] = []
-        recovery = self.recovery
-        cc = recovery.cc
-        pacer = recovery.pacer
-        acks = self.acks
-        stats = self._stats
-        max_payload = self.max_payload
-        while True:
-            # Probes may exceed the window by a packet; a keep-alive PING goes
-            # out even with the window full, but then alone.
-            # The cheap questions first: most calls (a receiver after each
-            # packet) have nothing to send, and then the pacer is not asked.
-            ping_only = False
-            in_flight = recovery.bytes_in_flight
-            if recovery.probes > 0:
-                can_elicit = True
-            elif self._ping_pending:
-                can_elicit = True
-                ping_only = in_flight >= cc.congestion_window
-            elif not self._has_eliciting_work():
-                if in_flight < cc.congestion_window:
-                    cc.on_app_limited(bytes_in_flight=in_flight, now=now)
-                can_elicit = False
-            elif in_flight >= cc.congestion_window:
-                can_elicit = False
-            else:
-                at = pacer.next_send_time(now)
-                can_elicit = at <= now
-                if not can_elicit:
-                    self._pacing_at = at
-            want_ack = acks.owed(now)
-            if not can_elicit and not want_ack:
-                break
-            w = wire.Writer(max_payload)
-            records: list = []
-            # An ACK goes out when one is owed, or rides along with other frames.
-            with_ack = acks.write(w, now, want_ack)
-            eliciting = False
-            if ping_only:
-                _PingFrame().push(w)
-                self._ping_pending = False
-                eliciting = True
-            elif can_elicit:
-                eliciting = self._write_frames(w, records, now)
-                if not eliciting and recovery.probes:
-                    _PingFrame().push(w)
-                    eliciting = True
-            if not w.tell():
-                break
-            try:
-                pn, datagram = seal(w.getvalue(), now=now)
-            except KeyExhaustedError:
-                self._frames_lost(records, now)
-                break
-            size = len(datagram)
-            out.append(datagram)
-            stats["packets_sent"] += 1
-            stats["bytes_sent"] += size
-            if with_ack:
-                stats["acks_sent"] += 1
-                acks.on_sent()
-            recovery.on_packet_sent(pn, now, size, records, ack_eliciting=eliciting)
-            if not eliciting:
-                break  # one ACK-only packet is all that is ever owed
-        return out
+        return self.assembly.transmit(now, seal)
 
-    def _has_eliciting_work(self) -> bool:
-        return bool(self._send_queue or self._updates or self._resets or self._stops
-                    or self.credit.update_pending or self._ping_pending or self._datagrams
-                    or self.admission.refusals or self._path_responses or self._stream_blocked
-                    or self.credit.blocked_pending)
-
-    def _write_frames(self, w, records: list, now: float) -> bool:
-        """Fill ``w`` with control frames, datagrams and stream data; returns whether
-        anything ack-eliciting went in."""
-        start = w.tell()
-        credit = self.credit
-        if credit.update_pending and w.remaining() >= 9:
-            wire.MaxDataFrame(credit.local_max_data).push(w)
-            records.append((_F_MAX_DATA,))
-            credit.update_pending = False
-        if self._updates:
-            self._drain(w, records, self._updates, 17, _F_MAX_STREAM_DATA,
-                        lambda sid, st: wire.MaxStreamDataFrame(sid, st.recv.max_data))
-        if self._resets:
-            self._drain(w, records, self._resets, 25, _F_RESET,
-                        lambda sid, st: wire.ResetStreamFrame(sid, st.send.reset_code,
-                                                              st.send.final_size))
-        if self._stops:
-            self._drain(w, records, self._stops, 17, _F_STOP,
-                        lambda sid, st: wire.StopSendingFrame(sid, st.recv.stop_code))
-        refusals = self.admission.refusals
-        while refusals and w.remaining() >= 17:
-            sid = refusals.popleft()
-            wire.StopSendingFrame(sid, ErrorCode.STREAM_LIMIT_ERROR).push(w)
-            records.append((_F_REFUSAL, sid))
-        while self._path_responses and w.remaining() >= 9:
-            wire.PathResponseFrame(self._path_responses.popleft()).push(w)
-        if credit.blocked_pending and w.remaining() >= 9:
-            wire.DataBlockedFrame(credit.blocked_at).push(w)
-            credit.blocked_pending = False
-        if self._stream_blocked:
-            blocked = self._stream_blocked
-            for sid in list(blocked):
-                if w.remaining() < 17:
-                    break
-                stream = blocked.pop(sid)
-                limit = stream.send.blocked_limit()
-                if limit is not None:
-                    stream.send.blocked_at = limit
-                    wire.StreamDataBlockedFrame(sid, limit).push(w)
-        if self._datagrams:
-            queue = self._datagrams
-            while queue:
-                data = queue[0]
-                need = 1 + wire.varint_size(len(data)) + len(data)
-                if need > w.remaining():
-                    if need > self.max_payload:
-                        queue.popleft()  # cannot ever fit (the path shrank)
-                        self._stats["datagrams_dropped"] += 1
-                        continue
-                    break
-                wire.DatagramFrame(queue.popleft()).push(w)
-        if self._ping_pending and w.remaining() >= 1:
-            _PingFrame().push(w)
-            self._ping_pending = False
-        if self._send_queue:
-            self._write_streams(w, records)
-        return w.tell() > start
-
-    @staticmethod
-    def _drain(w, records: list, table: dict, room: int, kind: int, build) -> None:
-        """Write one control frame per stream waiting in ``table`` while at least
-        ``room`` bytes are left, recording each for loss and acknowledgement."""
-        for sid in list(table):
-            if w.remaining() < room:
-                break
-            stream = table.pop(sid)
-            build(sid, stream).push(w)
-            records.append((kind, stream))
-
-    def _write_streams(self, w, records: list) -> None:
-        queue = self._send_queue
-        session_credit = self.credit
-        credit = session_credit.available
-        stats = self._stats
-        while queue and w.remaining() >= _MIN_STREAM_ROOM:
-            sid = next(iter(queue))
-            stream = queue.pop(sid)
-            send = stream.send
-            frame = send.next_frame(w.remaining(), credit)
-            if frame is not None:
-                offset, data, fin, new = frame
-                _push_stream_frame(w, sid, offset, data, fin)
-                end = offset + len(data)
-                records.append((_F_STREAM, stream, offset, end, fin))
-                if new:
-                    credit -= new
-                    session_credit.on_sent(new)
-                    stats["stream_bytes_sent"] += new
-                else:
-                    stats["bytes_retransmitted"] += end - offset
-            if send.wants_to_send(credit):
-                queue[sid] = stream  # round-robin: to the back of the queue
-                if frame is None:
-                    break  # it did not fit: the packet is full
-            elif send.reset_code is None and send.sent_end < send.write_end:
-                if send.max_data <= send.sent_end:
-                    if send.blocked_limit() is not None:
-                        self._stream_blocked[sid] = stream
-                else:
-                    self._credit_waiters[sid] = stream
-                    session_credit.blocked()
+    def has_eliciting_work(self) -> bool:
+        """Whether anything ack-eliciting waits to be sent (a credit update, a
+        control frame, a datagram, stream data), window and pacing aside."""
+        return self.assembly.has_eliciting_work()
 
     # ------------------------------------------------------------------ closing streams
 
@@ -991,9 +773,8 @@ class SessionCore:
         self._fragment_bytes -= recv.out_of_order_bytes
         if stream.send.held:
             self._release_held(stream.send.held)
-        for table in (self._send_queue, self._credit_waiters, self._updates, self._resets,
-                      self._stops, self._stream_blocked, self._room_waiters):
-            table.pop(sid, None)
+        self.assembly.forget(sid)
+        self._room_waiters.pop(sid, None)
         self.credit.reserving.discard(stream.recv)
         self.admission.closed(remote=stream.remote)
         self._emit(StreamClosed(session_id=self.session_id, stream_id=sid))
@@ -1021,7 +802,7 @@ class SessionCore:
             bytes_in_flight=recovery.bytes_in_flight,
             packets_in_flight=recovery.packets_in_flight,
             stream_bytes_in_flight=sum(r[3] - r[2] for frames in recovery.frames_in_flight()
-                                       for r in frames if r[0] == _F_STREAM),
+                                       for r in frames if r[0] == F_STREAM),
             pacing_rate=cc.pacing_rate(rtt),
             streams_open=len(self._streams),
             streams_opened_by_peer=self.admission.peer_streams,
@@ -1036,7 +817,7 @@ class SessionCore:
             session_window=self.credit.window,
             ack_ranges=len(self.acks.received),
             recv_fragments=self._fragments,
-            queued_datagrams=len(self._datagrams),
+            queued_datagrams=self.assembly.queued_datagrams,
         )
         return stats
 
