@@ -898,10 +898,7 @@ class Session:
             stream._readable.set()
         elif kind is ev.StreamEnded:
             stream._ended = True
-            if event.flow_controlled_length:
-                node = self._node
-                node._endpoint.stream_consumed(self.session_id, event.stream_id,
-                                               event.flow_controlled_length, now=node._now())
+            stream._consume(event.flow_controlled_length)
             stream._readable.set()
         elif kind is ev.StreamReset:
             stream._reset_code = event.error_code
