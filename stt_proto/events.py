@@ -25,6 +25,7 @@ __all__ = [
     "StreamWritable",
     "StreamClosed",
     "DhtMessageReceived",
+    "DhtQueryCompleted",
     "STREAM_DATA_EVENTS",
 ]
 
@@ -188,6 +189,22 @@ class DhtMessageReceived(Event):
 
     session_id: bytes
     data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DhtQueryCompleted(Event):
+    """A DHT operation started with a ``query_id`` ended (``stt_proto.dht.node``).
+
+    ``result`` depends on ``kind``: ``find_node`` and ``find_providers`` give a
+    list of ``(node_id, address)``; ``get`` a verified record or ``None``;
+    ``put`` and ``provide`` a :class:`stt_proto.dht.queries.StoreReport`;
+    ``bootstrap`` the number of contacts in the table; ``ping`` the round trip
+    in seconds or ``None``.
+    """
+
+    query_id: int
+    kind: str
+    result: Any
 
 
 #: Events whose data counts against flow control (see ``auto_credit``).
