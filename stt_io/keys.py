@@ -3,15 +3,28 @@
 File loading lives here, in the adapters package, and not in :mod:`stt_proto`,
 which does no I/O (STYLE.md point 13).
 
-Identity file format (text, ASCII, ``\\n`` line endings)::
+Identity file formats (text, ASCII, ``\\n`` line endings). A signing identity
+(:mod:`stt_proto.identity`, "Signing identity"; every new identity is one)::
 
-    STT-IDENTITY-V1
-    <private key: 64 hex characters>
+    STT-IDENTITY-V2
+    signing_seed <Ed25519 seed: 64 hex characters>
     node_id <public key: 64 hex characters>
 
-The third line is informational (it lets an operator read a node's id without
-running code); when present, :func:`load_identity` checks that it matches the
-private key, which catches a file that was edited or corrupted.
+A legacy, X25519-only identity, in the format that came first::
+
+    STT-IDENTITY-V1
+    <X25519 private key: 64 hex characters>
+    node_id <public key: 64 hex characters>
+
+The first line tells the formats apart, so files written before identities
+could sign keep loading, as legacy identities; :func:`save_identity` writes each
+identity in the format that holds all of it. The second line of the new format
+is labelled so that a file whose header was edited by hand (to "upgrade" an old
+file, say) is refused rather than read as another key with another node id.
+
+The ``node_id`` line is informational (it lets an operator read a node's id
+without running code); when present, :func:`load_identity` checks that it
+matches the private key, which catches a file that was edited or corrupted.
 
 Permissions
 -----------
@@ -44,14 +57,17 @@ from stt_proto.identity import Identity, parse_node_id, validate_seed
 __all__ = [
     "InsecureKeyFileError",
     "IDENTITY_HEADER",
+    "SIGNING_IDENTITY_HEADER",
     "MAX_KEY_FILE_BYTES",
     "save_identity",
     "load_identity",
     "load_seed",
 ]
 
-#: First line of an identity file; the version lets the format change later.
+#: First line of a legacy (X25519-only) identity file, the format that came first.
 IDENTITY_HEADER = "STT-IDENTITY-V1"
+#: First line of a signing identity's file: the format's version, after V1.
+SIGNING_IDENTITY_HEADER = "STT-IDENTITY-V2"
 #: Largest identity or seed file read. Key files are tiny; the bound keeps a
 #: wrong path (a log, a device) from being read whole into memory.
 MAX_KEY_FILE_BYTES = 64 * 1024
@@ -64,6 +80,7 @@ _CHECK_MODE = os.name == "posix"
 _GROUP_OTHER_BITS = 0o077
 _KEY_FILE_MODE = 0o600
 _NODE_ID_PREFIX = "node_id "
+_SIGNING_SEED_PREFIX = "signing_seed "
 # Exactly 64 ASCII hex digits: bytes.fromhex alone would accept inner spaces.
 _PRIVATE_KEY_HEX = re.compile(r"[0-9a-fA-F]{64}")
 # Opening a FIFO would block until a peer appears; with O_NONBLOCK it fails or
@@ -107,6 +124,10 @@ class InsecureKeyFileError(STTError, PermissionError):
 def save_identity(identity: Identity, path: StrPath, *, overwrite: bool = False) -> None:
     """Write ``identity`` to ``path`` as an owner-only (mode ``0600``) file.
 
+    A signing identity is written as ``STT-IDENTITY-V2`` (its Ed25519 seed), a
+    legacy identity as ``STT-IDENTITY-V1`` (its X25519 key), so each loads back
+    as what it was.
+
     The file is created with mode ``0600`` from the start. With
     ``overwrite=True`` an existing regular file is truncated, rewritten and set to
     ``0600``. A symlink at ``path`` is never followed.
@@ -123,10 +144,13 @@ def save_identity(identity: Identity, path: StrPath, *, overwrite: bool = False)
     if not isinstance(identity, Identity):
         raise TypeError("identity must be a stt_proto.identity.Identity")
     path = os.fspath(path)
+    if identity.can_sign:
+        header = SIGNING_IDENTITY_HEADER
+        secret_line = _SIGNING_SEED_PREFIX + identity.signing_seed_bytes().hex()
+    else:
+        header, secret_line = IDENTITY_HEADER, identity.private_bytes().hex()
     content = (
-        f"{IDENTITY_HEADER}\n"
-        f"{identity.private_bytes().hex()}\n"
-        f"{_NODE_ID_PREFIX}{identity.node_id_hex}\n"
+        f"{header}\n{secret_line}\n{_NODE_ID_PREFIX}{identity.node_id_hex}\n"
     ).encode("ascii")
 
     # O_NOFOLLOW: with O_TRUNC a planted symlink would redirect the key into
@@ -184,10 +208,12 @@ def save_identity(identity: Identity, path: StrPath, *, overwrite: bool = False)
 
 
 def load_identity(path: StrPath) -> Identity:
-    """Read an identity written by :func:`save_identity`.
+    """Read an identity written by :func:`save_identity`, in either format.
 
     :param path: the identity file.
-    :returns: the identity.
+    :returns: the identity: a signing identity from an ``STT-IDENTITY-V2``
+        file, a legacy one (:attr:`~stt_proto.identity.Identity.can_sign` false)
+        from an ``STT-IDENTITY-V1`` file.
     :raises InsecureKeyFileError: on POSIX, if the file grants any access to
         group or others.
     :raises ValueError: if the file is not a regular file, is too large, or its
@@ -206,17 +232,23 @@ def load_identity(path: StrPath) -> Identity:
     # Trailing blank lines are harmless (editors add them); anything else is not.
     while lines and not lines[-1].strip():
         lines.pop()
-    if not lines or lines[0].strip() != IDENTITY_HEADER:
-        raise ValueError(f"{path}: line 1: expected {IDENTITY_HEADER!r}")
+    header = lines[0].strip() if lines else ""
+    if header not in (IDENTITY_HEADER, SIGNING_IDENTITY_HEADER):
+        raise ValueError(
+            f"{path}: line 1: expected {IDENTITY_HEADER!r} or {SIGNING_IDENTITY_HEADER!r}"
+        )
     if len(lines) < 2:
         raise ValueError(f"{path}: line 2: missing private key")
     if len(lines) > 3:
         raise ValueError(f"{path}: line 4: unexpected content after the node_id line")
 
-    key_hex = lines[1].strip()
-    if _PRIVATE_KEY_HEX.fullmatch(key_hex) is None:
-        raise ValueError(f"{path}: line 2: expected the private key as 64 hex characters")
-    identity = Identity.from_private_bytes(bytes.fromhex(key_hex))
+    key_line = lines[1].strip()
+    if header == SIGNING_IDENTITY_HEADER:
+        identity = _signing_identity_from_line(path, key_line)
+    else:
+        if _PRIVATE_KEY_HEX.fullmatch(key_line) is None:
+            raise ValueError(f"{path}: line 2: expected the private key as 64 hex characters")
+        identity = Identity.from_private_bytes(bytes.fromhex(key_line))
 
     if len(lines) == 3:
         line = lines[2].strip()
@@ -229,6 +261,23 @@ def load_identity(path: StrPath) -> Identity:
         if node_id != identity.node_id:
             raise ValueError(f"{path}: line 3: node_id does not match the private key on line 2")
     return identity
+
+
+def _signing_identity_from_line(path: str, line: str) -> Identity:
+    """Line 2 of an ``STT-IDENTITY-V2`` file: ``signing_seed <64 hex characters>``."""
+    seed_hex = line[len(_SIGNING_SEED_PREFIX):] if line.startswith(_SIGNING_SEED_PREFIX) else ""
+    if _PRIVATE_KEY_HEX.fullmatch(seed_hex) is not None:
+        return Identity.from_signing_seed(bytes.fromhex(seed_hex))
+    if _PRIVATE_KEY_HEX.fullmatch(line) is not None:
+        # A bare key is the V1 layout: most likely an old file whose header was
+        # edited. Reading it as a seed would silently give another node id.
+        raise ValueError(
+            f"{path}: line 2: expected 'signing_seed <64 hex characters>'; the bare key "
+            f"here is the {IDENTITY_HEADER} layout, so line 1 should probably say "
+            f"{IDENTITY_HEADER!r} (an old identity cannot be upgraded: run 'stt keygen' "
+            f"for one that can sign)"
+        )
+    raise ValueError(f"{path}: line 2: expected 'signing_seed <64 hex characters>'")
 
 
 # ---------------------------------------------------------------------------

@@ -27,6 +27,7 @@ __all__ = [
     "StreamIdUsedError",
     "MessageTooLargeError",
     "SendBufferFullError",
+    "MissingSigningKeyError",
 ]
 
 
@@ -94,3 +95,22 @@ class MessageTooLargeError(LocalProtocolError, ValueError):
 class SendBufferFullError(LocalProtocolError):
     """The stream already holds ``max_send_buffer`` bytes not yet acknowledged by
     the peer. Nothing was queued; wait for ``StreamWritable`` and send again."""
+
+
+class MissingSigningKeyError(STTError, ValueError):
+    """The identity cannot sign: it is a legacy X25519-only identity, made before
+    identities carried a signing key (``stt_proto.identity``, "Signing identity").
+
+    Such a key cannot be upgraded in place (the signing key would have to come
+    before the X25519 key, not after it), so the message tells the user to make a
+    new identity with ``stt keygen``; the new identity has a new node id.
+    """
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            if message is not None
+            else "this identity has no signing key (it is an X25519-only identity from "
+            "before STT identities could sign); generate a new identity with `stt keygen` "
+            "(or Identity.generate()) and use its new node id"
+        )

@@ -1,4 +1,4 @@
-"""Node identities and the network pre-shared key.
+"""Node identities, their signing keys, and the network pre-shared key.
 
 Identity
 --------
@@ -18,6 +18,71 @@ a cache or a task queue by way of a generic serializer. Persisting it is an
 explicit act: :func:`stt_io.keys.save_identity` writes it to an owner-only file.
 This module does no file access itself (sans-I/O; the loaders live in
 :mod:`stt_io.keys`), and its randomness is injected.
+
+Signing identity
+----------------
+A session proves its peer's id, but DHT records, pub/sub messages and provider
+claims travel through other nodes and are stored for later: whoever reads one
+must be able to check its author from the author's node id alone, offline,
+without a session with the author (DESIGN.md, "Signing identity"). X25519 keys
+cannot sign, so an identity is built the other way round: it *is* an Ed25519
+key, and its X25519 key is derived from it. The node id stays the X25519 public
+key, so the Noise handshake and every id already handed out work unchanged.
+
+Construction (RFC 8032 section 5.1.5 for the key expansion, RFC 7748 for X25519)::
+
+    seed                 32 random bytes (secret; RFC 8032 calls it the private key)
+    ed25519 key pair     A = [a]B from the seed, held by ``cryptography``
+    a                    = clamp(SHA-512(seed)[0:32])          (the Ed25519 scalar)
+    X25519 private key   = a, so node_id = X25519(a, 9)
+                         = u(A) = (1 + y) / (1 - y)  mod 2^255 - 19
+
+``clamp`` clears bits 0-2 and 255 and sets bit 254, the same as X25519's own
+clamping, so the two halves use the same scalar ``a``. Ed25519's twisted Edwards
+curve and Curve25519 are birationally equivalent, and the map from an Edwards
+point with coordinate ``y`` to the Montgomery ``u`` above takes ``[a]B`` to
+``[a]9``: the Ed25519 public key and the node id are the same point in two
+forms, and :func:`node_id_from_signing_key` converts the first into the second.
+This is exactly what libsodium's ``crypto_sign_ed25519_sk_to_curve25519`` and
+``crypto_sign_ed25519_pk_to_curve25519`` compute (the tests check both against
+PyNaCl over many keys).
+
+A signed object carries the 32-byte Ed25519 public key next to the signature.
+:func:`verify_signature` accepts it only if the key maps to the claimed node id
+*and* the signature verifies. That binding is sound because the map is
+two-to-one: only ``A`` and ``-A`` (same ``y``, opposite sign of ``x``) give the
+same ``u``, and signing with either needs the scalar ``a``, which only the owner
+of the node id has. (The node id fixes ``y`` but not the sign, which is why the
+key travels with the signature instead of being recomputed.)
+
+The conversion refuses, with :class:`ValueError`, every key that an honest node
+never has, the same set that libsodium refuses: encodings that are not
+canonical (``y >= p``), points not on the curve, points of small order (the
+neutral point among them, where ``1 - y = 0``), and points with a small-order
+component. The last check matters because X25519 clamps the small-order part
+away: a key ``A + T`` would map to another node id that the owner of ``A`` could
+also answer for, so one owner could sign under several ids. Checking it costs a
+full scalar multiplication in Python (about a millisecond), so its results are
+kept in a bounded cache (:data:`SUBGROUP_CHECK_CACHE_SIZE` keys, counted by
+:func:`signing_key_cache_info`), and :func:`verify_signature` only pays it after
+the cheap checks and the signature itself have passed. The curve arithmetic in
+this module touches public keys only: signing and verifying go through
+``cryptography``, and the one step on secret bytes outside it is the key
+expansion above (a SHA-512 and the clamping of two bytes).
+
+Using one scalar for both X25519 and Ed25519 is the joint use that libsodium's
+conversion functions exist for, analysed by Thormarker (2021, "On using the same
+key pair for Ed25519 and an X25519 based KEM"). :meth:`Identity.sign` signs the
+bytes it is given, nothing more: callers must put a purpose label at the start
+of what they sign (``b"STT dht record v1\x00" + ...``), so that a signature made
+for one purpose can never be presented as one for another.
+
+*Legacy identities* hold an X25519 key only: files from before this format,
+:meth:`Identity.from_private_bytes` and ``Identity(X25519PrivateKey)``. They work
+for sessions as before but cannot sign (:meth:`Identity.sign` raises
+:class:`~stt_proto.errors.MissingSigningKeyError`), and they cannot be upgraded:
+an Ed25519 seed leads to an X25519 key through a hash, never back. A node that
+needs to sign generates a new identity, and with it a new node id.
 
 Network pre-shared key
 ----------------------
@@ -51,30 +116,54 @@ an exception message or a ``repr``.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import hmac
 import os
 import re
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from .errors import MissingSigningKeyError
 
 __all__ = [
     "Identity",
     "NODE_ID_BYTES",
     "PRIVATE_KEY_BYTES",
+    "SIGNING_SEED_BYTES",
+    "SIGNING_KEY_BYTES",
+    "SIGNATURE_BYTES",
+    "SUBGROUP_CHECK_CACHE_SIZE",
     "MIN_SEED_BYTES",
     "PSK_LABEL",
     "derive_psk",
     "validate_seed",
     "parse_node_id",
+    "node_id_from_signing_key",
+    "verify_signature",
+    "signing_key_cache_info",
 ]
 
 #: Size of a node id: a raw X25519 public key.
 NODE_ID_BYTES = 32
 #: Size of a raw X25519 private key.
 PRIVATE_KEY_BYTES = 32
+#: Size of an Ed25519 seed, the secret a signing identity is made from.
+SIGNING_SEED_BYTES = 32
+#: Size of a raw Ed25519 public key (:attr:`Identity.signing_public_key`).
+SIGNING_KEY_BYTES = 32
+#: Size of an Ed25519 signature (:meth:`Identity.sign`).
+SIGNATURE_BYTES = 64
+#: How many signing keys :func:`verify_signature` remembers as checked for a
+#: small-order component. The check costs about a millisecond of Python; a node
+#: verifies the same few authors again and again, so a small cache removes
+#: nearly all of it, while a peer sending fresh keys only evicts older entries.
+SUBGROUP_CHECK_CACHE_SIZE = 4096
 #: Shortest accepted ``shared_seed``. 128 bits keeps exhaustive search out of reach.
 MIN_SEED_BYTES = 16
 #: Label mixed into the PSK derivation (domain separation, see the module docstring).
@@ -95,59 +184,114 @@ def _public_bytes(key: X25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
+def _x25519_key_from_seed(seed: bytes) -> X25519PrivateKey:
+    """The X25519 private key that shares its scalar with the Ed25519 key of ``seed``.
+
+    RFC 8032 section 5.1.5: the scalar is the first half of SHA-512(seed),
+    clamped. Clamping here (X25519 would clamp it again anyway) makes the stored
+    bytes equal to libsodium's ``crypto_sign_ed25519_sk_to_curve25519``.
+    """
+    scalar = bytearray(hashlib.sha512(seed).digest()[:PRIVATE_KEY_BYTES])
+    scalar[0] &= 0xF8  # a multiple of the cofactor 8
+    scalar[31] &= 0x7F  # below 2^255 ...
+    scalar[31] |= 0x40  # ... with bit 254 set
+    return X25519PrivateKey.from_private_bytes(bytes(scalar))
+
+
 class Identity:
-    """A node's long-term X25519 key pair; :attr:`node_id` is the public key.
+    """A node's long-term key: :attr:`node_id` is its X25519 public key.
 
-    Build one with :meth:`generate` or :meth:`from_private_bytes`, or wrap an
-    existing :class:`~cryptography.hazmat.primitives.asymmetric.x25519.X25519PrivateKey`
-    with ``Identity(private_key)``. Identities are immutable, compare equal and
-    hash by :attr:`node_id`, and never show the private key in a ``repr``, ``str``
-    or ``format``. They cannot be pickled; save them with
-    :func:`stt_io.keys.save_identity`.
+    A *signing identity* is an Ed25519 key from which the X25519 key is derived
+    (module docstring, "Signing identity"), so it can also :meth:`sign` messages
+    that anyone verifies from the node id with :func:`verify_signature`. Make one
+    with :meth:`generate` or :meth:`from_signing_seed`, or wrap an
+    ``Ed25519PrivateKey`` with ``Identity(key)``.
 
-    :param private_key: the private key (secret).
-    :raises TypeError: if ``private_key`` is not an ``X25519PrivateKey``.
+    A *legacy identity* holds an X25519 key only (:meth:`from_private_bytes`, or
+    ``Identity(X25519PrivateKey)``); it runs sessions but cannot sign.
+
+    Identities are immutable, compare equal and hash by :attr:`node_id`, and
+    never show a private key in a ``repr``, ``str`` or ``format``. They cannot
+    be pickled; save them with :func:`stt_io.keys.save_identity`.
+
+    :param private_key: an ``Ed25519PrivateKey`` (a signing identity) or an
+        ``X25519PrivateKey`` (a legacy identity). Secret.
+    :raises TypeError: if ``private_key`` is neither.
     """
 
-    __slots__ = ("_private_key", "_node_id")
+    __slots__ = ("_private_key", "_node_id", "_signing_key", "_signing_public_key")
 
     _private_key: X25519PrivateKey
     _node_id: bytes
+    _signing_key: Ed25519PrivateKey | None
+    _signing_public_key: bytes | None
 
-    def __init__(self, private_key: X25519PrivateKey) -> None:
-        if not isinstance(private_key, X25519PrivateKey):
-            raise TypeError("private_key must be an X25519PrivateKey")
+    def __init__(self, private_key: Ed25519PrivateKey | X25519PrivateKey) -> None:
+        if isinstance(private_key, Ed25519PrivateKey):
+            signing_key: Ed25519PrivateKey | None = private_key
+            x25519_key = _x25519_key_from_seed(private_key.private_bytes_raw())
+            signing_public: bytes | None = private_key.public_key().public_bytes_raw()
+        elif isinstance(private_key, X25519PrivateKey):
+            signing_key, x25519_key, signing_public = None, private_key, None
+        else:
+            raise TypeError("private_key must be an Ed25519PrivateKey or an X25519PrivateKey")
         # Identities are hashed by node_id, so they must never change: set the
         # slots through object.__setattr__ and refuse every later assignment.
-        object.__setattr__(self, "_private_key", private_key)
-        object.__setattr__(self, "_node_id", _public_bytes(private_key))
+        object.__setattr__(self, "_private_key", x25519_key)
+        object.__setattr__(self, "_node_id", _public_bytes(x25519_key))
+        object.__setattr__(self, "_signing_key", signing_key)
+        object.__setattr__(self, "_signing_public_key", signing_public)
 
     # -- constructors --------------------------------------------------------
 
     @classmethod
     def generate(cls, rng: Callable[[int], bytes] = os.urandom) -> Identity:
-        """Create a new identity from 32 bytes of ``rng``.
+        """Create a new signing identity from a 32-byte seed drawn from ``rng``.
 
-        :param rng: source of randomness, called once as ``rng(32)``. Outside
-            tests it must be a CSPRNG (the default, :func:`os.urandom`): whoever
-            can reproduce its output owns the identity.
-        :returns: the new identity.
+        :param rng: source of randomness, called once as ``rng(32)``; its output
+            is the Ed25519 seed. Outside tests it must be a CSPRNG (the default,
+            :func:`os.urandom`): whoever can reproduce its output owns the identity.
+        :returns: the new identity; it :attr:`can_sign`.
         :raises ValueError: if ``rng`` does not return exactly 32 bytes.
         """
-        raw = rng(PRIVATE_KEY_BYTES)
+        raw = rng(SIGNING_SEED_BYTES)
         if not isinstance(raw, _BytesLike):
             raise ValueError(f"rng must return bytes, not {type(raw).__name__}")
         raw = bytes(raw)
-        if len(raw) != PRIVATE_KEY_BYTES:
-            raise ValueError(f"rng must return {PRIVATE_KEY_BYTES} bytes (got {len(raw)})")
-        return cls.from_private_bytes(raw)
+        if len(raw) != SIGNING_SEED_BYTES:
+            raise ValueError(f"rng must return {SIGNING_SEED_BYTES} bytes (got {len(raw)})")
+        return cls.from_signing_seed(raw)
+
+    @classmethod
+    def from_signing_seed(cls, seed: bytes) -> Identity:
+        """Rebuild a signing identity from its 32-byte Ed25519 seed.
+
+        :param seed: the seed as returned by :meth:`signing_seed_bytes` (secret).
+            Any 32 bytes are a valid seed.
+        :returns: the identity; the same seed always gives the same node id.
+        :raises TypeError: if ``seed`` is not bytes-like.
+        :raises ValueError: if ``seed`` is not exactly 32 bytes long. The message
+            gives the length only, never the bytes.
+        """
+        if not isinstance(seed, _BytesLike):
+            raise TypeError(f"signing seed must be bytes, not {type(seed).__name__}")
+        seed = bytes(seed)
+        if len(seed) != SIGNING_SEED_BYTES:
+            raise ValueError(
+                f"an Ed25519 signing seed is {SIGNING_SEED_BYTES} bytes (got {len(seed)})"
+            )
+        return cls(Ed25519PrivateKey.from_private_bytes(seed))
 
     @classmethod
     def from_private_bytes(cls, raw: bytes) -> Identity:
-        """Rebuild an identity from its raw 32-byte private key.
+        """Rebuild a legacy (X25519-only) identity from its raw 32-byte private key.
+
+        The result cannot sign, even when ``raw`` came from a signing identity's
+        :meth:`private_bytes`: the seed cannot be recovered from the X25519 key.
+        Persist signing identities with :meth:`signing_seed_bytes` instead.
 
         :param raw: the private key as returned by :meth:`private_bytes` (secret).
-        :returns: the identity.
+        :returns: the identity, with the same node id as the one ``raw`` came from.
         :raises TypeError: if ``raw`` is not bytes-like.
         :raises ValueError: if ``raw`` is not exactly 32 bytes long. The message
             gives the length only, never the bytes.
@@ -175,18 +319,66 @@ class Identity:
         return self._node_id.hex()
 
     @property
+    def can_sign(self) -> bool:
+        """Whether this identity has a signing key (false for a legacy identity)."""
+        return self._signing_key is not None
+
+    @property
+    def signing_public_key(self) -> bytes | None:
+        """The raw 32-byte Ed25519 public key, or ``None`` for a legacy identity.
+        Public: send it with every signature, for :func:`verify_signature`."""
+        return self._signing_public_key
+
+    @property
     def private_key(self) -> X25519PrivateKey:
         """The X25519 private key object. **Secret**: hand it to the handshake
         only; never log, display or serialize it."""
         return self._private_key
 
     def private_bytes(self) -> bytes:
-        """The raw 32-byte private key. **Secret**: for persistence only
-        (:func:`stt_io.keys.save_identity`); never log or display it.
+        """The raw 32-byte X25519 private key. **Secret**; never log or display it.
+
+        For a signing identity this is the derived key, and
+        :meth:`from_private_bytes` turns it back into a legacy identity with the
+        same node id but no signing key: persist :meth:`signing_seed_bytes`
+        instead (:func:`stt_io.keys.save_identity` does).
 
         :returns: the bytes that :meth:`from_private_bytes` accepts.
         """
         return self._private_key.private_bytes_raw()
+
+    def signing_seed_bytes(self) -> bytes:
+        """The 32-byte Ed25519 seed. **Secret**: for persistence only
+        (:func:`stt_io.keys.save_identity`); never log or display it.
+
+        :returns: the bytes that :meth:`from_signing_seed` accepts.
+        :raises MissingSigningKeyError: for a legacy identity.
+        """
+        return self._require_signing_key().private_bytes_raw()
+
+    # -- signing -------------------------------------------------------------
+
+    def sign(self, message: bytes) -> bytes:
+        """Sign ``message`` with this identity's Ed25519 key.
+
+        Anyone holding the node id checks the result with
+        ``verify_signature(node_id, signing_public_key, message, signature)``.
+        The bytes are signed as given: start them with a label naming their
+        purpose, so that the signature cannot be reused for another purpose.
+
+        :param message: the bytes to sign (bytes-like).
+        :returns: the 64-byte Ed25519 signature (RFC 8032; deterministic).
+        :raises TypeError: if ``message`` is not bytes-like.
+        :raises MissingSigningKeyError: for a legacy identity.
+        """
+        if not isinstance(message, _BytesLike):
+            raise TypeError(f"message must be bytes, not {type(message).__name__}")
+        return self._require_signing_key().sign(bytes(message))
+
+    def _require_signing_key(self) -> Ed25519PrivateKey:
+        if self._signing_key is None:
+            raise MissingSigningKeyError()
+        return self._signing_key
 
     # -- display: the public id only -------------------------------------------
 
@@ -318,3 +510,205 @@ def parse_node_id(value: str | bytes) -> bytes:
             raise ValueError(f"a raw node id is {NODE_ID_BYTES} bytes (got {len(raw)}){hint}")
         return raw
     raise TypeError(f"node id must be bytes or a hex str, not {type(value).__name__}")
+
+
+# ---------------------------------------------------------------------------
+# Signing keys and node ids: the Edwards-to-Montgomery map
+# ---------------------------------------------------------------------------
+#
+# Public keys only. The curve is edwards25519 (RFC 8032 section 5.1):
+# -x^2 + y^2 = 1 + d x^2 y^2 over GF(p). Points are in extended coordinates
+# (X : Y : Z : T) with x = X/Z, y = Y/Z, x*y = T/Z (Hisil, Wong, Carter and
+# Dawson, "Twisted Edwards Curves Revisited", 2008), whose addition law is
+# complete on this curve (a = -1 is a square mod p, d is not), so one formula
+# serves for every pair of points, the neutral point included.
+
+_P = 2**255 - 19
+_D = -121665 * pow(121666, -1, _P) % _P
+_2D = 2 * _D % _P
+# A square root of -1 mod p; RFC 8032 section 5.1.3 uses it to finish the root.
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+# The order of the prime-order subgroup that honest keys live in.
+_L = 2**252 + 27742317777372353535851937790883648493
+_NEUTRAL = (0, 1, 1, 0)
+
+_Point = tuple[int, int, int, int]
+
+
+def _edwards_add(p1: _Point, p2: _Point) -> _Point:
+    # "add-2008-hwcd-3" (a = -1), complete on edwards25519.
+    x1, y1, z1, t1 = p1
+    x2, y2, z2, t2 = p2
+    a = (y1 - x1) * (y2 - x2) % _P
+    b = (y1 + x1) * (y2 + x2) % _P
+    c = t1 * _2D * t2 % _P
+    d = 2 * z1 * z2 % _P
+    e, f, g, h = b - a, d - c, d + c, b + a
+    return (e * f % _P, g * h % _P, f * g % _P, e * h % _P)
+
+
+def _edwards_double(p1: _Point) -> _Point:
+    # "dbl-2008-hwcd" (a = -1); cheaper than adding the point to itself.
+    x1, y1, z1, _ = p1
+    a = x1 * x1 % _P
+    b = y1 * y1 % _P
+    c = 2 * z1 * z1 % _P
+    e = ((x1 + y1) * (x1 + y1) - a - b) % _P
+    g = b - a
+    f = g - c
+    h = -a - b
+    return (e * f % _P, g * h % _P, f * g % _P, e * h % _P)
+
+
+def _is_neutral(point: _Point) -> bool:
+    x, y, z, _ = point
+    return x % _P == 0 and (y - z) % _P == 0
+
+
+def _times_group_order(point: _Point) -> _Point:
+    """``[L]point`` by double-and-add (public input, so variable time is fine)."""
+    result = _NEUTRAL
+    for bit in bin(_L)[2:]:
+        result = _edwards_double(result)
+        if bit == "1":
+            result = _edwards_add(result, point)
+    return result
+
+
+def _decode_signing_key_untrusted(key: bytes) -> tuple[int, int]:
+    """Decode a 32-byte Ed25519 public key into ``(x, y)``, refusing every
+    encoding that is not canonical, not on the curve, or of small order.
+
+    RFC 8032 section 5.1.3, strictly: ``y`` must be below ``p`` (libsodium
+    refuses the 19 encodings at or above it too), and ``x = 0`` with the sign
+    bit set is refused. The prime-order subgroup check is separate
+    (:func:`_in_prime_order_subgroup`) because it is the expensive one.
+
+    :raises ValueError: for any refused key; the message never quotes it.
+    """
+    if len(key) != SIGNING_KEY_BYTES:
+        raise ValueError(f"an Ed25519 public key is {SIGNING_KEY_BYTES} bytes (got {len(key)})")
+    encoded = int.from_bytes(key, "little")
+    sign = encoded >> 255
+    y = encoded & ((1 << 255) - 1)
+    if y >= _P:
+        raise ValueError("not a canonical Ed25519 public key (y is not reduced mod p)")
+    # x^2 = (y^2 - 1) / (d y^2 + 1); the denominator never vanishes because d
+    # is not a square mod p.
+    y2 = y * y % _P
+    x2 = (y2 - 1) * pow(_D * y2 + 1, -1, _P) % _P
+    # p = 5 (mod 8): x2^((p+3)/8) is a root of x2 or of -x2 (RFC 8032 5.1.3 step 3).
+    x = pow(x2, (_P + 3) // 8, _P)
+    if x * x % _P != x2:
+        x = x * _SQRT_M1 % _P
+        if x * x % _P != x2:
+            raise ValueError("not an Ed25519 public key (the point is not on the curve)")
+    if x == 0 and sign:
+        raise ValueError("not a canonical Ed25519 public key (negative zero x)")
+    if x & 1 != sign:
+        x = _P - x
+    point = (x, y, 1, x * y % _P)
+    # The eight points of order dividing 8 (y = 1, the neutral point, among
+    # them) all vanish after three doublings. Refusing them also keeps 1 - y,
+    # the denominator of the map to u, away from zero.
+    if _is_neutral(_edwards_double(_edwards_double(_edwards_double(point)))):
+        raise ValueError("not a usable Ed25519 public key (a point of small order)")
+    return x, y
+
+
+def _montgomery_u(y: int) -> bytes:
+    """The Curve25519 ``u`` of the Edwards point with coordinate ``y``, as a
+    node id: ``u = (1 + y) / (1 - y) mod p``, 32 bytes little-endian (RFC 7748
+    section 4.1 gives the map)."""
+    u = (1 + y) * pow(1 - y, -1, _P) % _P
+    return u.to_bytes(NODE_ID_BYTES, "little")
+
+
+@functools.lru_cache(maxsize=SUBGROUP_CHECK_CACHE_SIZE)
+def _in_prime_order_subgroup(key: bytes) -> bool:
+    """Whether the (already decoded, valid) key ``[L]A`` is the neutral point,
+    i.e. ``A`` has no small-order component. Cached: it is the slow check."""
+    x, y = _decode_signing_key_untrusted(key)
+    return _is_neutral(_times_group_order((x, y, 1, x * y % _P)))
+
+
+def signing_key_cache_info() -> functools._CacheInfo:
+    """Figures of the bounded cache behind the subgroup check: hits, misses,
+    ``maxsize`` (:data:`SUBGROUP_CHECK_CACHE_SIZE`) and the current size."""
+    return _in_prime_order_subgroup.cache_info()
+
+
+def node_id_from_signing_key(signing_public_key: bytes) -> bytes:
+    """The node id that an Ed25519 public key belongs to.
+
+    The birational map ``u = (1 + y) / (1 - y) mod 2^255 - 19`` from the
+    Edwards form to the Montgomery form, as libsodium's
+    ``crypto_sign_ed25519_pk_to_curve25519`` computes it, with the same keys
+    refused (module docstring, "Signing identity"). For every signing identity,
+    ``node_id_from_signing_key(identity.signing_public_key) == identity.node_id``.
+
+    :param signing_public_key: a raw 32-byte Ed25519 public key (bytes-like).
+    :returns: the 32-byte node id (X25519 public key).
+    :raises TypeError: if the key is not bytes-like.
+    :raises ValueError: if the key is not 32 bytes, not a canonical encoding,
+        not on the curve, of small order, or has a small-order component.
+    """
+    if not isinstance(signing_public_key, _BytesLike):
+        raise TypeError(f"signing key must be bytes, not {type(signing_public_key).__name__}")
+    key = bytes(signing_public_key)
+    _, y = _decode_signing_key_untrusted(key)
+    if not _in_prime_order_subgroup(key):
+        raise ValueError("not a usable Ed25519 public key (it has a small-order component)")
+    return _montgomery_u(y)
+
+
+def verify_signature(
+    node_id: bytes, signing_public_key: bytes, message: bytes, signature: bytes
+) -> bool:
+    """Whether ``signature`` is ``node_id``'s signature of ``message``.
+
+    True only if ``signing_public_key`` maps to ``node_id``
+    (:func:`node_id_from_signing_key`) *and* the Ed25519 signature verifies
+    (RFC 8032, through ``cryptography``). Made for untrusted input: any value of
+    any type or length gives ``False``, never an exception.
+
+    The checks run cheapest first, so that forged input costs little: the
+    lengths, the map to ``u`` and its comparison with ``node_id``, the signature,
+    and only then the cached subgroup check.
+
+    :param node_id: the claimed author's 32-byte node id.
+    :param signing_public_key: the 32-byte Ed25519 public key sent with the
+        signature (:attr:`Identity.signing_public_key`).
+    :param message: the signed bytes.
+    :param signature: the 64-byte signature (:meth:`Identity.sign`).
+    :returns: whether all of the above hold.
+    """
+    try:
+        if not all(
+            isinstance(value, _BytesLike)
+            for value in (node_id, signing_public_key, message, signature)
+        ):
+            return False
+        node_id, key = bytes(node_id), bytes(signing_public_key)
+        message, signature = bytes(message), bytes(signature)
+    except (TypeError, ValueError, BufferError):
+        # bytes() of a released memoryview raises ValueError.
+        return False
+    if (
+        len(node_id) != NODE_ID_BYTES
+        or len(key) != SIGNING_KEY_BYTES
+        or len(signature) != SIGNATURE_BYTES
+    ):
+        return False
+    try:
+        _, y = _decode_signing_key_untrusted(key)
+    except ValueError:
+        return False
+    # Node ids are public: no constant-time comparison is needed.
+    if _montgomery_u(y) != node_id:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return _in_prime_order_subgroup(key)
