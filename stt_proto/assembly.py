@@ -138,19 +138,20 @@ class PacketAssembler:
         self.stream_blocked: dict[int, Any] = {}
         self._path_responses: deque[bytes] = deque()
         self.ping_pending = False
-        self._datagrams: deque[bytes] = deque()
+        self._datagrams: deque[tuple[bytes, bool]] = deque()
         self.pacing_at: float | None = None
 
     # ------------------------------------------------------------------ queuing
 
-    def queue_datagram(self, data: bytes) -> None:
-        """Queue an unreliable datagram; the oldest is dropped (and counted in
-        ``datagrams_dropped``) beyond ``max_queued_datagrams``."""
+    def queue_datagram(self, data: bytes, dht: bool = False) -> None:
+        """Queue an unreliable datagram (a DHT frame when ``dht``); the oldest is
+        dropped (and counted in ``datagrams_dropped``) beyond ``max_queued_datagrams``.
+        Both kinds share the queue: both are unreliable and sent in order."""
         queue = self._datagrams
         if len(queue) >= self._max_queued_datagrams:
             queue.popleft()
             self._stats["datagrams_dropped"] += 1
-        queue.append(data)
+        queue.append((data, dht))
 
     def queue_path_response(self, data: bytes) -> None:
         """Answer a PATH_CHALLENGE, unless ``_MAX_PATH_RESPONSES`` answers
@@ -349,7 +350,7 @@ class PacketAssembler:
         if self._datagrams:
             queue = self._datagrams
             while queue:
-                data = queue[0]
+                data, dht = queue[0]
                 need = 1 + wire.varint_size(len(data)) + len(data)
                 if need > w.remaining():
                     if need > self.max_payload:
@@ -357,7 +358,8 @@ class PacketAssembler:
                         self._stats["datagrams_dropped"] += 1
                         continue
                     break
-                wire.DatagramFrame(queue.popleft()).push(w)
+                queue.popleft()
+                (wire.DhtFrame if dht else wire.DatagramFrame)(data).push(w)
         if self.ping_pending and w.remaining() >= 1:
             _PingFrame().push(w)
             self.ping_pending = False

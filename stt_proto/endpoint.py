@@ -256,6 +256,27 @@ class Endpoint:
         session.core.queue_datagram(data)
         self._mark(session)
 
+    def send_dht(self, session_id: bytes, data: bytes, *, now: float) -> None:
+        """Queue ``data`` as one DHT frame on a session: unreliable like a
+        datagram (the DHT layer retransmits), delivered to the peer's DHT layer
+        as :class:`~stt_proto.events.DhtMessageReceived`.
+
+        Raises:
+            KeyError: unknown or closed session.
+            LocalProtocolError: the session is not established yet.
+            ValueError: ``data`` is larger than :meth:`max_datagram_payload` or
+                than ``max_dht_message_size``.
+
+        .. note:: then call :meth:`datagrams_to_send`.
+        """
+        session = self._usable_session(session_id, now, closing_ok=False)
+        data = bytes(data)
+        if len(data) > min(self.max_datagram_payload(session_id),
+                           self._config.max_dht_message_size):
+            raise ValueError(f"DHT message of {len(data)} bytes does not fit in a packet")
+        session.core.queue_datagram(data, True)
+        self._mark(session)
+
     def max_datagram_payload(self, session_id: bytes) -> int:
         """Largest ``data`` :meth:`send_datagram` accepts on this session."""
         room = self._table.payload_room(self._table.get(session_id))

@@ -387,8 +387,8 @@ class SessionCore:
     def stream_ids(self) -> list[int]:
         return list(self._streams)
 
-    def queue_datagram(self, data: bytes) -> None:
-        self.assembly.queue_datagram(data)
+    def queue_datagram(self, data: bytes, dht: bool = False) -> None:
+        self.assembly.queue_datagram(data, dht)
 
     def queue_ping(self) -> None:
         self.assembly.ping_pending = True

@@ -1,0 +1,131 @@
+"""The one sans-I/O object the adapters drive: the endpoint plus its overlays.
+
+:class:`OverlayHost` has the endpoint's I/O surface (``receive_datagram``,
+``datagrams_to_send``, ``get_timer``, ``handle_timer``, ``next_event``) and
+composes it with the overlays (the DHT now; pub/sub and content distribution
+attach the same way):
+
+* DHT frames that arrive on a session go to the DHT with the session's proven
+  peer id; they never reach the application.
+* Messages the DHT sends go out through the :class:`~stt_proto.pool.SessionPool`,
+  which opens sessions as needed and keeps one per peer.
+* A connect the pool started that fails tells the DHT its peer is unreachable;
+  the pool's own sessions stay out of the application's ``accept``.
+* The earliest of all timers is the host's timer.
+
+Commands (``connect``, ``send_message``, ...) stay on :attr:`endpoint`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .endpoint import Endpoint
+from .events import DhtMessageReceived, Event, SessionClosed, SessionEstablished
+from .pool import SessionPool
+
+__all__ = ["OverlayHost"]
+
+Address = Any
+
+
+class OverlayHost:
+    """An :class:`Endpoint` with its overlays and session pool.
+
+    :param endpoint: the endpoint to drive.
+    :param pool: the session pool (default: one with default limits).
+    """
+
+    def __init__(self, endpoint: Endpoint, *, pool: SessionPool | None = None) -> None:
+        self.endpoint = endpoint
+        self.pool = pool if pool is not None else SessionPool(endpoint)
+        self.dht: Any = None
+        self._events: list[Event] = []
+        self._now = 0.0  # the latest ``now`` the adapter gave (next_event takes none)
+        self.stats = {"dht_messages_unrouted": 0}
+
+    def attach_dht(self, dht: Any) -> None:
+        """Route DHT frames to ``dht`` (a :class:`~stt_proto.dht.node.DhtNode`)."""
+        if self.dht is not None:
+            raise ValueError("a DHT is attached already")
+        self.dht = dht
+
+    def detach_dht(self) -> None:
+        self.dht = None
+
+    @property
+    def node_id(self) -> bytes:
+        return self.endpoint.node_id
+
+    # -- the I/O surface -----------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, address: Address, now: float) -> None:
+        self.endpoint.receive_datagram(data, address, now)
+        self._drain(now)
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        self._drain(now)
+        return self.endpoint.datagrams_to_send(now)
+
+    def get_timer(self) -> float | None:
+        timers = [self.endpoint.get_timer(), self.pool.get_timer()]
+        if self.dht is not None:
+            timers.append(self.dht.get_timer())
+        timers = [t for t in timers if t is not None]
+        return min(timers) if timers else None
+
+    def handle_timer(self, now: float) -> None:
+        self.endpoint.handle_timer(now)
+        self.pool.handle_timer(now=now)
+        if self.dht is not None:
+            self.dht.handle_timer(now=now)
+        self._drain(now)
+
+    def next_event(self) -> Event | None:
+        if not self._events:
+            self._drain(None)
+        return self._events.pop(0) if self._events else None
+
+    # -- routing ------------------------------------------------------------------------
+
+    def _drain(self, now: float | None) -> None:
+        """Take the endpoint's events, feed the overlays, send what they produce.
+        Repeats until nothing moves: an answer sent may complete a query at once."""
+        endpoint = self.endpoint
+        dht = self.dht
+        if now is None or now < self._now:
+            now = self._now
+        self._now = now
+        while True:
+            moved = False
+            while (event := endpoint.next_event()) is not None:
+                moved = True
+                self._route(event, now)
+            if dht is not None:
+                for peer_id, address, data in dht.messages_to_send():
+                    moved = True
+                    if not self.pool.send_dht(peer_id, address, data, now=now):
+                        dht.peer_unreachable(peer_id, now=now)
+                while (event := dht.next_event()) is not None:
+                    self._events.append(event)
+            if not moved:
+                return
+
+    def _route(self, event: Event, now: float) -> None:
+        kind = type(event)
+        if kind is DhtMessageReceived:
+            known = self.pool.peer_of(event.session_id)
+            if known is None or self.dht is None:
+                self.stats["dht_messages_unrouted"] += 1
+                return
+            self.dht.receive(known[0], known[1], event.data, now=now)
+            return
+        if kind is SessionEstablished:
+            self.pool.on_established(event.session_id, event.peer_id, event.peer_address, now=now)
+        elif kind is SessionClosed:
+            unreachable = self.pool.on_closed(event.session_id)
+            if unreachable is not None:
+                if self.dht is not None:
+                    self.dht.peer_unreachable(unreachable, now=now)
+                return  # the application never saw this session
+        self._events.append(event)

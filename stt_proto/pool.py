@@ -1,0 +1,204 @@
+"""One session per peer, shared by the overlays and the application, bounded.
+
+The overlays talk to peers by node id; :class:`SessionPool` turns that into
+sessions of the :class:`~stt_proto.endpoint.Endpoint`:
+
+* It knows every established session (opened by either side, by the pool or by
+  the application) and sends on the **newest** one of a peer, so a peer that
+  restarted (a new session while the old one still times out) is reached at once.
+* To a peer without a session it opens one and keeps what was to be sent in a
+  small per-peer queue (``max_queued_per_peer``, oldest dropped and counted)
+  until the handshake completes. If the connect fails, the owner learns which
+  peer is unreachable.
+* Sessions the pool opened itself are closed after ``idle_close`` seconds
+  without overlay traffic when no stream is open on them, and the least recently
+  used of them is closed when ``max_sessions`` would be exceeded. Sessions the
+  application opened or accepted are the application's to close.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from .errors import LocalProtocolError
+
+__all__ = ["SessionPool"]
+
+Address = Any
+
+
+class _Peer:
+    __slots__ = ("sessions", "connecting", "queue", "address")
+
+    def __init__(self, address: Address) -> None:
+        self.sessions: list[bytes] = []      # established, oldest first
+        self.connecting: bytes | None = None
+        self.queue: list[bytes] = []
+        self.address = address
+
+
+class SessionPool:
+    """Sessions by peer for an endpoint (see the module docstring)."""
+
+    def __init__(self, endpoint: Any, *, max_sessions: int = 256, idle_close: float = 120.0,
+                 max_queued_per_peer: int = 32, connect_timeout: float | None = None) -> None:
+        if max_sessions < 1 or max_queued_per_peer < 1 or not idle_close > 0:
+            raise ValueError("max_sessions, max_queued_per_peer and idle_close must be positive")
+        self._endpoint = endpoint
+        self.max_sessions = max_sessions
+        self.idle_close = idle_close
+        self.max_queued_per_peer = max_queued_per_peer
+        self.connect_timeout = connect_timeout
+        self._peers: dict[bytes, _Peer] = {}
+        self._sessions: dict[bytes, tuple[bytes, Address]] = {}   # sid -> (peer, address)
+        self._connecting: dict[bytes, bytes] = {}                 # sid -> peer
+        # Sessions the pool opened, least recently used first, with their last use.
+        self._own: OrderedDict[bytes, float] = OrderedDict()
+        self.stats = {"pool_connects": 0, "pool_connect_failures": 0, "pool_idle_closed": 0,
+                      "pool_evicted": 0, "pool_queue_dropped": 0, "pool_send_failed": 0}
+
+    # -- lookups -----------------------------------------------------------------------
+
+    def session_of(self, peer_id: bytes) -> bytes | None:
+        """The newest established session to ``peer_id``, if any."""
+        peer = self._peers.get(peer_id)
+        return peer.sessions[-1] if peer is not None and peer.sessions else None
+
+    def peer_of(self, session_id: bytes) -> tuple[bytes, Address] | None:
+        """``(peer_id, address)`` of an established session."""
+        return self._sessions.get(session_id)
+
+    def owns(self, session_id: bytes) -> bool:
+        """Whether the pool opened ``session_id`` (rather than the application)."""
+        return session_id in self._own or session_id in self._connecting
+
+    def disown(self, session_id: bytes) -> None:
+        """The application took ``session_id`` over: the pool no longer closes it."""
+        self._own.pop(session_id, None)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    # -- sending -------------------------------------------------------------------------
+
+    def send_dht(self, peer_id: bytes, address: Address, data: bytes, *, now: float) -> bool:
+        """Send a DHT message to ``peer_id``, connecting first if needed.
+
+        Returns False when the peer cannot be reached right away (the connect
+        could not even start); the caller treats the peer as unreachable.
+        """
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            peer = self._peers[peer_id] = _Peer(address)
+        if peer.sessions:
+            session_id = peer.sessions[-1]
+            try:
+                self._endpoint.send_dht(session_id, data, now=now)
+            except (KeyError, LocalProtocolError, ValueError):
+                self.stats["pool_send_failed"] += 1
+                return True  # the DHT layer retransmits or times out
+            if session_id in self._own:
+                self._own[session_id] = now
+                self._own.move_to_end(session_id)
+            return True
+        if len(peer.queue) >= self.max_queued_per_peer:
+            peer.queue.pop(0)
+            self.stats["pool_queue_dropped"] += 1
+        peer.queue.append(data)
+        if peer.connecting is None:
+            self._make_room(now)
+            try:
+                session_id = self._endpoint.connect(address, peer_id, now=now,
+                                                    timeout=self.connect_timeout)
+            except (LocalProtocolError, ValueError):
+                self.stats["pool_connect_failures"] += 1
+                self._forget_if_empty(peer_id)
+                return False
+            peer.connecting = session_id
+            peer.address = address
+            self._connecting[session_id] = peer_id
+            self.stats["pool_connects"] += 1
+        return True
+
+    def _make_room(self, now: float) -> None:
+        while len(self._sessions) + len(self._connecting) >= self.max_sessions and self._own:
+            session_id = next(iter(self._own))
+            self._own.pop(session_id)
+            self.stats["pool_evicted"] += 1
+            self._close(session_id, now)
+
+    def _close(self, session_id: bytes, now: float) -> None:
+        try:
+            self._endpoint.close(session_id, now=now)
+        except KeyError:
+            pass
+
+    # -- the endpoint's events --------------------------------------------------------------
+
+    def on_established(self, session_id: bytes, peer_id: bytes, address: Address, *,
+                       now: float) -> None:
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            peer = self._peers[peer_id] = _Peer(address)
+        peer.sessions.append(session_id)
+        self._sessions[session_id] = (peer_id, address)
+        if self._connecting.pop(session_id, None) is not None:
+            peer.connecting = None
+            self._own[session_id] = now
+        queue, peer.queue = peer.queue, []
+        for data in queue:
+            try:
+                self._endpoint.send_dht(session_id, data, now=now)
+            except (KeyError, LocalProtocolError, ValueError):
+                self.stats["pool_send_failed"] += 1
+
+    def on_closed(self, session_id: bytes) -> bytes | None:
+        """A session ended; returns the peer id when it was a connect of the pool
+        that failed (the peer is unreachable)."""
+        self._own.pop(session_id, None)
+        peer_id = self._connecting.pop(session_id, None)
+        if peer_id is not None:
+            peer = self._peers.get(peer_id)
+            if peer is not None:
+                peer.connecting = None
+                peer.queue.clear()
+            self.stats["pool_connect_failures"] += 1
+            self._forget_if_empty(peer_id)
+            return peer_id
+        known = self._sessions.pop(session_id, None)
+        if known is not None:
+            peer = self._peers.get(known[0])
+            if peer is not None and session_id in peer.sessions:
+                peer.sessions.remove(session_id)
+            self._forget_if_empty(known[0])
+        return None
+
+    def _forget_if_empty(self, peer_id: bytes) -> None:
+        peer = self._peers.get(peer_id)
+        if peer is not None and not peer.sessions and peer.connecting is None and not peer.queue:
+            del self._peers[peer_id]
+
+    # -- time ------------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        if not self._own:
+            return None
+        return next(iter(self._own.values())) + self.idle_close
+
+    def handle_timer(self, *, now: float) -> None:
+        """Close the pool's sessions idle for ``idle_close`` with no stream open."""
+        while self._own:
+            session_id, last = next(iter(self._own.items()))
+            if last + self.idle_close > now:
+                break
+            self._own.pop(session_id)
+            try:
+                busy = bool(self._endpoint.stream_ids(session_id))
+            except KeyError:
+                busy = False
+            if busy:  # streams in use: look again after another idle period
+                self._own[session_id] = now
+                continue
+            self.stats["pool_idle_closed"] += 1
+            self._close(session_id, now)
