@@ -55,6 +55,7 @@ from stt_proto.endpoint import Endpoint
 from stt_proto.errors import SendBufferFullError
 from stt_proto.events import CloseReason
 from stt_proto.identity import Identity
+from stt_proto.overlay import OverlayHost
 
 from ._arguments import (
     check_bind,
@@ -245,6 +246,9 @@ class NodeBase(abc.ABC):
         self._config = EndpointConfig(identity=self._identity, shared_seed=shared_seed,
                                       auto_credit=False, **config)
         self._endpoint = Endpoint(self._config)
+        # The adapter drives the composing object; commands stay on the endpoint.
+        self._engine = OverlayHost(self._endpoint)
+        self._overlay_handlers: dict[type, Callable[[Any], None]] = {}
         self._host = host
         self._port = port
         self._sock: DatagramSocket | None = None
@@ -503,10 +507,10 @@ class NodeBase(abc.ABC):
 
     def _on_readable(self) -> None:
         sock = self._sock
-        endpoint = self._endpoint
         now = self._now()
+        engine = self._engine
         for data, address in sock.receive():
-            endpoint.receive_datagram(data, address, now)
+            engine.receive_datagram(data, address, now)
         for address, exc in sock.take_errors():
             self._refuse(address, exc, now)
         self._flush()
@@ -551,7 +555,7 @@ class NodeBase(abc.ABC):
             self._again = True
             return
         self._flushing = True
-        endpoint = self._endpoint
+        endpoint = self._engine
         try:
             while True:
                 self._again = False
@@ -576,7 +580,7 @@ class NodeBase(abc.ABC):
         # nothing due, and re-arms. Deadlines move later on almost every packet
         # (PTO, ACK delay), and a spurious wake-up is cheaper than re-arming
         # each time.
-        at = self._endpoint.get_timer()
+        at = self._engine.get_timer()
         if self._timer_armed:
             if at is None or at >= self._timer_at:
                 return
@@ -594,7 +598,7 @@ class NodeBase(abc.ABC):
         now = self._now()
         if at is not None and at > now:
             now = self._now_value = at  # the clock fired a hair early
-        self._endpoint.handle_timer(now)
+        self._engine.handle_timer(now)
         self._flush()
 
     def _report(self, what: str, exc: BaseException) -> None:
@@ -617,6 +621,10 @@ class NodeBase(abc.ABC):
             session = self._sessions.get(event.session_id)
             if session is not None:
                 session._on_datagram(event.data)
+        else:
+            handler = self._overlay_handlers.get(kind)
+            if handler is not None:
+                handler(event)
 
     def _on_established(self, event: ev.SessionEstablished) -> None:
         # The session may already be closed again (the events of one flush
@@ -628,6 +636,8 @@ class NodeBase(abc.ABC):
             pending = self._connects.pop(event.session_id, None)
             if pending is not None and not pending.done:
                 pending.resolve(session=session)
+            elif self._engine.pool.owns(event.session_id):
+                pass  # opened by the session pool for an overlay; kept for dht.connect
             else:  # the caller gave up meanwhile
                 self._endpoint.close(event.session_id, now=self._now())
             return
