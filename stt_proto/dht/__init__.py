@@ -1,0 +1,1 @@
+"""The Kademlia DHT over STT sessions (issue 14), sans-I/O."""
