@@ -849,8 +849,10 @@ class _Reader:
             value = self.blob(self.u16(), MAX_VALUE_BYTES, "value")
             return MutableValue(signing_public_key=key, salt=salt, seq=seq, value=value,
                                 signature=self.take(SIGNATURE_BYTES))
-        if tag == _RECORD_NONE and optional:
-            return None
+        if tag == _RECORD_NONE:
+            if optional:
+                return None
+            raise DecodeError("record kind 0 (none) where a record is required")
         raise DecodeError(f"unknown record kind {tag}")
 
 
