@@ -31,9 +31,9 @@ asking on every newcomer would cost a ping per contact a lookup hears from.
 While one ping of a bucket is outstanding (up to ``PING_ANSWER_WINDOW``) no
 other is requested.
 
-**Eviction needs evidence.** One lost reply must never evict a contact (the
-old ``kademlia`` package drops a node on its first timeout, which empties
-tables on lossy links). A contact is evicted after ``max_failures`` consecutive
+**Eviction needs evidence.** One lost reply must never evict a contact (bmuller's
+``kademlia`` drops a node on its first unanswered request, which empties tables
+on lossy links). A contact is evicted after ``max_failures`` consecutive
 failures, and then only if a live replacement is waiting to take its slot.
 Without one, it stays until ``2 * max_failures`` consecutive failures: a
 contact that has answered before and is merely slow or briefly cut off is worth
@@ -44,11 +44,12 @@ timeout. A newcomer reaching a full bucket that holds a contact past
 ``max_failures`` takes its place at once: the newcomer is the live
 replacement. Any answer resets the count, so failures must be consecutive.
 
-**One host cannot fill the table** (S/Kademlia, section 4.1's address
-restrictions). A bucket holds at most ``max_per_ip_per_bucket`` contacts (and
-as many replacements) at one IP address, and the whole table at most
-``max_per_subnet`` contacts in one IPv4 /24 or IPv6 /64. Generating node ids is
-cheap, addresses are not. Loopback addresses are exempt: a peer on our own
+**One host cannot fill the table.** Generating node ids is cheap, addresses
+are not, so a bucket holds at most ``max_per_ip_per_bucket`` contacts (and as
+many replacements) at one IP address, and the whole table at most
+``max_per_subnet`` contacts in one IPv4 /24 or IPv6 /64 (Ethereum's node
+discovery uses the same two numbers, per /24). An IPv4-mapped IPv6 address
+counts as its IPv4 address. Loopback addresses are exempt: a peer on our own
 host is either ours (tests run many nodes on 127.0.0.1) or already controls
 the machine.
 
@@ -121,7 +122,11 @@ def _id_int(node_id: Any, what: str = "node_id") -> int:
     return int.from_bytes(node_id, "big")
 
 
-@functools.lru_cache(maxsize=4_096)
+#: Host strings whose parsed limit keys are remembered (parsing costs microseconds).
+_LIMITS_KEY_CACHE = 4_096
+
+
+@functools.lru_cache(maxsize=_LIMITS_KEY_CACHE)
 def _host_limits_key(host: str) -> tuple[Hashable, Hashable] | None:
     """``(ip, subnet)`` keys the address limits count, or ``None`` for loopback."""
     try:
@@ -281,6 +286,7 @@ class RoutingTable:
         return [_copy(c) for b in self._buckets for c in b.contacts.values()]
 
     def bucket_count(self) -> int:
+        """How many buckets the table has split into (at most :data:`MAX_BUCKETS`)."""
         return len(self._buckets)
 
     def bucket_ranges(self) -> list[tuple[int, int]]:
