@@ -163,7 +163,7 @@ SIGNATURE_BYTES = 64
 #: small-order component. The check costs about a millisecond of Python; a node
 #: verifies the same few authors again and again, so a small cache removes
 #: nearly all of it, while a peer sending fresh keys only evicts older entries.
-SUBGROUP_CHECK_CACHE_SIZE = 4096
+SUBGROUP_CHECK_CACHE_SIZE = 1024
 #: Shortest accepted ``shared_seed``. 128 bits keeps exhaustive search out of reach.
 MIN_SEED_BYTES = 16
 #: Label mixed into the PSK derivation (domain separation, see the module docstring).
