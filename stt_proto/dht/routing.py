@@ -126,9 +126,17 @@ def _id_int(node_id: Any, what: str = "node_id") -> int:
 _LIMITS_KEY_CACHE = 4_096
 
 
+#: Private networks (RFC 1918, RFC 4193) exempt from the address limits.
+_LAN_NETWORKS = tuple(ipaddress.ip_network(net) for net in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
+
+
 @functools.lru_cache(maxsize=_LIMITS_KEY_CACHE)
 def _host_limits_key(host: str) -> tuple[Hashable, Hashable] | None:
-    """``(ip, subnet)`` keys the address limits count, or ``None`` for loopback."""
+    """``(ip, subnet)`` keys the address limits count, or ``None`` for loopback and
+    private addresses: the limits stop one host or one provider's subnet from
+    filling tables on the internet, while a LAN (or a test bed) legitimately
+    holds many members in one /24, or many on one machine."""
     try:
         ip: Any = ipaddress.ip_address(host.split("%", 1)[0])   # drop an IPv6 zone
     except ValueError:
@@ -136,7 +144,7 @@ def _host_limits_key(host: str) -> tuple[Hashable, Hashable] | None:
         return name, name
     if ip.version == 6 and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    if ip.is_loopback:
+    if ip.is_loopback or ip.is_link_local or any(ip in net for net in _LAN_NETWORKS):
         return None
     prefix = 24 if ip.version == 4 else 64
     return ip, ipaddress.ip_network((ip, prefix), strict=False)
