@@ -41,7 +41,7 @@ import functools
 import hashlib
 import ipaddress
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from types import MappingProxyType
@@ -254,6 +254,9 @@ def _check_address(address: Any, what: str) -> Address:
 # -- field checks ------------------------------------------------------------------------
 
 
+Check = Callable[[Any, str], Any]
+
+
 def _bytes(value: Any, what: str) -> bytes:
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise EncodeError(f"{what} must be bytes, not {type(value).__name__}")
@@ -282,27 +285,57 @@ def _enum(enum: type[IntEnum], value: Any, what: str) -> Any:
         raise EncodeError(f"{what}: {value!r} is not a {enum.__name__}") from None
 
 
-def _set(obj: Any, name: str, value: Any) -> None:
-    # Normalising a field of a frozen dataclass in __post_init__.
-    object.__setattr__(obj, name, value)
+def _sized(size: int) -> Check:
+    return lambda value, what: _fixed(value, size, what)
+
+
+def _limited(largest: int) -> Check:
+    def check(value: Any, what: str) -> bytes:
+        value = _bytes(value, what)
+        if len(value) > largest:
+            raise EncodeError(f"{what} of {len(value)} bytes, at most {largest}")
+        return value
+    return check
+
+
+def _ranged(largest: int, smallest: int = 0) -> Check:
+    return lambda value, what: _uint(value, largest, what, smallest)
+
+
+def _member(enum: type[IntEnum]) -> Check:
+    return lambda value, what: _enum(enum, value, what)
+
+
+def _optional(check: Check) -> Check:
+    return lambda value, what: None if value is None else check(value, what)
+
+
+class _Checked:
+    """Validates and normalises the fields of a frozen dataclass on creation,
+    as its ``_checks`` table says: ``(field, check(value, field) -> value)``."""
+
+    __slots__ = ()
+    _checks: ClassVar[tuple[tuple[str, Check], ...]] = ()
+
+    def __post_init__(self) -> None:
+        for name, check in self._checks:
+            object.__setattr__(self, name, check(getattr(self, name), name))
 
 
 # -- records and contacts ------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Contact:
+class Contact(_Checked):
     """A node and where to reach it."""
+
+    _checks = (("node_id", _sized(KEY_BYTES)), ("address", _check_address))
 
     node_id: bytes
     """The node's id (its X25519 public key), 32 bytes."""
     address: Address
     """``(host, port)``: an IP literal in its canonical text (``str(ipaddress)``;
     IPv4-mapped IPv6 becomes IPv4) and a port within 1..65535."""
-
-    def __post_init__(self) -> None:
-        _set(self, "node_id", _fixed(self.node_id, KEY_BYTES, "node_id"))
-        _set(self, "address", _check_address(self.address, "address"))
 
 
 def _contacts(value: Any, what: str) -> tuple[Contact, ...]:
@@ -322,26 +355,26 @@ def _contacts(value: Any, what: str) -> tuple[Contact, ...]:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ImmutableValue:
+class ImmutableValue(_Checked):
     """A value stored under its own hash, :func:`immutable_key` of ``value``."""
+
+    _checks = (("value", _limited(MAX_VALUE_BYTES)),)
 
     value: bytes
     """At most :data:`MAX_VALUE_BYTES`."""
 
-    def __post_init__(self) -> None:
-        value = _bytes(self.value, "value")
-        if len(value) > MAX_VALUE_BYTES:
-            raise EncodeError(f"value of {len(value)} bytes, at most {MAX_VALUE_BYTES}")
-        _set(self, "value", value)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class MutableValue:
+class MutableValue(_Checked):
     """A value signed by its author, stored under :func:`mutable_key` (BEP 44 style).
 
     The codec checks sizes only; whether the signature verifies, and whether
     the key belongs to the author, is checked by ``stt_proto.dht.records``.
     """
+
+    _checks = (("signing_public_key", _sized(KEY_BYTES)), ("salt", _limited(MAX_SALT_BYTES)),
+               ("seq", _ranged(_U64_MAX)), ("value", _limited(MAX_VALUE_BYTES)),
+               ("signature", _sized(SIGNATURE_BYTES)))
 
     signing_public_key: bytes
     """The author's Ed25519 public key, 32 bytes (bound to its node id by
@@ -356,29 +389,13 @@ class MutableValue:
     signature: bytes
     """Ed25519 signature of :func:`mutable_signed_bytes` ``(salt, seq, value)``, 64 bytes."""
 
-    def __post_init__(self) -> None:
-        _set(self, "signing_public_key",
-             _fixed(self.signing_public_key, KEY_BYTES, "signing_public_key"))
-        salt = _bytes(self.salt, "salt")
-        if len(salt) > MAX_SALT_BYTES:
-            raise EncodeError(f"salt of {len(salt)} bytes, at most {MAX_SALT_BYTES}")
-        _set(self, "salt", salt)
-        _set(self, "seq", _uint(self.seq, _U64_MAX, "seq"))
-        value = _bytes(self.value, "value")
-        if len(value) > MAX_VALUE_BYTES:
-            raise EncodeError(f"value of {len(value)} bytes, at most {MAX_VALUE_BYTES}")
-        _set(self, "value", value)
-        _set(self, "signature", _fixed(self.signature, SIGNATURE_BYTES, "signature"))
-
 
 Record = ImmutableValue | MutableValue
 
 
-def _record(value: Any, optional: bool) -> Any:
-    if value is None and optional:
-        return None
+def _record(value: Any, what: str) -> Any:
     if type(value) not in (ImmutableValue, MutableValue):
-        raise EncodeError(f"record must be an ImmutableValue or a MutableValue, not {value!r}")
+        raise EncodeError(f"{what} must be an ImmutableValue or a MutableValue, not {value!r}")
     return value
 
 
@@ -440,7 +457,7 @@ def mutable_signed_bytes(salt: bytes, seq: int, value: bytes) -> bytes:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Message:
+class Message(_Checked):
     """Base of every DHT message; not itself a message."""
 
     TYPE: ClassVar[MessageType]
@@ -453,7 +470,8 @@ class Message:
     def __post_init__(self) -> None:
         if type(self) not in _CODES:
             raise TypeError(f"{type(self).__name__} is not a DHT message type")
-        _set(self, "txid", _fixed(self.txid, TXID_BYTES, "txid"))
+        object.__setattr__(self, "txid", _fixed(self.txid, TXID_BYTES, "txid"))
+        _Checked.__post_init__(self)
 
     def accepts(self, answer: Message) -> bool:
         """Whether ``answer`` is of a type that answers this request (always
@@ -475,14 +493,11 @@ class Pong(Message):
 
     TYPE = MessageType.PONG
     is_request = False
+    _checks = (("observed_address", _check_address),)
 
     observed_address: Address
     """The asker's address as the responder sees it (how nodes learn their
     public address)."""
-
-    def __post_init__(self) -> None:
-        Message.__post_init__(self)
-        _set(self, "observed_address", _check_address(self.observed_address, "observed_address"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -491,13 +506,10 @@ class FindNode(Message):
 
     TYPE = MessageType.FIND_NODE
     is_request = True
+    _checks = (("target", _sized(KEY_BYTES)),)
 
     target: bytes
     """A 32-byte id."""
-
-    def __post_init__(self) -> None:
-        Message.__post_init__(self)
-        _set(self, "target", _fixed(self.target, KEY_BYTES, "target"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -506,13 +518,10 @@ class Nodes(Message):
 
     TYPE = MessageType.NODES
     is_request = False
+    _checks = (("contacts", _contacts),)
 
     contacts: tuple[Contact, ...]
     """At most :data:`MAX_CONTACTS`, no node twice (any iterable is accepted)."""
-
-    def __post_init__(self) -> None:
-        Message.__post_init__(self)
-        _set(self, "contacts", _contacts(self.contacts, "contacts"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -522,13 +531,10 @@ class FindValue(Message):
 
     TYPE = MessageType.FIND_VALUE
     is_request = True
+    _checks = (("key", _sized(KEY_BYTES)),)
 
     key: bytes
     """A 32-byte key."""
-
-    def __post_init__(self) -> None:
-        Message.__post_init__(self)
-        _set(self, "key", _fixed(self.key, KEY_BYTES, "key"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -538,16 +544,12 @@ class ValueFound(Message):
 
     TYPE = MessageType.VALUE_FOUND
     is_request = False
+    _checks = (("record", _optional(_record)), ("contacts", _contacts))
 
     record: ImmutableValue | MutableValue | None
     contacts: tuple[Contact, ...]
     """As :attr:`Nodes.contacts`. With a large record, fewer contacts fit in
     :data:`MAX_MESSAGE_BYTES`."""
-
-    def __post_init__(self) -> None:
-        Message.__post_init__(self)
-        _set(self, "record", _record(self.record, optional=True))
-        _set(self, "contacts", _contacts(self.contacts, "contacts"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -556,17 +558,12 @@ class Store(Message):
 
     TYPE = MessageType.STORE
     is_request = True
+    _checks = (("record", _record), ("cas", _optional(_ranged(_U64_MAX))))
 
     record: ImmutableValue | MutableValue
     cas: int | None
     """For a mutable record: store only if the held sequence number is this
     (compare-and-swap); ``None`` for no condition. A u64."""
-
-    def __post_init__(self) -> None:
-        Message.__post_init__(self)
-        _set(self, "record", _record(self.record, optional=False))
-        if self.cas is not None:
-            _set(self, "cas", _uint(self.cas, _U64_MAX, "cas"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -575,12 +572,9 @@ class StoreResult(Message):
 
     TYPE = MessageType.STORE_RESULT
     is_request = False
+    _checks = (("status", _member(StoreStatus)),)
 
     status: StoreStatus
-
-    def __post_init__(self) -> None:
-        Message.__post_init__(self)
-        _set(self, "status", _enum(StoreStatus, self.status, "status"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -590,12 +584,9 @@ class AddProvider(Message):
 
     TYPE = MessageType.ADD_PROVIDER
     is_request = True
+    _checks = (("key", _sized(KEY_BYTES)),)
 
     key: bytes
-
-    def __post_init__(self) -> None:
-        Message.__post_init__(self)
-        _set(self, "key", _fixed(self.key, KEY_BYTES, "key"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -605,15 +596,11 @@ class GetProviders(Message):
 
     TYPE = MessageType.GET_PROVIDERS
     is_request = True
+    _checks = (("key", _sized(KEY_BYTES)), ("count", _ranged(255, smallest=1)))
 
     key: bytes
     count: int
     """1..255 (a request for no providers is malformed)."""
-
-    def __post_init__(self) -> None:
-        Message.__post_init__(self)
-        _set(self, "key", _fixed(self.key, KEY_BYTES, "key"))
-        _set(self, "count", _uint(self.count, 255, "count", smallest=1))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -622,17 +609,13 @@ class Providers(Message):
 
     TYPE = MessageType.PROVIDERS
     is_request = False
+    _checks = (("providers", _contacts), ("contacts", _contacts))
 
     providers: tuple[Contact, ...]
     """Nodes that announced themselves as providers of the key."""
     contacts: tuple[Contact, ...]
     """The responder's closest contacts to the key. Each list follows the rules of
     :attr:`Nodes.contacts` on its own; a node may be in both."""
-
-    def __post_init__(self) -> None:
-        Message.__post_init__(self)
-        _set(self, "providers", _contacts(self.providers, "providers"))
-        _set(self, "contacts", _contacts(self.contacts, "contacts"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -641,16 +624,12 @@ class Error(Message):
 
     TYPE = MessageType.ERROR
     is_request = False
+    _checks = (("code", _member(ErrorCode)), ("retry_after_ms", _ranged(_U32_MAX)))
 
     code: ErrorCode
     retry_after_ms: int
     """For ``BUSY`` and ``RATE_LIMITED``: ask again no sooner than this; 0 for
     no advice. A u32."""
-
-    def __post_init__(self) -> None:
-        Message.__post_init__(self)
-        _set(self, "code", _enum(ErrorCode, self.code, "code"))
-        _set(self, "retry_after_ms", _uint(self.retry_after_ms, _U32_MAX, "retry_after_ms"))
 
 
 _CODES: dict[type, int] = {
