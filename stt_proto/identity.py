@@ -184,6 +184,18 @@ def _public_bytes(key: X25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
+def _exact_bytes(value: object, size: int, name: str, kind: str) -> bytes:
+    """``value`` as ``bytes`` if it is bytes-like and ``size`` long. The messages
+    give the type or the length only, never the bytes (they may be a secret)."""
+    if not isinstance(value, _BytesLike):
+        raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
+    # bytes() first: len() of a memoryview counts items, not bytes.
+    raw = bytes(value)
+    if len(raw) != size:
+        raise ValueError(f"{kind} is {size} bytes (got {len(raw)})")
+    return raw
+
+
 def _x25519_key_from_seed(seed: bytes) -> X25519PrivateKey:
     """The X25519 private key that shares its scalar with the Ed25519 key of ``seed``.
 
@@ -273,13 +285,7 @@ class Identity:
         :raises ValueError: if ``seed`` is not exactly 32 bytes long. The message
             gives the length only, never the bytes.
         """
-        if not isinstance(seed, _BytesLike):
-            raise TypeError(f"signing seed must be bytes, not {type(seed).__name__}")
-        seed = bytes(seed)
-        if len(seed) != SIGNING_SEED_BYTES:
-            raise ValueError(
-                f"an Ed25519 signing seed is {SIGNING_SEED_BYTES} bytes (got {len(seed)})"
-            )
+        seed = _exact_bytes(seed, SIGNING_SEED_BYTES, "signing seed", "an Ed25519 signing seed")
         return cls(Ed25519PrivateKey.from_private_bytes(seed))
 
     @classmethod
@@ -296,12 +302,7 @@ class Identity:
         :raises ValueError: if ``raw`` is not exactly 32 bytes long. The message
             gives the length only, never the bytes.
         """
-        if not isinstance(raw, _BytesLike):
-            raise TypeError(f"private key must be bytes, not {type(raw).__name__}")
-        # bytes() first: len() of a memoryview counts items, not bytes.
-        raw = bytes(raw)
-        if len(raw) != PRIVATE_KEY_BYTES:
-            raise ValueError(f"an X25519 private key is {PRIVATE_KEY_BYTES} bytes (got {len(raw)})")
+        raw = _exact_bytes(raw, PRIVATE_KEY_BYTES, "private key", "an X25519 private key")
         # cryptography accepts any 32 bytes (clamping happens inside X25519),
         # so the length check above is the only way this can fail.
         return cls(X25519PrivateKey.from_private_bytes(raw))
@@ -565,10 +566,11 @@ def _is_neutral(point: _Point) -> bool:
     return x % _P == 0 and (y - z) % _P == 0
 
 
-def _times_group_order(point: _Point) -> _Point:
-    """``[L]point`` by double-and-add (public input, so variable time is fine)."""
+def _edwards_multiply(scalar: int, point: _Point) -> _Point:
+    """``[scalar]point`` by double-and-add. Variable time, so for public
+    scalars only (the group order, here)."""
     result = _NEUTRAL
-    for bit in bin(_L)[2:]:
+    for bit in bin(scalar)[2:]:
         result = _edwards_double(result)
         if bit == "1":
             result = _edwards_add(result, point)
@@ -629,7 +631,7 @@ def _in_prime_order_subgroup(key: bytes) -> bool:
     """Whether the (already decoded, valid) key ``[L]A`` is the neutral point,
     i.e. ``A`` has no small-order component. Cached: it is the slow check."""
     x, y = _decode_signing_key_untrusted(key)
-    return _is_neutral(_times_group_order((x, y, 1, x * y % _P)))
+    return _is_neutral(_edwards_multiply(_L, (x, y, 1, x * y % _P)))
 
 
 def signing_key_cache_info() -> functools._CacheInfo:

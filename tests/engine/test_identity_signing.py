@@ -70,17 +70,7 @@ def ours(signing_public_key: bytes) -> bytes | None:
 # ---------------------------------------------------------------------------
 
 add = identity_module._edwards_add
-double = identity_module._edwards_double
-NEUTRAL = (0, 1, 1, 0)
-
-
-def multiply(scalar: int, point):
-    result = NEUTRAL
-    for bit in bin(scalar)[2:]:
-        result = double(result)
-        if bit == "1":
-            result = add(result, point)
-    return result
+multiply = identity_module._edwards_multiply
 
 
 def encode(point) -> bytes:
