@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Union
 
 from ..errors import LocalProtocolError
@@ -233,6 +233,38 @@ def _id(value: Any, name: str) -> bytes:
     return bytes(value)
 
 
+# -- expiry heaps --------------------------------------------------------------------------
+#
+# Both stores keep a heap of (deadline, *ids) with one entry per record, whose
+# deadline may be earlier than the record's own (it was refreshed since); the
+# record's current deadline comes from ``deadline_of(entry)``.
+
+
+def _pop_due(heap: list, now: float, deadline_of: Callable[[Any], float]) -> Iterator[Any]:
+    """Pop and yield the entries of records whose deadline is at or before
+    ``now``; entries of records refreshed since are moved to their deadline."""
+    while heap and heap[0][0] <= now:
+        entry = heap[0]
+        actual = deadline_of(entry)
+        if actual > now:
+            heapq.heapreplace(heap, (actual, *entry[1:]))
+            continue
+        heapq.heappop(heap)
+        yield entry
+
+
+def _settle(heap: list, deadline_of: Callable[[Any], float]) -> float | None:
+    """The earliest deadline of any record, after moving stale entries off the
+    top, so that a timer is never armed for a record that was refreshed."""
+    while heap:
+        entry = heap[0]
+        actual = deadline_of(entry)
+        if actual == entry[0]:
+            return actual
+        heapq.heapreplace(heap, (actual, *entry[1:]))
+    return None
+
+
 # -- values --------------------------------------------------------------------------------
 
 
@@ -409,17 +441,9 @@ class ValueStore:
 
         :returns: how many records were dropped.
         """
-        heap, records = self._expiry, self._records
         dropped = 0
-        while heap and heap[0][0] <= now:
-            _, key = heap[0]
-            held = records[key]
-            if held.expires_at > now:
-                # Refreshed since this entry was pushed: move it to its deadline.
-                heapq.heapreplace(heap, (held.expires_at, key))
-                continue
-            heapq.heappop(heap)
-            del records[key]
+        for _, key in _pop_due(self._expiry, now, self._deadline):
+            held = self._records.pop(key)
             self._charge(held.publisher, -1)
             self._bytes -= held.footprint
             dropped += 1
@@ -428,16 +452,10 @@ class ValueStore:
 
     def next_expiry(self) -> float | None:
         """When the next record expires (call :meth:`expire` then), or ``None``."""
-        heap = self._expiry
-        # Entries of refreshed records carry stale, earlier deadlines: settle
-        # them here so that the timer is never armed for nothing.
-        while heap:
-            at, key = heap[0]
-            actual = self._records[key].expires_at
-            if actual == at:
-                return at
-            heapq.heapreplace(heap, (actual, key))
-        return None
+        return _settle(self._expiry, self._deadline)
+
+    def _deadline(self, entry: tuple[float, bytes]) -> float:
+        return self._records[entry[1]].expires_at
 
     def keys(self) -> list[bytes]:
         """The keys held, live or expired but not yet dropped."""
@@ -581,16 +599,9 @@ class ProviderStore:
 
         :returns: how many were dropped.
         """
-        heap = self._expiry
         dropped = 0
-        while heap and heap[0][0] <= now:
-            _, key, provider_id = heap[0]
+        for _, key, provider_id in _pop_due(self._expiry, now, self._deadline):
             providers = self._keys[key]
-            entry = providers[provider_id]
-            if entry.expires_at > now:
-                heapq.heapreplace(heap, (entry.expires_at, key, provider_id))
-                continue
-            heapq.heappop(heap)
             del providers[provider_id]
             if not providers:
                 del self._keys[key]
@@ -605,14 +616,10 @@ class ProviderStore:
 
     def next_expiry(self) -> float | None:
         """When the next provider record expires, or ``None``."""
-        heap = self._expiry
-        while heap:
-            at, key, provider_id = heap[0]
-            actual = self._keys[key][provider_id].expires_at
-            if actual == at:
-                return at
-            heapq.heapreplace(heap, (actual, key, provider_id))
-        return None
+        return _settle(self._expiry, self._deadline)
+
+    def _deadline(self, entry: tuple[float, bytes, bytes]) -> float:
+        return self._keys[entry[1]][entry[2]].expires_at
 
     def keys(self) -> list[bytes]:
         """The keys that have providers."""
