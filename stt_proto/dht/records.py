@@ -642,10 +642,10 @@ class ProviderStore:
 
     def statistics(self) -> dict[str, int]:
         """Counters (``added``, ``refreshed``, ``expired`` and one ``refused_*``
-        per limit) and gauges (``keys``, ``records``, ``providers``)."""
+        per limit) and gauges (``keys``, ``records``, ``distinct_providers``)."""
         stats = dict(self._stats)
         stats.update(keys=len(self._keys), records=len(self._expiry),
-                     providers=len(self._per_provider))
+                     distinct_providers=len(self._per_provider))
         return stats
 
 

@@ -509,7 +509,7 @@ def test_only_live_providers_are_returned_and_expiry_follows_refreshes() -> None
     assert store.expire(now=20 + TTL) == 1
     assert store.next_expiry() is None
     stats = store.statistics()
-    assert (stats["expired"], stats["keys"], stats["records"], stats["providers"]) == (2, 0, 0, 0)
+    assert (stats["expired"], stats["keys"], stats["records"], stats["distinct_providers"]) == (2, 0, 0, 0)
     assert len(store) == 0 and store.keys() == []
 
 
