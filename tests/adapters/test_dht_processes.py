@@ -25,6 +25,7 @@ from pathlib import Path
 from tests.helpers.dht_members import (
     MemberProcess,
     get_failures,
+    kill_and_recheck,
     lookup_failures,
     member_argv,
     providers_seen,
@@ -106,22 +107,9 @@ def test_fifty_members_in_ten_processes_survive_losing_two(tmp_path):
         stored = time.monotonic()
 
         # Two processes die without a word: 10 members gone at once.
-        for index in KILLED:
-            processes[index].kill()
-        survivors = [p for i, p in enumerate(processes) if i not in KILLED]
-        alive = {node_id: address for p in survivors for node_id, address in p.members}
-        assert len(alive) == (PROCESSES - len(KILLED)) * PER_PROCESS
-
-        failures = lookup_failures(survivors, alive, STEP)
-        assert not failures, f"{len(failures)} of 1600 lookups failed after the kill:\n" + \
+        failures = kill_and_recheck(processes, KILLED, values, shared, provider_ids, STEP)
+        assert not failures, f"{len(failures)} failures after the kill:\n" + \
             "\n".join(failures[:20])
-        failures = get_failures(survivors, values, STEP)
-        assert not failures, "after the kill:\n" + "\n".join(failures[:20])
-        # Records do not die with their provider (they expire), so the dead one may
-        # still be listed; the living ones must be.
-        living = provider_ids & set(alive)
-        for finder, found in providers_seen(survivors, [shared], STEP).items():
-            assert living <= found[shared] <= provider_ids, finder
         ended = time.monotonic()
         print(f"joined {joined - began:.1f} s, 2500 lookups {looked_up - joined:.1f} s, "
               f"values and providers {stored - looked_up:.1f} s, after the kill "

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["MemberProcess", "SCRIPT", "ask_all", "get_failures", "lookup_failures",
-           "member_argv", "providers_seen"]
+           "kill_and_recheck", "member_argv", "providers_seen"]
 
 SCRIPT = Path(__file__).resolve()
 #: lookups one member keeps going at once during ``find``, ``get`` and
@@ -198,6 +198,31 @@ def providers_seen(processes: Sequence[MemberProcess], keys: Sequence[bytes],
             seen[finder] = {bytes.fromhex(key): {bytes.fromhex(p) for p in providers}
                             for key, providers in found.items()}
     return seen
+
+
+def kill_and_recheck(processes: Sequence[MemberProcess], killed: Sequence[int],
+                     values: dict[bytes, bytes], key: bytes, providers: set[bytes],
+                     timeout: float) -> list[str]:
+    """SIGKILL ``processes[i]`` for each ``i`` in ``killed``, then check the rest.
+
+    Every surviving member must still find every other survivor and get every
+    value of ``values``, and must find every living provider of ``key`` among
+    ``providers``; a record outlives a provider killed without a word, so a dead
+    one may still be listed. Returns one line per failure.
+    """
+    for index in killed:
+        processes[index].kill()
+    survivors = [p for i, p in enumerate(processes) if i not in killed]
+    alive = {node_id: address for p in survivors for node_id, address in p.members}
+    failures = lookup_failures(survivors, alive, timeout)
+    failures += get_failures(survivors, values, timeout)
+    living = providers & alive.keys()
+    for finder, found in providers_seen(survivors, [key], timeout).items():
+        if not living <= found[key] <= providers:
+            failures.append(f"{finder[:12]} found {len(found[key] & living)} of "
+                            f"{len(living)} living providers, and "
+                            f"{len(found[key] - providers)} that never provided")
+    return failures
 
 
 # -- the program ---------------------------------------------------------------------
