@@ -7,7 +7,8 @@ real network: every member finds every other at the address it is bound to,
 values and provider records written in one process are read in all the others,
 and once two processes are killed with SIGKILL (their members vanish without a
 word, as a crashed host would) the survivors still find each other and still
-read every value, including those whose author is gone.
+read every value, including those whose author is gone. Last, the survivors are
+asked to quit and must stop their members without an error.
 
 Every wait is bounded (``STEP`` seconds per step; the program itself gives up on
 a command after ``COMMAND_TIMEOUT``), and the processes are killed whatever
@@ -110,9 +111,16 @@ def test_fifty_members_in_ten_processes_survive_losing_two(tmp_path):
         failures = kill_and_recheck(processes, KILLED, values, shared, provider_ids, STEP)
         assert not failures, f"{len(failures)} failures after the kill:\n" + \
             "\n".join(failures[:20])
+        # The survivors stop cleanly when asked: every member leaves without an error.
+        survivors = [p for i, p in enumerate(processes) if i not in KILLED]
+        for process in survivors:
+            process.send({"op": "quit"})
+        for process in survivors:
+            assert process.receive(STEP) == {"ok": True}
+            assert process.process.wait(timeout=STEP) == 0, process.name
         ended = time.monotonic()
         print(f"joined {joined - began:.1f} s, 2500 lookups {looked_up - joined:.1f} s, "
-              f"values and providers {stored - looked_up:.1f} s, after the kill "
+              f"values and providers {stored - looked_up:.1f} s, after the kill and quit "
               f"{ended - stored:.1f} s; total {ended - began:.1f} s")
     finally:
         for process in processes:
