@@ -28,6 +28,9 @@ __all__ = [
     "MessageTooLargeError",
     "SendBufferFullError",
     "MissingSigningKeyError",
+    "DhtError",
+    "DhtBusyError",
+    "ValueTooLargeError",
 ]
 
 
@@ -114,3 +117,16 @@ class MissingSigningKeyError(STTError, ValueError):
             "before STT identities could sign); generate a new identity with `stt keygen` "
             "(or Identity.generate()) and use its new node id"
         )
+
+
+class DhtError(STTError):
+    """A DHT operation could not be carried out."""
+
+
+class DhtBusyError(DhtError):
+    """Too many DHT operations are running (``DhtConfig.max_lookups``): wait for
+    some to finish, or raise the limit."""
+
+
+class ValueTooLargeError(DhtError, ValueError):
+    """A value is larger than the DHT's ``max_value_bytes``."""

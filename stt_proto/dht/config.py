@@ -37,6 +37,13 @@ class DhtConfig:
     """Floor of the retransmission timeout, whatever the measured RTT."""
     max_rpc_timeout: float = 10.0
     """Ceiling of the retransmission timeout, after backoff."""
+    rpc_backoff: float = 1.5
+    """Each retransmission waits this many times longer than the one before.
+    Gentler than TCP's doubling: a DHT request is tiny and another node can
+    usually answer instead, so waiting long on one peer only slows the lookup."""
+    first_contact_factor: float = 2.0
+    """A peer never measured gets this many node-wide RTT estimates before its
+    first timeout: its request also waits for the session's handshake."""
     initial_rtt: float = 0.5
     """RTT assumed before any was measured (the first contact also pays a handshake)."""
     max_pending_requests: int = 1_024
@@ -63,7 +70,12 @@ class DhtConfig:
 
     # -- records -----------------------------------------------------------------------
     max_value_bytes: int = 1_024
-    """Largest value ``put`` accepts and a store keeps (at most the codec's 3,072)."""
+    """Largest value ``put`` accepts and a store keeps (at most the codec's 3,072;
+    a value and its signature must fit in ``max_message_bytes``)."""
+    max_message_bytes: int = 1_280
+    """Largest DHT message sent: answers carry fewer contacts to stay below it.
+    1,280 bytes fit in one packet at the endpoint's default ``max_datagram_size``
+    (1,452); an endpoint configured smaller needs a smaller value here."""
     record_ttl: float = 48 * 3600.0
     """A stored value or provider record not republished for this long expires."""
     republish_interval: float = 22 * 3600.0
@@ -98,9 +110,19 @@ class DhtConfig:
         if self.max_value_bytes > MAX_VALUE_BYTES:
             raise ValueError(f"max_value_bytes must be at most {MAX_VALUE_BYTES}")
         for name in ("refresh_interval", "min_rpc_timeout", "max_rpc_timeout", "initial_rtt",
-                     "requests_per_second", "record_ttl", "republish_interval"):
+                     "requests_per_second", "record_ttl", "republish_interval",
+                     "first_contact_factor"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
+        from .messages import MAX_MESSAGE_BYTES
+        if not 256 <= self.max_message_bytes <= MAX_MESSAGE_BYTES:
+            raise ValueError(f"max_message_bytes must be within 256..{MAX_MESSAGE_BYTES}")
+        # A mutable value's fixed part: header, key, signature, salt, seq, lengths.
+        if self.max_value_bytes + 200 > self.max_message_bytes:
+            raise ValueError("max_value_bytes leaves no room for a record in max_message_bytes "
+                             "(raise max_message_bytes, up to the packet size)")
+        if not self.rpc_backoff >= 1:
+            raise ValueError("rpc_backoff must be at least 1")
         if self.max_rpc_timeout < self.min_rpc_timeout:
             raise ValueError("max_rpc_timeout must be at least min_rpc_timeout")
         if self.republish_interval >= self.record_ttl:

@@ -19,13 +19,14 @@ our pending requests, and each peer's request rate (a token bucket).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..errors import DecodeError
+from ..errors import DecodeError, DhtBusyError, EncodeError, ValueTooLargeError
 from ..events import DhtQueryCompleted
 from .config import DhtConfig
 from .messages import (
@@ -60,17 +61,13 @@ from .queries import (
     PutQuery,
     Query,
 )
-from .records import ProviderStore, ValueStore, sign_mutable
+from .records import ProviderStore, ValueStore, record_key, sign_mutable
 from .routing import RoutingTable, SeenOutcome
 from .rpc import RpcManager
 
 __all__ = ["DhtNode", "DhtBusyError"]
 
 Address = Any
-
-
-class DhtBusyError(RuntimeError):
-    """Too many lookups are running (``DhtConfig.max_lookups``)."""
 
 
 def _distance(a: bytes, b: bytes) -> int:
@@ -134,7 +131,7 @@ class DhtNode:
             "requests_answered": 0, "requests_rate_limited": 0, "requests_refused_busy": 0,
             "records_invalid": 0, "handoff_records_sent": 0, "lookups_started": 0,
             "internal_queries_deferred": 0, "republished": 0, "contacts_refused": 0,
-            "peers_unreachable": 0,
+            "peers_unreachable": 0, "answers_unencodable": 0,
         }
 
     # -- the owner's side: input ------------------------------------------------------
@@ -144,8 +141,11 @@ class DhtNode:
         self.stats["messages_received"] += 1
         try:
             message = decode(data)
-        except UnsupportedVersionError:
+        except UnsupportedVersionError as exc:
             self.stats["messages_bad_version"] += 1
+            if exc.is_request and exc.txid is not None and self._allow(peer_id, now):
+                self._send(peer_id, address, Error(
+                    txid=exc.txid, code=ErrorCode.UNSUPPORTED_VERSION, retry_after_ms=0))
             return
         except DecodeError:
             self.stats["messages_malformed"] += 1
@@ -283,7 +283,7 @@ class DhtNode:
 
     def _check_value(self, value: bytes) -> None:
         if len(value) > self.config.max_value_bytes:
-            raise ValueError(f"value of {len(value)} bytes exceeds max_value_bytes "
+            raise ValueTooLargeError(f"value of {len(value)} bytes exceeds max_value_bytes "
                              f"({self.config.max_value_bytes})")
 
     def _check_room(self) -> None:
@@ -314,7 +314,7 @@ class DhtNode:
         if query.kind == "bootstrap":
             # A joining node learns the rest of the network by refreshing every
             # bucket, as the paper's join does.
-            for target in self.table.refresh_targets(now=now + 2 * self.config.refresh_interval):
+            for target in self.table.refresh_targets(now=now, force=True):
                 self._internal(lambda at, t=target: FindNodeQuery(self._new_id(), self, t,
                                                                   internal=True), now)
             if self._next_refresh is None:
@@ -329,8 +329,8 @@ class DhtNode:
         self._start(make(now), now)
 
     def _request(self, peer_id: bytes, address: Address, build: Callable[[bytes], Any],
-                 owner: Query | None, now: float) -> Any:
-        return self.rpc.request(peer_id, address, build, owner=owner, now=now)
+                 owner: Query | None, now: float, attempts: int | None = None) -> Any:
+        return self.rpc.request(peer_id, address, build, owner=owner, now=now, attempts=attempts)
 
     def _failed(self, entry: Any, now: float) -> None:
         self.table.failed(entry.peer_id, now=now)
@@ -398,14 +398,23 @@ class DhtNode:
                     return
 
     def _closest_contacts(self, target: bytes, exclude: bytes) -> list[Contact]:
-        return [Contact(node_id=c.node_id, address=c.address)
-                for c in self.table.closest(target, self.config.k, exclude=(exclude,))]
+        contacts = []
+        for c in self.table.closest(target, self.config.k, exclude=(exclude,)):
+            try:
+                contacts.append(Contact(node_id=c.node_id, address=c.address))
+            except EncodeError:  # an address the wire cannot carry: keep it to ourselves
+                continue
+        return contacts
 
     def _answer(self, peer_id: bytes, address: Address, message: Any, now: float) -> None:
         self.stats["requests_answered"] += 1
         txid = message.txid
         if isinstance(message, Ping):
-            answer: Any = Pong(txid=txid, observed_address=address)
+            try:
+                answer: Any = Pong(txid=txid, observed_address=address)
+            except EncodeError:
+                self.stats["answers_unencodable"] += 1
+                return
         elif isinstance(message, FindNode):
             answer = Nodes(txid=txid, contacts=self._closest_contacts(message.target, peer_id))
         elif isinstance(message, FindValue):
@@ -413,7 +422,8 @@ class DhtNode:
             answer = ValueFound(txid=txid, record=record,
                                 contacts=self._closest_contacts(message.key, peer_id))
         elif isinstance(message, Store):
-            status = self.values.store(_record_key(message.record), message.record,
+            key = record_key(message.record) or bytes(32)  # None: refused as invalid
+            status = self.values.store(key, message.record,
                                        publisher=peer_id, cas=message.cas, now=now)
             answer = StoreResult(txid=txid, status=StoreStatus(status))
         elif isinstance(message, AddProvider):
@@ -431,7 +441,19 @@ class DhtNode:
         self._send(peer_id, address, answer)
 
     def _send(self, peer_id: bytes, address: Address, message: Any) -> None:
-        self.rpc.outgoing.append((peer_id, address, encode(message)))
+        """Queue an answer, with fewer contacts if it would not fit in one packet."""
+        try:
+            data = encode(message)
+            while len(data) > self.config.max_message_bytes and getattr(message, "contacts", ()):
+                message = dataclasses.replace(message, contacts=message.contacts[:-1])
+                data = encode(message)
+        except EncodeError:  # an address the wire cannot carry (a zoned IPv6 one, ...)
+            self.stats["answers_unencodable"] += 1
+            return
+        if len(data) > self.config.max_message_bytes:
+            self.stats["answers_unencodable"] += 1
+            return
+        self.rpc.outgoing.append((peer_id, address, data))
 
     # -- maintenance ----------------------------------------------------------------------
 
@@ -471,13 +493,3 @@ def _key(key: bytes) -> bytes:
         raise ValueError("keys and node ids are 32 bytes")
     return key
 
-
-def _record_key(record: Any) -> bytes:
-    if isinstance(record, ImmutableValue):
-        return immutable_key(record.value)
-    from ..identity import node_id_from_signing_key
-    try:
-        author = node_id_from_signing_key(record.signing_public_key)
-    except ValueError:
-        return b"\0" * 32  # cannot verify: the store refuses it as invalid
-    return mutable_key(author, record.salt)

@@ -120,7 +120,8 @@ class LookupQuery(Query):
             return
         lookup = self.lookup
         for peer_id, address in lookup.next_requests():
-            if node._request(peer_id, address, self.build, self, now) is None:
+            if node._request(peer_id, address, self.build, self, now,
+                             self.attempts_for(node, peer_id)) is None:
                 lookup.unsend(peer_id)
                 break
         if lookup.finished:
@@ -128,6 +129,10 @@ class LookupQuery(Query):
 
     def contacts_of(self, message: Any) -> list[tuple[bytes, Address]]:
         return _pairs(getattr(message, "contacts", ()))
+
+    def attempts_for(self, node: DhtNode, peer_id: bytes) -> int | None:
+        """Transmissions of the request to ``peer_id`` (``None``: the default)."""
+        return None
 
     def on_answer(self, node: DhtNode, entry: PendingRequest, message: Any, now: float) -> None:
         if isinstance(message, Error):
@@ -166,6 +171,13 @@ class FindNodeQuery(LookupQuery):
     def absorb(self, node: DhtNode, peer_id: bytes, message: Any, now: float) -> None:
         if self.exact and peer_id == self.target:
             self.lookup.stop()
+
+    def attempts_for(self, node: DhtNode, peer_id: bytes) -> int | None:
+        # The one node an exact lookup is after gets more tries: no other node
+        # can answer for it, and giving up on it fails the whole lookup.
+        if self.exact and peer_id == self.target:
+            return node.config.rpc_attempts + 2
+        return None
 
 
 class GetQuery(LookupQuery):

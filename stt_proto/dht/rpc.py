@@ -123,8 +123,10 @@ class RpcManager:
 
     def _timeout(self, peer_id: bytes, transmissions: int) -> float:
         estimate = self._rtt.get(peer_id)
-        base = estimate.timeout() if estimate is not None else 2 * self._global.timeout()
-        base = max(self._config.min_rpc_timeout, base) * (1 << (transmissions - 1))
+        config = self._config
+        base = estimate.timeout() if estimate is not None else \
+            config.first_contact_factor * self._global.timeout()
+        base = max(config.min_rpc_timeout, base) * config.rpc_backoff ** (transmissions - 1)
         return min(self._config.max_rpc_timeout, base)
 
     def _arm(self, entry: PendingRequest, now: float) -> None:

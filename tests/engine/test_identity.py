@@ -105,7 +105,7 @@ def test_deterministic_rng_gives_deterministic_identity():
     c = Identity.generate(counting_rng(8))
     assert a == b and a.private_bytes() == b.private_bytes()
     assert a != c
-    assert a.private_bytes() == bytes(range(7, 39))
+    assert a.signing_seed_bytes() == bytes(range(7, 39))
 
 
 def test_generate_rejects_a_bad_rng():
