@@ -7,8 +7,8 @@ as written::
 
     from seigr_toolset_transmissions import Node
 
-The DHT, pub/sub and content-distribution names arrive in
-``seigr_toolset_transmissions.dht`` together with the overlays themselves.
+The DHT names are in ``seigr_toolset_transmissions.dht`` as the manual imports
+them (``KademliaDHT``; pub/sub and content distribution join as they land).
 """
 
 from stt import *  # noqa: F403 - the same names, by design

@@ -11,17 +11,22 @@ Everything here comes from :mod:`stt_io.asyncio` and :mod:`stt_io.errors`; the
 sans-I/O engine is :mod:`stt_proto`.
 """
 
-from stt_io.asyncio import ByteStream, Node, Session, Stream
+from stt_io.asyncio import ByteStream, DHTNode, KademliaDHT, Node, Session, Stream
 from stt_io.errors import (
     AuthenticationError,
+    BootstrapError,
     ConnectionTimeoutError,
+    DhtBusyError,
+    DhtError,
     MessageTooLargeError,
+    MissingSigningKeyError,
     NodeStoppedError,
     SessionClosedError,
     StreamClosedError,
     StreamIdUsedError,
     StreamResetError,
     STTError,
+    ValueTooLargeError,
 )
 from stt_proto import __version__
 from stt_proto.identity import Identity
@@ -31,6 +36,8 @@ __all__ = [
     "Session",
     "Stream",
     "ByteStream",
+    "KademliaDHT",
+    "DHTNode",
     "Identity",
     "STTError",
     "ConnectionTimeoutError",
@@ -41,5 +48,10 @@ __all__ = [
     "StreamIdUsedError",
     "MessageTooLargeError",
     "NodeStoppedError",
+    "DhtError",
+    "DhtBusyError",
+    "ValueTooLargeError",
+    "MissingSigningKeyError",
+    "BootstrapError",
     "__version__",
 ]

@@ -249,6 +249,8 @@ class NodeBase(abc.ABC):
         # The adapter drives the composing object; commands stay on the endpoint.
         self._engine = OverlayHost(self._endpoint)
         self._overlay_handlers: dict[type, Callable[[Any], None]] = {}
+        # Sessions the pool opened that the application has not been given yet.
+        self._pool_held: set[bytes] = set()
         self._host = host
         self._port = port
         self._sock: DatagramSocket | None = None
@@ -611,6 +613,8 @@ class NodeBase(abc.ABC):
         if kind in _STREAM_EVENTS:
             session = self._sessions.get(event.session_id)
             if session is not None:
+                if event.session_id in self._pool_held and kind is ev.StreamOpened:
+                    self._hand_over(session)
                 session._on_stream_event(event)
             return
         if kind is ev.SessionEstablished:
@@ -637,10 +641,27 @@ class NodeBase(abc.ABC):
             if pending is not None and not pending.done:
                 pending.resolve(session=session)
             elif self._engine.pool.owns(event.session_id):
-                pass  # opened by the session pool for an overlay; kept for dht.connect
+                # Opened by the session pool for an overlay: the application gets
+                # it through dht.connect, or when the peer opens a stream on it.
+                self._pool_held.add(event.session_id)
             else:  # the caller gave up meanwhile
                 self._endpoint.close(event.session_id, now=self._now())
             return
+        self._hand_over(session, inbound=True)
+
+    def take_pool_session(self, session_id: bytes) -> Session | None:
+        """The session the pool holds as ``session_id``, now the application's."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            self._pool_held.discard(session_id)
+            self._engine.pool.disown(session_id)
+        return session
+
+    def _hand_over(self, session: Session, inbound: bool = False) -> None:
+        """Give a session to the ``on_session`` handlers or to ``accept``."""
+        if not inbound:
+            self._pool_held.discard(session.session_id)
+            self._engine.pool.disown(session.session_id)
         if self._session_handlers:
             for handler in self._session_handlers:
                 self._spawn(run_handler(handler, session), "an STT session handler")
@@ -652,6 +673,7 @@ class NodeBase(abc.ABC):
         pending = self._connects.pop(event.session_id, None)
         if pending is not None:
             pending.resolve(error=close_error(event.reason, event.error_code, event.message))
+        self._pool_held.discard(event.session_id)
         session = self._sessions.pop(event.session_id, None)
         if session is not None:
             session._on_closed(event.reason, event.error_code, event.message)

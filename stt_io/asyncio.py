@@ -25,9 +25,11 @@ from ._arguments import check_handler
 from ._bytestream import ByteStreamBase
 from ._core import MAX_QUEUED_DATAGRAMS, NodeBase, Session, loopback_datagram_size, run_handler
 from ._core import Stream as _CoreStream
+from ._dht import DHTNode, KademliaDHTBase
 from .errors import NodeStoppedError
 
-__all__ = ["Node", "Session", "Stream", "ByteStream", "MAX_QUEUED_DATAGRAMS",
+__all__ = ["Node", "Session", "Stream", "ByteStream", "KademliaDHT", "DHTNode",
+           "MAX_QUEUED_DATAGRAMS",
            "loopback_datagram_size"]
 
 Address = tuple
@@ -439,3 +441,12 @@ class ByteStream(ByteStreamBase):
         if name == "stream":
             return stream
         return default
+
+
+class KademliaDHT(KademliaDHTBase):
+    __doc__ = KademliaDHTBase.__doc__
+
+    _node_class = Node
+
+    async def _sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)

@@ -10,10 +10,14 @@ everything STT raises on purpose.
 from __future__ import annotations
 
 from stt_proto.errors import (
+    DhtBusyError,
+    DhtError,
     MessageTooLargeError,
+    MissingSigningKeyError,
     STTError,
     StreamClosedError,
     StreamIdUsedError,
+    ValueTooLargeError,
 )
 
 __all__ = [
@@ -26,6 +30,11 @@ __all__ = [
     "StreamIdUsedError",
     "MessageTooLargeError",
     "NodeStoppedError",
+    "DhtError",
+    "DhtBusyError",
+    "ValueTooLargeError",
+    "MissingSigningKeyError",
+    "BootstrapError",
 ]
 
 
@@ -64,3 +73,7 @@ class StreamResetError(StreamClosedError):
 
 class NodeStoppedError(STTError):
     """The node was stopped (or not started) while the call was pending."""
+
+
+class BootstrapError(DhtError, ConnectionError):
+    """No bootstrap node answered before the bootstrap gave up."""

@@ -51,9 +51,11 @@ from ._core import (
     run_handler,
 )
 from ._core import Stream as _CoreStream
+from ._dht import DHTNode, KademliaDHTBase
 from .errors import NodeStoppedError
 
-__all__ = ["Node", "Session", "Stream", "ByteStream", "MAX_QUEUED_DATAGRAMS",
+__all__ = ["Node", "Session", "Stream", "ByteStream", "KademliaDHT", "DHTNode",
+           "MAX_QUEUED_DATAGRAMS",
            "loopback_datagram_size"]
 
 Address = tuple
@@ -374,3 +376,12 @@ class ByteStream(ByteStreamBase, trio.abc.HalfCloseableStream):
         ``trio.ClosedResourceError``."""
         self._close()
         await trio.lowlevel.checkpoint()
+
+
+class KademliaDHT(KademliaDHTBase):
+    __doc__ = KademliaDHTBase.__doc__
+
+    _node_class = Node
+
+    async def _sleep(self, seconds: float) -> None:
+        await trio.sleep(seconds)
