@@ -241,15 +241,91 @@ class Libp2pKadDht(DhtPeers):
         await self._stack.aclose()
 
 
-# --- STT --------------------------------------------------------------------------
-# The lead registers STT here once ``stt.KademliaDHT`` exists: a class
-# ``SttDht(DhtPeers)`` (name "stt", backend "asyncio", transport "UDP, Noise IKpsk2
-# sessions") whose ``__init__`` imports ``stt.KademliaDHT``, and an "stt" entry in
-# IMPLEMENTATIONS below. Until then bench_dht.py reports "stt" as not registered.
-# ----------------------------------------------------------------------------------
+
+class SttDht(DhtPeers):
+    """STT's ``KademliaDHT`` (asyncio): DHT frames on Noise IKpsk2 sessions over UDP.
+
+    Values are immutable (key = BLAKE2b-256 of the value), so the driver's keys
+    are mapped to the keys ``put`` returns. Loss drops outgoing datagrams at each
+    node's socket: handshakes, DHT frames and acknowledgements alike.
+    """
+
+    name = "stt"
+    backend = "asyncio"
+    transport = "UDP, Noise IKpsk2 sessions, ChaCha20-Poly1305"
+
+    SEED = b"stt dht benchmark network seed"
+
+    def __init__(self) -> None:
+        import stt
+
+        self._stt = stt
+        self._dhts: list = []
+        self._keys: dict[bytes, bytes] = {}
+        self._lossy: _LossyDatagrams | None = None
+
+    async def start(self, n: int, *, seed: int) -> None:
+        from stt_proto.identity import Identity
+
+        rng = random.Random(seed)
+        for _ in range(n):
+            dht = self._stt.KademliaDHT(identity=Identity.generate(rng.randbytes),
+                                        shared_seed=self.SEED, host="127.0.0.1", port=0)
+            await dht.start()
+            self._dhts.append(dht)
+
+    async def bootstrap(self) -> float:
+        first = self._dhts[0]
+        for dht in self._dhts[1:]:
+            await dht.bootstrap([(first.node.address, first.node_id)])
+        sizes = [len(dht.contacts()) for dht in self._dhts]
+        return sum(sizes) / len(sizes)
+
+    async def put(self, node: int, key: bytes, value: bytes) -> bool:
+        self._keys[key] = await self._dhts[node].put(value)
+        return True
+
+    async def get(self, node: int, key: bytes) -> bytes | None:
+        return await self._dhts[node].get(self._keys.get(key, bytes(32)))
+
+    def holds(self, node: int, key: bytes) -> bool:
+        mapped = self._keys.get(key)
+        engine = self._dhts[node].engine
+        return mapped is not None and mapped in engine.values
+
+    def set_loss(self, p: float, *, seed: int) -> None:
+        lossy = self._lossy = _LossyDatagrams(p, random.Random(seed))
+        for dht in self._dhts:
+            sock = dht.node._sock
+            real_send = sock.send
+
+            def send(datagrams, real_send=real_send):
+                # Dropped datagrams count as sent (the loss is the network's); a
+                # partial send reports up to the first kept datagram not sent.
+                kept, positions = [], []
+                for index, item in enumerate(datagrams):
+                    lossy.sent += 1
+                    if lossy.rng.random() < lossy.p:
+                        lossy.dropped += 1
+                    else:
+                        kept.append(item)
+                        positions.append(index)
+                sent = real_send(kept) if kept else 0
+                return len(datagrams) if sent == len(kept) else positions[sent]
+            sock.send = send
+
+    def loss_counts(self) -> tuple[int, int]:
+        return (self._lossy.sent, self._lossy.dropped) if self._lossy else (0, 0)
+
+    async def stop(self) -> None:
+        for dht in self._dhts:
+            await dht.stop()
+        self._dhts.clear()
+
 
 #: ``--impl`` name -> adapter class, in the order the table shows them
 IMPLEMENTATIONS: dict[str, type[DhtPeers]] = {
+    "stt": SttDht,
     "bmuller": BmullerKademlia,
     "libp2p": Libp2pKadDht,
 }

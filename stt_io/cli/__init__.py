@@ -9,6 +9,8 @@
 * ``stt send FILE --to HOST:PORT --peer NODE_ID`` sends a file to a listener.
 * ``stt ping --to HOST:PORT --peer NODE_ID`` measures round trips.
 * ``stt selfcheck`` checks the installed engine's builds.
+* ``stt node`` runs a DHT member (and the listener's echo/file service);
+  ``stt dht put|get|find|providers`` does one DHT operation.
 
 The network seed comes from ``--seed``, ``--seed-file`` or the ``STT_SEED``
 environment variable; there is no default. ``--backend trio`` (before or after
@@ -18,7 +20,7 @@ asyncio one; it needs the optional dependency (``pip install 'seigr-toolset-tran
 Modules: :mod:`.args` (parsing, checking, the one-line errors),
 :mod:`.backends` (asyncio or trio), :mod:`.transfer` (the file-transfer
 exchange), :mod:`.progress`, and one module per group of commands
-(:mod:`.listen`, :mod:`.client` for ``send`` and ``ping``, :mod:`.demo`,
+(:mod:`.listen`, :mod:`.client` for ``send`` and ``ping``, :mod:`.dht`, :mod:`.demo`,
 :mod:`.local` for ``keygen``, ``id`` and ``selfcheck``).
 
 Exit status: 0 on success, 1 when a command fails (one ``stt: ...`` line on
@@ -31,7 +33,7 @@ import inspect
 import logging
 
 from ..errors import STTError
-from . import client, demo, listen, local
+from . import client, demo, dht, listen, local
 from .args import BACKENDS, ArgumentParser, CommandError, backend_option, stderr_line
 from .backends import load_backend
 
@@ -47,6 +49,7 @@ def build_parser() -> ArgumentParser:
     local.add_parsers(sub)
     listen.add_parser(sub)
     client.add_parsers(sub)
+    dht.add_parsers(sub)
     return parser
 
 

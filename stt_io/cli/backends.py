@@ -36,6 +36,8 @@ class Backend(abc.ABC):
     name: str
     #: The adapter's node class (``stt_io.asyncio.Node`` or ``stt_io.trio.Node``).
     Node: type[NodeBase]
+    #: The adapter's DHT class (``KademliaDHT`` of the same module).
+    KademliaDHT: type
 
     @abc.abstractmethod
     def run(self, command: Callable[..., Awaitable[int]], *args: Any) -> int:
@@ -79,9 +81,10 @@ class _AsyncioBackend(Backend):
     name = "asyncio"
 
     def __init__(self) -> None:
-        from ..asyncio import Node
+        from ..asyncio import KademliaDHT, Node
 
         self.Node = Node
+        self.KademliaDHT = KademliaDHT
 
     def run(self, command: Callable[..., Awaitable[int]], *args: Any) -> int:
         return asyncio.run(command(*args))
@@ -105,10 +108,11 @@ class _TrioBackend(Backend):
     name = "trio"
 
     def __init__(self, trio: Any) -> None:
-        from ..trio import Node
+        from ..trio import KademliaDHT, Node
 
         self._trio = trio
         self.Node = Node
+        self.KademliaDHT = KademliaDHT
 
     def run(self, command: Callable[..., Awaitable[int]], *args: Any) -> int:
         return self._trio.run(command, *args)
