@@ -1,0 +1,248 @@
+"""One DHT node fed messages by hand: answers, limits, hostile peers, timers."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from stt_proto.dht.config import DhtConfig
+from stt_proto.dht.messages import (
+    AddProvider,
+    Contact,
+    Error,
+    ErrorCode,
+    FindNode,
+    FindValue,
+    GetProviders,
+    ImmutableValue,
+    Nodes,
+    Ping,
+    Pong,
+    Providers,
+    Store,
+    StoreResult,
+    StoreStatus,
+    ValueFound,
+    decode,
+    encode,
+    immutable_key,
+)
+from stt_proto.dht.node import DhtNode
+from stt_proto.errors import DhtBusyError, ValueTooLargeError
+from stt_proto.identity import Identity
+
+TXID = b"\x01" * 8
+
+
+def make_node(seed: int = 1, **config) -> DhtNode:
+    rng = random.Random(seed)
+    identity = Identity.generate(rng.randbytes)
+    node = DhtNode(identity.node_id, DhtConfig(**config), identity=identity, rng=rng.randbytes)
+    node.address = ("10.0.0.1", 4000)
+    return node
+
+
+def peer(n: int) -> tuple[bytes, tuple[str, int]]:
+    return bytes([n]) * 32, (f"10.1.{n}.1", 4000)
+
+
+def answers(node: DhtNode) -> list:
+    return [(peer_id, decode(data)) for peer_id, _, data in node.messages_to_send()]
+
+
+def test_ping_is_answered_with_the_observed_address_and_the_peer_enters_the_table():
+    node = make_node()
+    peer_id, address = peer(1)
+    node.receive(peer_id, address, encode(Ping(txid=TXID)), now=1.0)
+    (to, answer), = answers(node)
+    assert to == peer_id and isinstance(answer, Pong)
+    assert answer.txid == TXID and answer.observed_address == address
+    assert node.table.get(peer_id) is not None
+
+
+def test_find_node_answers_the_closest_without_the_requester():
+    node = make_node()
+    for n in range(1, 30):
+        node.receive(*peer(n), encode(Ping(txid=TXID)), now=1.0)
+    node.messages_to_send()
+    node.receive(*peer(5), encode(FindNode(txid=TXID, target=bytes(32))), now=2.0)
+    (_, answer), = answers(node)
+    assert isinstance(answer, Nodes)
+    ids = [c.node_id for c in answer.contacts]
+    assert peer(5)[0] not in ids
+    assert len(ids) == min(20, len(node.table) - (peer(5)[0] in node.table))
+    assert ids == sorted(ids)  # closest to the all-zero target first
+
+
+def test_store_verifies_and_find_value_returns_it():
+    node = make_node()
+    record = ImmutableValue(value=b"hello")
+    node.receive(*peer(1), encode(Store(txid=TXID, record=record, cas=None)), now=1.0)
+    (_, result), = answers(node)
+    assert isinstance(result, StoreResult) and result.status == StoreStatus.OK
+    node.receive(*peer(2), encode(FindValue(txid=TXID, key=immutable_key(b"hello"))), now=2.0)
+    found, = [m for _, m in answers(node) if isinstance(m, ValueFound)]
+    assert found.record == record
+
+
+def test_add_provider_records_the_sender_itself():
+    node = make_node()
+    key = bytes(range(32))
+    node.receive(*peer(3), encode(AddProvider(txid=TXID, key=key)), now=1.0)
+    answers(node)
+    node.receive(*peer(4), encode(GetProviders(txid=TXID, key=key, count=5)), now=2.0)
+    (_, found), = answers(node)
+    assert isinstance(found, Providers)
+    assert [(c.node_id, c.address) for c in found.providers] == [peer(3)]
+
+
+def test_a_flooding_peer_is_rate_limited_and_counted():
+    node = make_node(requests_per_second=10.0)
+    flooder = peer(9)
+    for i in range(100):
+        node.receive(*flooder, encode(Ping(txid=i.to_bytes(8, "big"))), now=1.0)
+    sent = answers(node)
+    pongs = [a for _, a in sent if isinstance(a, Pong)]
+    limited = [a for _, a in sent if isinstance(a, Error) and a.code == ErrorCode.RATE_LIMITED]
+    assert len(pongs) == 20  # the burst: twice the rate
+    assert len(limited) == 80
+    assert node.statistics()["requests_rate_limited"] == 80
+    # Another peer is still served, and the flooder again after a while.
+    node.receive(*peer(8), encode(Ping(txid=TXID)), now=1.0)
+    node.receive(*flooder, encode(Ping(txid=TXID)), now=2.0)
+    assert [type(a) for _, a in answers(node)] == [Pong, Pong]
+
+
+def test_rate_tracking_is_bounded():
+    node = make_node(max_rate_tracked_peers=16)
+    for n in range(1, 100):
+        node.receive(*peer(n), encode(Ping(txid=TXID)), now=1.0)
+    assert len(node._rates) == 16
+
+
+def test_malformed_and_unknown_version_messages_are_counted_never_raised():
+    node = make_node()
+    node.receive(*peer(1), b"\x01\x01garbage", now=1.0)
+    node.receive(*peer(1), b"", now=1.0)
+    assert node.statistics()["messages_malformed"] == 2
+    request = bytearray(encode(Ping(txid=TXID)))
+    request[0] = 9  # a future version
+    node.receive(*peer(1), bytes(request), now=1.0)
+    (_, answer), = answers(node)
+    assert isinstance(answer, Error) and answer.code == ErrorCode.UNSUPPORTED_VERSION
+    assert node.statistics()["messages_bad_version"] == 1
+
+
+def test_an_answer_nobody_asked_for_is_ignored():
+    node = make_node()
+    node.receive(*peer(1), encode(Pong(txid=TXID, observed_address=("10.0.0.1", 4000))),
+                 now=1.0)
+    assert node.statistics()["answers_unmatched"] == 1
+    assert answers(node) == []
+
+
+def test_answers_carry_fewer_contacts_to_fit_one_packet():
+    node = make_node(max_value_bytes=1024, max_message_bytes=1280)
+    for n in range(1, 40):
+        node.receive(*peer(n), encode(Ping(txid=TXID)), now=1.0)
+    value = b"v" * 1024
+    node.receive(*peer(1), encode(Store(txid=TXID, record=ImmutableValue(value=value),
+                                        cas=None)), now=1.0)
+    node.messages_to_send()
+    node.receive(*peer(2), encode(FindValue(txid=TXID, key=immutable_key(value))), now=2.0)
+    (_, found), = [(p, m) for p, _, m in
+                   ((p, a, decode(d)) for p, a, d in node.messages_to_send())]
+    assert found.record.value == value
+    assert len(encode(found)) <= 1280 and len(found.contacts) < 20
+
+
+def test_lookup_moves_on_after_one_timeout_and_the_request_is_retried_to_the_end():
+    node = make_node(rpc_attempts=3, initial_rtt=0.1, min_rpc_timeout=0.1)
+    peer_id, address = peer(1)
+    node.receive(peer_id, address, encode(Ping(txid=TXID)), now=0.0)
+    node.messages_to_send()
+    query = node.find_node(bytes(32), now=0.0)
+    sent = len(node.messages_to_send())
+    ended_at = None
+    while node.get_timer() is not None and node.get_timer() < 100:
+        now = node.get_timer()
+        node.handle_timer(now=now)
+        sent += len(node.messages_to_send())
+        event = node.next_event()
+        if event is not None:
+            assert event.query_id == query and event.result == []
+            ended_at = now
+    # The stalled request no longer holds the lookup: it ended at the first
+    # timeout, while the request went on to its last transmission.
+    assert ended_at is not None and ended_at < 0.7  # 2 x (0.1 + 4 x 0.05): a first contact
+    assert sent == 3
+    assert node.table.get(peer_id).failures == 1  # one failure evicts nobody
+
+
+def test_unreachable_peer_fails_its_requests_at_once():
+    node = make_node()
+    peer_id, address = peer(1)
+    node.receive(peer_id, address, encode(Ping(txid=TXID)), now=0.0)
+    node.messages_to_send()
+    query = node.find_node(bytes(32), now=0.0)
+    node.peer_unreachable(peer_id, now=0.01)
+    event = node.next_event()
+    assert event.query_id == query and event.result == []
+
+
+def test_put_refuses_oversized_values_and_too_many_operations():
+    node = make_node(max_value_bytes=100, max_lookups=2)
+    node.receive(*peer(1), encode(Ping(txid=TXID)), now=0.0)  # lookups then wait for it
+    with pytest.raises(ValueTooLargeError):
+        node.put(b"x" * 101, now=0.0)
+    node.find_node(bytes(32), now=0.0)
+    node.find_node(bytes(32), now=0.0)
+    with pytest.raises(DhtBusyError):
+        node.find_node(bytes(32), now=0.0)
+
+
+def test_pending_requests_are_bounded():
+    node = make_node(max_pending_requests=5, k=20, alpha=3)
+    for n in range(1, 30):
+        node.receive(*peer(n), encode(Ping(txid=TXID)), now=0.0)
+    node.messages_to_send()
+    for _ in range(10):
+        node.find_node(random.Random(_).randbytes(32), now=0.0)
+    assert len(node.rpc) <= 5
+    assert node.statistics()["pending_requests"] <= 5
+
+
+def test_own_values_and_provider_records_are_republished():
+    node = make_node(republish_interval=10.0, record_ttl=30.0)
+    peer_id, address = peer(1)
+    node.receive(peer_id, address, encode(Ping(txid=TXID)), now=0.0)
+    node.messages_to_send()
+    node.put(b"mine", now=0.0)
+    node.provide(bytes(32), now=0.0)
+    # Answer every request so the first publications finish.
+    now = 0.0
+    while now < 25.0:
+        for to, _, data in node.messages_to_send():
+            request = decode(data)
+            if isinstance(request, FindNode):
+                reply = Nodes(txid=request.txid, contacts=())
+            elif isinstance(request, Ping):
+                reply = Pong(txid=request.txid, observed_address=address)
+            else:
+                reply = StoreResult(txid=request.txid, status=StoreStatus.OK)
+            node.receive(to, address, encode(reply), now=now)
+        timer = node.get_timer()
+        now = min(timer, 25.0) if timer is not None and timer > now else now + 0.5
+        node.handle_timer(now=now)
+    assert node.statistics()["republished"] >= 4  # both, twice, within 25 s
+
+
+def test_contacts_with_unencodable_addresses_stay_out_of_answers():
+    node = make_node()
+    node.receive(b"\x07" * 32, ("fe80::1%eth0", 4000), encode(Ping(txid=TXID)), now=0.0)
+    node.messages_to_send()  # the Pong to a zoned address cannot be encoded: dropped
+    node.receive(*peer(2), encode(FindNode(txid=TXID, target=bytes(32))), now=1.0)
+    (_, answer), = answers(node)
+    assert all(c.node_id != b"\x07" * 32 for c in answer.contacts)
+    assert Contact  # the codec's Contact refuses such addresses
