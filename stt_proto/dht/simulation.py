@@ -152,7 +152,10 @@ class DhtSimulation:
         """``start(node, now) -> query_id``; run until that query ends."""
         return self._run_query(member, start(member.node, self.now))
 
-    def _run_query(self, member: SimMember, query_id: int) -> LookupOutcome:
+    def _run_query(self, member: SimMember, query_id: int, *,
+                   limit: float = 3600.0) -> LookupOutcome:
+        """Run until ``query_id`` ends; ``RuntimeError`` after ``limit`` simulated
+        seconds (timers such as republication never let the network go idle)."""
         began = self.now
         node = member.node
         query = node._queries.get(query_id)
@@ -167,6 +170,8 @@ class DhtSimulation:
                 event = node.next_event()
             if not self._step():
                 raise RuntimeError("the simulation went idle before the query ended")
+            if self.now - began > limit:
+                raise RuntimeError(f"query {query_id!r} did not end within {limit} s")
 
     def run(self, until: float) -> None:
         while self._queue and self._queue[0][0] <= until:
