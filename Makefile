@@ -30,6 +30,7 @@ bench: install
 	$(BIN)/python bench/bench_handshake.py
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_transport.py
+	$(BIN)/python bench/bench_dht.py --impl stt --impl bmuller
 
 fuzz: install
 	$(BIN)/python fuzz/run 60

@@ -1,6 +1,6 @@
 """The user guide's scripts run as printed.
 
-Every ```python block of ``docs/guide.md`` that is a whole program (it starts
+Every ```python block of ``docs/guide.md`` and ``docs/dht.md`` that is a whole program (it starts
 an event loop with ``asyncio.run`` or ``trio.run``) is run in a subprocess over
 real sockets on 127.0.0.1, with warnings as errors; it must exit 0. Fragments
 (blocks that run nothing) are skipped by construction.
@@ -16,14 +16,17 @@ from pathlib import Path
 
 import pytest
 
-GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guide.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.S)
-PROGRAMS = [(i, code) for i, code in enumerate(BLOCKS)
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+BLOCKS = [(name, code) for name in ("guide.md", "dht.md")
+          for code in re.findall(r"```python\n(.*?)```", (DOCS / name).read_text(), flags=re.S)]
+PROGRAMS = [(i, code) for i, (_, code) in enumerate(BLOCKS)
             if re.search(r"^\s*(asyncio|trio)\.run\(", code, flags=re.M)]
 
 
 def test_the_guide_has_programs():
-    assert len(PROGRAMS) >= 6
+    names = [BLOCKS[i][0] for i, _ in PROGRAMS]
+    assert names.count("guide.md") >= 6
+    assert names.count("dht.md") >= 2
 
 
 @pytest.mark.parametrize("index,code", PROGRAMS, ids=[f"block{i}" for i, _ in PROGRAMS])
