@@ -62,16 +62,12 @@ from .queries import (
     Query,
 )
 from .records import ProviderStore, ValueStore, record_key, sign_mutable
-from .routing import RoutingTable, SeenOutcome
+from .routing import RoutingTable, SeenOutcome, distance
 from .rpc import RpcManager
 
 __all__ = ["DhtNode", "DhtBusyError"]
 
 Address = Any
-
-
-def _distance(a: bytes, b: bytes) -> int:
-    return int.from_bytes(a, "big") ^ int.from_bytes(b, "big")
 
 
 class _TokenBucket:
@@ -388,7 +384,7 @@ class DhtNode:
         if not budget:
             return
         for key, record in self.values.items(now=now):
-            if _distance(peer_id, key) < _distance(self.own_id, key):
+            if distance(peer_id, key) < distance(self.own_id, key):
                 self.rpc.request(peer_id, address,
                                  lambda txid, r=record: Store(txid=txid, record=r, cas=None),
                                  owner=None, now=now)

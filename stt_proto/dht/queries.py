@@ -39,6 +39,7 @@ from .messages import (
     ValueFound,
 )
 from .records import verify_record
+from .routing import distance
 
 if TYPE_CHECKING:
     from .node import DhtNode
@@ -59,10 +60,6 @@ class StoreReport:
     refused: dict[str, int] = field(default_factory=dict)
     """Refusals by :class:`StoreStatus` name (``REFUSED_CAS``, ...)."""
     unanswered: int = 0
-
-
-def _distance(a: bytes, b: bytes) -> int:
-    return int.from_bytes(a, "big") ^ int.from_bytes(b, "big")
 
 
 def _pairs(contacts) -> list[tuple[bytes, Address]]:
@@ -238,8 +235,8 @@ class _StoreToClosest(LookupQuery):
         self.storing = True
         node.table.touch_bucket(self.target, now=now)
         closest = self.lookup.closest(node.config.k)
-        own = _distance(node.own_id, self.target)
-        if len(closest) < node.config.k or own < _distance(closest[-1][0], self.target):
+        own = distance(node.own_id, self.target)
+        if len(closest) < node.config.k or own < distance(closest[-1][0], self.target):
             self._count(self.store_locally(node, now))
             closest = closest[: node.config.k - 1]
         self.targets = closest
