@@ -31,6 +31,15 @@ def bootstrap_entry(text: str) -> tuple[tuple[str, int], bytes]:
     return cli_args.peer_address(address), cli_args.node_id(node)
 
 
+def dht_key(text: str) -> bytes:
+    """A key: 64 hex characters."""
+    try:
+        return cli_args.node_id(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"a key must be 64 hex characters (got {len(text)})") from None
+
+
 def _common(parser: argparse.ArgumentParser, *, bootstrap_required: bool) -> None:
     cli_args.seed_options(parser)
     cli_args.identity_option(parser)
@@ -68,11 +77,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                      nargs="?")
     put.add_argument("--file", metavar="FILE", help="store this file's bytes instead")
     get = ops.add_parser("get", help="print the value stored under KEY")
-    get.add_argument("key", type=cli_args.node_id, metavar="KEY", help="64 hex digits")
+    get.add_argument("key", type=dht_key, metavar="KEY", help="64 hex digits")
     find = ops.add_parser("find", help="find the member NODE_ID and print its address")
     find.add_argument("peer", type=cli_args.node_id, metavar="NODE_ID", help="64 hex digits")
     providers = ops.add_parser("providers", help="print the providers of KEY")
-    providers.add_argument("key", type=cli_args.node_id, metavar="KEY", help="64 hex digits")
+    providers.add_argument("key", type=dht_key, metavar="KEY", help="64 hex digits")
     providers.add_argument("--provide", action="store_true",
                            help="announce this (short-lived) member as a provider first")
     for parser in (put, get, find, providers):
@@ -113,7 +122,7 @@ async def node_command(args: argparse.Namespace, io: Backend) -> int:
             await io.sleep(args.status_interval)
             stats = dht.statistics()
             print(f"status: {len(dht.contacts())} contacts, "
-                  f"{stats['values_stored'] if 'values_stored' in stats else 0} values stored, "
+                  f"{stats['values_records']} values stored, "
                   f"{stats['requests_answered']} requests answered, "
                   f"{stats['pool_sessions']} sessions", flush=True)
 
@@ -124,12 +133,12 @@ async def dht_command(args: argparse.Namespace, io: Backend) -> int:
     if identity is None:
         from stt_proto.identity import Identity
         identity = Identity.generate()
+    value = _value(args) if args.dht_command == "put" else b""  # usage errors first
     dht = io.KademliaDHT(identity=identity, shared_seed=seed, host="0.0.0.0", port=0)
     async with dht:
         await io.within(args.timeout, _join(dht, args, io), "answer from --bootstrap")
         op = args.dht_command
         if op == "put":
-            value = _value(args)
             key = await io.within(args.timeout, dht.put(value), "store")
             print(key.hex(), flush=True)
             return 0
