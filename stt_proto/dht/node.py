@@ -61,7 +61,7 @@ from .queries import (
     PutQuery,
     Query,
 )
-from .records import ProviderStore, ValueStore, record_key, sign_mutable
+from .records import PROVIDER, ProviderStore, Republisher, ValueStore, record_key, sign_mutable
 from .routing import RoutingTable, SeenOutcome, distance
 from .rpc import RpcManager
 
@@ -117,9 +117,10 @@ class DhtNode:
         self._deferred: list[Callable[[float], None]] = []
         self._events: list[DhtQueryCompleted] = []
         self._rates: OrderedDict[bytes, _TokenBucket] = OrderedDict()
-        # What we published ourselves, republished every republish_interval.
-        self._own_values: dict[bytes, tuple[Any, float]] = {}
-        self._own_provides: dict[bytes, float] = {}
+        # What we published ourselves, republished every republish_interval
+        # (bounded: max_records of our own).
+        self.own = Republisher(republish_interval=config.republish_interval,
+                               max_records=config.max_records)
         self._next_refresh: float | None = None
         self._pinging: set[bytes] = set()
         self.stats: dict[str, int] = {
@@ -170,7 +171,7 @@ class DhtNode:
     def get_timer(self) -> float | None:
         deadlines = [t for t in (self.rpc.get_timer(), self.values.next_expiry(),
                                  self.providers.next_expiry(), self._next_refresh,
-                                 self._next_republish()) if t is not None]
+                                 self.own.next_due()) if t is not None]
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, *, now: float) -> None:
@@ -219,7 +220,7 @@ class DhtNode:
         self._check_room()
         key = immutable_key(value)
         record = ImmutableValue(value=value)
-        self._own_values[key] = (record, now + self.config.republish_interval)
+        self.own.add(key, record, now=now)
         return self._start(PutQuery(self._new_id(), self, key, record), now), key
 
     def put_mutable(self, value: bytes, *, salt: bytes = b"", seq: int | None = None,
@@ -236,21 +237,21 @@ class DhtNode:
         key = mutable_key(self.own_id, bytes(salt))
         if seq is None:
             known = self.values.get(key, now=now)
-            own = self._own_values.get(key)
-            seq = 1 + max(getattr(known, "seq", 0), getattr(own[0], "seq", 0) if own else 0)
+            own = self.own.get(key)
+            seq = 1 + max(getattr(known, "seq", 0), getattr(own, "seq", 0))
         record = sign_mutable(self.identity, value, salt=bytes(salt), seq=seq)
-        self._own_values[key] = (record, now + self.config.republish_interval)
+        self.own.add(key, record, now=now)
         return self._start(PutQuery(self._new_id(), self, key, record, cas=cas), now), key
 
     def provide(self, key: bytes, *, now: float) -> int:
         key = _key(key)
         self._check_room()
-        self._own_provides[key] = now + self.config.republish_interval
+        self.own.add(key, PROVIDER, now=now)
         return self._start(ProvideQuery(self._new_id(), self, key), now)
 
     def stop_providing(self, key: bytes) -> None:
         """Stop republishing ``key`` (records at other nodes expire on their own)."""
-        self._own_provides.pop(_key(key), None)
+        self.own.remove(_key(key), provider=True)
 
     def find_providers(self, key: bytes, count: int = 20, *, now: float) -> int:
         if not 1 <= count <= 255:
@@ -459,33 +460,16 @@ class DhtNode:
             self._internal(lambda at, t=target: FindNodeQuery(self._new_id(), self, t,
                                                               internal=True), now)
 
-    def _next_republish(self) -> float | None:
-        due = [at for _, at in self._own_values.values()]
-        due.extend(self._own_provides.values())
-        return min(due) if due else None
-
     def _republish(self, now: float) -> None:
-        interval = self.config.republish_interval
-        for key, (record, at) in list(self._own_values.items()):
-            if at <= now:
-                self._own_values[key] = (record, now + interval)
-                self.stats["republished"] += 1
-                self._internal(lambda at, k=key, r=record: PutQuery(self._new_id(), self, k, r,
-                                                                    internal=True), now)
-        for key, at in list(self._own_provides.items()):
-            if at <= now:
-                self._own_provides[key] = now + interval
-                self.stats["republished"] += 1
+        for key, item in self.own.due(now=now):
+            self.stats["republished"] += 1
+            if item is PROVIDER:
                 self._internal(lambda at, k=key: ProvideQuery(self._new_id(), self, k,
                                                               internal=True), now)
+            else:
+                self._internal(lambda at, k=key, r=item: PutQuery(self._new_id(), self, k, r,
+                                                                  internal=True), now)
 
     def records_published(self) -> list[bytes]:
-        return list(self._own_values)
-
-
-def _key(key: bytes) -> bytes:
-    key = bytes(key)
-    if len(key) != 32:
-        raise ValueError("keys and node ids are 32 bytes")
-    return key
-
+        """Keys of the values this node published and republishes."""
+        return [key for (key, provides) in self.own._own if not provides]
