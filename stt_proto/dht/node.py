@@ -473,3 +473,10 @@ class DhtNode:
     def records_published(self) -> list[bytes]:
         """Keys of the values this node published and republishes."""
         return [key for (key, provides) in self.own._own if not provides]
+
+
+def _key(key: bytes) -> bytes:
+    key = bytes(key)
+    if len(key) != 32:
+        raise ValueError("keys and node ids are 32 bytes")
+    return key
