@@ -256,6 +256,9 @@ class SttDht(DhtPeers):
 
     SEED = b"stt dht benchmark network seed"
 
+    #: ``pool_sessions`` of every member (``None``: the default); set by ``--stt-pool``
+    pool_sessions: int | None = None
+
     def __init__(self) -> None:
         import stt
 
@@ -270,7 +273,8 @@ class SttDht(DhtPeers):
         rng = random.Random(seed)
         for _ in range(n):
             dht = self._stt.KademliaDHT(identity=Identity.generate(rng.randbytes),
-                                        shared_seed=self.SEED, host="127.0.0.1", port=0)
+                                        shared_seed=self.SEED, host="127.0.0.1", port=0,
+                                        pool_sessions=self.pool_sessions)
             await dht.start()
             self._dhts.append(dht)
 

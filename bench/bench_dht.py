@@ -181,6 +181,8 @@ def _child(impl: str, args) -> int:
                 else "unknown implementation")
         print(json.dumps({"impl": impl, "skipped": note}), flush=True)
         return 0
+    if impl == "stt" and args.stt_pool:
+        cls.pool_sessions = args.stt_pool
     try:
         peers = cls()
     except ImportError as error:
@@ -202,6 +204,8 @@ def _run_child(impl: str, args) -> dict:
             "--concurrency", str(args.concurrency),
             "--loss-concurrency", str(args.loss_concurrency),
             "--get-timeout", str(args.get_timeout)]
+    if args.stt_pool:
+        argv += ["--stt-pool", str(args.stt_pool)]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -291,6 +295,9 @@ def main() -> int:
                         help="seconds one implementation may take in all (3600)")
     parser.add_argument("--quick", action="store_true", help="a smaller run (see above)")
     parser.add_argument("--json", help="also write the raw results to this file")
+    parser.add_argument("--stt-pool", type=int, metavar="N",
+                        help="STT: sessions each member keeps at most (pool_sessions; "
+                             "default the library's 256): memory per node against handshakes")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = {"nodes": (100, 50), "gets": (1000, 200), "values": (100, 20)}

@@ -89,6 +89,10 @@ class KademliaDHTBase:
     :param alpha: requests each lookup keeps in flight.
     :param state_file: where :meth:`stop` saves the routing table and
         :meth:`start` reads it back, so a restart rejoins without bootstrap nodes.
+    :param pool_sessions: most sessions the node keeps before the pool closes the
+        least recently used one it opened (default 256); memory against handshakes.
+    :param pool_idle_close: seconds after which the pool closes a session it
+        opened that carried no DHT message and has no stream open (default 120).
     :param dht_config: any other :class:`stt_proto.dht.config.DhtConfig` field
         (``max_value_bytes``, ``record_ttl``, ``republish_interval``, ...).
     """
@@ -100,8 +104,14 @@ class KademliaDHTBase:
                  identity: Identity | None = None, shared_seed: bytes | None = None,
                  node_id: bytes | str | None = None, host: str = "0.0.0.0",
                  port: int = DEFAULT_PORT, state_file: str | os.PathLike | None = None,
-                 node_config: dict[str, Any] | None = None, **dht_config: Any) -> None:
+                 node_config: dict[str, Any] | None = None, pool_sessions: int | None = None,
+                 pool_idle_close: float | None = None, **dht_config: Any) -> None:
         self._config = DhtConfig(k=k, alpha=alpha, **dht_config)
+        if pool_sessions is not None and not (isinstance(pool_sessions, int) and pool_sessions > 0):
+            raise ValueError("pool_sessions must be a positive int")
+        if pool_idle_close is not None and not pool_idle_close > 0:
+            raise ValueError("pool_idle_close must be positive")
+        self._pool_settings = (pool_sessions, pool_idle_close)
         if node is not None:
             if identity is not None or shared_seed is not None:
                 raise ValueError("pass either node= or identity=/shared_seed=, not both")
@@ -162,6 +172,12 @@ class KademliaDHTBase:
         host, port = node.address[0], node.address[1]
         if host not in ("0.0.0.0", "::"):
             self._engine.address = (host, port)
+        pool = node._engine.pool
+        sessions, idle = self._pool_settings
+        if sessions is not None:
+            pool.max_sessions = sessions
+        if idle is not None:
+            pool.idle_close = idle
         node._engine.attach_dht(self._engine)
         node._overlay_handlers[ev.DhtQueryCompleted] = self._on_query_done
         self._started = True
