@@ -18,7 +18,7 @@ import sys
 from . import args as cli_args
 from .args import CommandError
 from .backends import Backend
-from .listen import serve_session
+from .listen import check_save_dir, serve_session
 
 __all__ = ["add_parsers", "bootstrap_entry"]
 
@@ -67,6 +67,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                            "(default: none)")
     node.add_argument("--status-interval", type=cli_args.seconds, default=60.0,
                       metavar="SECONDS", help="seconds between two status lines")
+    node.add_argument("--save-dir", metavar="DIR",
+                      help="existing directory where files sent to the node go "
+                           "(default: files are verified and not kept)")
     node.set_defaults(command=node_command)
 
     dht = sub.add_parser("dht", help="one DHT operation: put, get, find or providers",
@@ -98,6 +101,7 @@ async def _join(dht, args: argparse.Namespace, io: Backend) -> int:
 
 
 async def node_command(args: argparse.Namespace, io: Backend) -> int:
+    save_dir = check_save_dir(args.save_dir) if args.save_dir is not None else None
     seed = cli_args.network_seed(args)
     identity = cli_args.identity(args.identity)
     if identity is None:
@@ -113,7 +117,7 @@ async def node_command(args: argparse.Namespace, io: Backend) -> int:
 
         @dht.node.on_session
         async def handle(session) -> None:
-            await serve_session(session, None, log=lambda line: print(line, flush=True))
+            await serve_session(session, save_dir, log=lambda line: print(line, flush=True))
 
         if args.bootstrap:
             count = await _join(dht, args, io)

@@ -68,7 +68,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     listen.set_defaults(command=listen_command)
 
 
-def _check_save_dir(path: str) -> Path:
+def check_save_dir(path: str) -> Path:
     save_dir = Path(path)
     if not save_dir.is_dir():
         problem = "not a directory" if save_dir.exists() else "no such directory"
@@ -79,7 +79,7 @@ def _check_save_dir(path: str) -> Path:
 
 
 async def listen_command(args: argparse.Namespace, io: Backend) -> int:
-    save_dir = _check_save_dir(args.save_dir)
+    save_dir = check_save_dir(args.save_dir)
     seed = cli_args.network_seed(args)
     identity = cli_args.identity(args.identity)
     async with io.Node(identity, seed, args.host, args.port) as node:

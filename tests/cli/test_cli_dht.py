@@ -113,3 +113,17 @@ def test_state_file_is_written_on_exit(tmp_path):
         assert member.proc.stdout.readline().startswith("joined: ")
         member.stop()
         assert state.exists() and '"contacts"' in state.read_text()
+
+
+def test_node_serves_files_into_its_save_dir(tmp_path):
+    save = tmp_path / "in"
+    save.mkdir()
+    sent = tmp_path / "file.bin"
+    sent.write_bytes(b"\x05" * 5000)
+    with Member("asyncio", "--save-dir", str(save)) as member:
+        address = member.bootstrap.split("/")[0]
+        done = run("send", str(sent), "--to", address, "--peer", member.node_id)
+        assert done.returncode == 0, done.stderr
+        assert (save / "file.bin").read_bytes() == sent.read_bytes()
+    missing = run("node", "--port", "0", "--save-dir", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "--save-dir" in missing.stderr
