@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Write the seed corpus of the DHT codec harness: ``fuzz/corpus/dht_codec``.
+"""Write the seed corpora of the DHT harnesses: ``fuzz/corpus/dht_codec`` and
+``fuzz/corpus/dht_engine``.
 
 Usage: ``python fuzz/make_dht_seeds.py``. :func:`genuine_messages` is also what
 ``fuzz_dht_codec.py`` mutates, so seeds and harness start from the same valid
@@ -61,13 +62,112 @@ def dht_codec_seeds() -> dict[str, bytes]:
     return seeds
 
 
-def main() -> None:
-    folder = HERE / "corpus" / "dht_codec"
+#: What an engine seed must make happen, each checked on the node's statistics
+#: (``stat:NAME``) or on a completed operation (``done:KIND``, with a result
+#: that is not empty: a record found, a store accepted, nodes or providers found).
+ENGINE_GOALS = (
+    "stat:requests_rate_limited", "stat:messages_bad_version", "stat:records_invalid",
+    "stat:handoff_records_sent", "stat:internal_queries_deferred", "stat:republished",
+    "stat:answers_unencodable", "stat:requests_refused_full", "stat:table_evicted",
+    "stat:table_promoted", "stat:table_pings_requested", "stat:table_address_changes",
+    "stat:values_replaced", "stat:values_refused_rollback", "stat:values_refused_cas",
+    "stat:values_refused_full", "stat:values_refused_publisher_limit",
+    "stat:providers_refused_key_full", "stat:providers_refused_provider_limit",
+    "done:find_node", "done:bootstrap", "done:get", "done:put", "done:provide",
+    "done:find_providers", "done:ping",
+)
+
+
+def _reached(run) -> set[str]:
+    from stt_proto.dht.queries import StoreReport
+
+    stats = run.node.statistics()
+    reached = {f"stat:{name}" for name, value in stats.items() if value}
+    for qid, (kind, _key, _count) in run.started.items():
+        result = run.results.get(qid)
+        if result is None:
+            continue
+        if isinstance(result, StoreReport):
+            # Some node besides this one answered the STORE or ADD_PROVIDER.
+            reached_remote = result.stored + sum(result.refused.values()) > 1
+        else:
+            reached_remote = bool(result)
+        if reached_remote:
+            reached.add(f"done:{kind}")
+    return reached
+
+
+def dht_engine_seeds(tries: int = 3_000) -> dict[str, bytes]:
+    """For each of :data:`ENGINE_GOALS`, the shortest of ``tries`` seeded random
+    programs that reaches it: a corpus that starts inside every deep path
+    (lookups that complete, stores, CAS and rollback refusals, providers, the
+    rate limit, evictions) rather than at the codec's front door."""
+    import random
+
+    from _dht_engine import Run
+
+    rng = random.Random(14)
+    best: dict[str, bytes] = {}
+    for _ in range(tries):
+        data = rng.randbytes(rng.randrange(2, 400))
+        run = Run(data)
+        run.run()
+        for goal in _reached(run) & set(ENGINE_GOALS):
+            if goal not in best or len(data) < len(best[goal]):
+                best[goal] = data
+    seeds = {goal.replace(":", "_"): data for goal, data in sorted(best.items())}
+    seeds.update(_engine_hand_seeds())
+    return seeds
+
+
+def _engine_hand_seeds() -> dict[str, bytes]:
+    """Programs random search rarely writes: one peer over its per-publisher limits.
+
+    In the op format of ``_dht_engine``: OP_REQUEST (1), a peer byte (0: the
+    first pool member, at its own address), an 8-byte txid, the request kind
+    (3: STORE, then a record index and a CAS byte, 0x80 for none; 4:
+    ADD_PROVIDER, then a key index); OP_TIME (5) with 0x2B: 101 s pass, so the
+    records the node started with expire and only the per-publisher limit is left.
+    """
+    def request(i: int, body: bytes) -> bytes:
+        return b"\x01\x00" + bytes([i]) * 8 + body
+
+    stores = b"".join(request(i, bytes([3, record, 0x80]))
+                      for i, record in enumerate((1, 2, 10, 13), 1))
+    providers = b"".join(request(i, bytes([4, key])) for i, key in enumerate((3, 4, 5), 1))
+    # OP_APP (6) put (2) of VALUES[1], put_mutable (3), provide (4) of KEYS[0];
+    # then OP_ANSWER (2) to the first pending request, four times with NODES
+    # naming nobody (the lookup ends: k = 4 answered), four times with STORE_RESULT OK.
+    answers = b"\x02\x00\x00\x00" * 4 + b"\x02\x00\x00" * 4
+    return {"hand_publisher_limit": b"\x00\x05\x2b" + stores,
+            "hand_provider_limit": b"\x00" + providers,
+            "hand_put_stored": b"\x00\x06\x02\x01" + answers,
+            "hand_put_mutable_stored": b"\x00\x06\x03\x01\x00" + answers,
+            "hand_provide_stored": b"\x00\x06\x04\x00" + answers}
+
+
+def _write(name: str, seeds: dict[str, bytes]) -> None:
+    folder = HERE / "corpus" / name
     folder.mkdir(parents=True, exist_ok=True)
-    seeds = dht_codec_seeds()
-    for name, data in seeds.items():
-        (folder / name).write_bytes(data)
-    print(f"dht_codec: {len(seeds)} seeds, {sum(map(len, seeds.values()))} bytes")
+    for seed, data in seeds.items():
+        (folder / seed).write_bytes(data)
+    print(f"{name}: {len(seeds)} seeds, {sum(map(len, seeds.values()))} bytes")
+
+
+def main() -> None:
+    _write("dht_codec", dht_codec_seeds())
+    from _dht_engine import Run
+
+    seeds = dht_engine_seeds()
+    reached: set[str] = set()
+    for data in seeds.values():
+        run = Run(data)
+        run.run()
+        reached |= _reached(run)
+    missed = [goal for goal in ENGINE_GOALS if goal not in reached]
+    _write("dht_engine", seeds)
+    if missed:
+        print(f"dht_engine: no seed reaches {', '.join(missed)}")
 
 
 if __name__ == "__main__":

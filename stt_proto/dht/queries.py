@@ -116,10 +116,15 @@ class LookupQuery(Query):
         if self.done:
             return
         lookup = self.lookup
-        for peer_id, address in lookup.next_requests():
+        chosen = lookup.next_requests()
+        for i, (peer_id, address) in enumerate(chosen):
             if node._request(peer_id, address, self.build, self, now,
                              self.attempts_for(node, peer_id)) is None:
-                lookup.unsend(peer_id)
+                # Every candidate chosen from here on was marked as queried:
+                # left so, it would hold a window slot that no answer or
+                # timeout ever frees, and the lookup would never end.
+                for unsent, _ in chosen[i:]:
+                    lookup.unsend(unsent)
                 break
         if lookup.finished:
             self.lookup_finished(node, now)
