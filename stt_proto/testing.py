@@ -52,7 +52,10 @@ keeps the heap small. A deadline in the past is clamped to ``now``.
 
 Routes are one-way: ``route(a, b, link)`` carries what ``a`` sends to ``b``'s
 address through ``link``. Datagrams to an address without a route are dropped and
-counted (``no_route``). One :class:`Link` may carry several routes: it then is a
+counted (``no_route``), unless the network has a ``default_link``: then the first
+datagram from ``a`` to a node ``b`` without a route creates the route ``a -> b``
+through a copy of it (its own queue, FIFO order and counters), so a large network
+needs no route per pair up front and holds only the pairs that talk. One :class:`Link` may carry several routes: it then is a
 shared bottleneck whose bandwidth and queue the flows compete for. A datagram
 entering a link goes through, in order: the MTU check, the drop-tail queue,
 serialization at the link's bandwidth, random loss (the lost datagram still used
@@ -452,10 +455,19 @@ class Network:
     Args:
         seed: seeds :attr:`rng`, the only source of randomness of the run.
         shared_seed: the network seed nodes get unless ``add_node`` overrides it.
+        default_link: a template for pairs of nodes without a route: the first
+            datagram from ``a`` to node ``b`` routes ``a -> b`` through
+            ``default_link.copy()``. The template itself carries nothing.
+            ``None`` (the default): such datagrams are dropped as ``no_route``.
     """
 
-    def __init__(self, seed: int, *, shared_seed: bytes = DEFAULT_SHARED_SEED) -> None:
+    def __init__(self, seed: int, *, shared_seed: bytes = DEFAULT_SHARED_SEED,
+                 default_link: Link | None = None) -> None:
+        if default_link is not None and default_link._network is not None:
+            raise ValueError("the default_link template must not be routed already")
         self.seed = seed
+        #: The template of routes made on first use (see the constructor).
+        self.default_link = default_link
         #: Every random choice of the run comes from here, in a fixed order.
         self.rng = random.Random(seed)
         self.shared_seed = shared_seed
@@ -789,6 +801,11 @@ class Network:
             while True:
                 for data, dst in endpoint.datagrams_to_send(now):
                     route = routes.get(dst)
+                    if route is None and self.default_link is not None:
+                        peer = self._by_address.get(dst)
+                        if peer is not None and peer is not node:
+                            self.route(node, peer, self.default_link.copy())
+                            route = routes[dst]
                     if route is None:
                         self._no_route += 1
                     else:
