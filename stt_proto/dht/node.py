@@ -10,7 +10,10 @@ sessions as needed. A peer whose session cannot be set up is reported with
 
 Trust: only peers that talked to us over their own session enter the routing
 table; ids a lookup learns from other nodes' answers are candidates until their
-first answer (which needs a handshake, proving the id).
+first answer (which needs a handshake, proving the id). A request carried by a
+handshake INITIATION (:meth:`DhtNode.answer_early`) comes from the holder of the
+id's key but not yet from a proven member: it is answered (the answer is sealed
+for members only) and changes nothing here.
 
 What peers can fill is bounded: the routing table (bucket size, IP and subnet
 limits), the value and provider stores (records, bytes, per-publisher limits),
@@ -71,11 +74,35 @@ Address = Any
 
 
 class _TokenBucket:
-    __slots__ = ("tokens", "at")
+    __slots__ = ("tokens", "at", "told_at")
 
     def __init__(self, tokens: float, at: float) -> None:
         self.tokens = tokens
         self.at = at
+        self.told_at = -1.0  # when the peer last got Error(RATE_LIMITED)
+
+
+#: A peer over its rate hears so at most this often; its other requests are
+#: dropped unanswered (an answer per request would be a reply flood of our own).
+RATE_LIMITED_NOTICE_INTERVAL = 1.0
+
+
+class _HandOffs:
+    """Owner of the STOREs that give newcomers their records: counts those in
+    flight, so hand-offs never take more than their share of pending requests."""
+
+    __slots__ = ("in_flight",)
+    done = False
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+
+    def on_answer(self, node: Any, entry: Any, message: Any, now: float) -> None:
+        self.in_flight -= 1
+
+    def on_missed(self, node: Any, entry: Any, failed: bool, now: float) -> None:
+        if failed:
+            self.in_flight -= 1
 
 
 class DhtNode:
@@ -122,13 +149,13 @@ class DhtNode:
         self.own = Republisher(republish_interval=config.republish_interval,
                                max_records=config.max_records)
         self._next_refresh: float | None = None
-        self._pinging: set[bytes] = set()
+        self._handoffs = _HandOffs()
         self.stats: dict[str, int] = {
             "messages_received": 0, "messages_malformed": 0, "messages_bad_version": 0,
             "requests_answered": 0, "requests_rate_limited": 0, "requests_refused_busy": 0,
             "records_invalid": 0, "handoff_records_sent": 0, "lookups_started": 0,
             "internal_queries_deferred": 0, "republished": 0, "contacts_refused": 0,
-            "peers_unreachable": 0, "answers_unencodable": 0,
+            "peers_unreachable": 0, "answers_unencodable": 0, "requests_answered_early": 0,
         }
 
     # -- the owner's side: input ------------------------------------------------------
@@ -149,17 +176,47 @@ class DhtNode:
             return
         self._seen(peer_id, address, now)
         if message.is_request:
-            if self._allow(peer_id, now):
+            bucket = self._bucket(peer_id, now)
+            if bucket.tokens >= 1:
+                bucket.tokens -= 1
                 self._answer(peer_id, address, message, now)
             else:
                 self.stats["requests_rate_limited"] += 1
-                self._send(peer_id, address, Error(txid=message.txid, code=ErrorCode.RATE_LIMITED,
-                                                   retry_after_ms=1000))
+                if now - bucket.told_at >= RATE_LIMITED_NOTICE_INTERVAL:
+                    bucket.told_at = now
+                    self._send(peer_id, address, Error(
+                        txid=message.txid, code=ErrorCode.RATE_LIMITED,
+                        retry_after_ms=int(RATE_LIMITED_NOTICE_INTERVAL * 1000)))
             return
         entry = self.rpc.match(peer_id, message, now)
         if entry is not None and entry.owner is not None and not entry.owner.done:
             entry.owner.on_answer(self, entry, message, now)
         self._flush(now)
+
+    def answer_early(self, peer_id: bytes, address: Address, data: bytes, *, max_bytes: int,
+                     now: float) -> bytes | None:
+        """Answer a request that arrived inside a handshake INITIATION from
+        ``peer_id`` (``docs/protocol.md`` 6.9), in at most ``max_bytes`` bytes.
+
+        Only requests that change nothing here are answered (PING and the
+        FIND_* and GET_PROVIDERS lookups), within the peer's request rate; the
+        peer does not enter the routing table, since the handshake has not yet
+        proven it a member. ``None``: not answered early; the peer sends the
+        request again over the session and :meth:`receive` handles it.
+        """
+        try:
+            message = decode(data)
+        except DecodeError:
+            return None
+        if not isinstance(message, (Ping, FindNode, FindValue, GetProviders)):
+            return None
+        if not self._allow(peer_id, now):
+            return None
+        answer = self._answer_message(peer_id, address, message, now)
+        encoded = None if answer is None else self._encode_fitting(answer, max_bytes)
+        if encoded is not None:
+            self.stats["requests_answered_early"] += 1
+        return encoded
 
     def peer_unreachable(self, peer_id: bytes, *, now: float) -> None:
         """No session to ``peer_id`` could be set up: its requests fail now."""
@@ -261,6 +318,17 @@ class DhtNode:
     def ping(self, peer_id: bytes, address: Address, *, now: float) -> int:
         return self._start(PingQuery(self._new_id(), bytes(peer_id), address), now)
 
+    def cancel(self, query_id: int) -> None:
+        """Give up ``query_id``: no event follows; its requests' answers are ignored."""
+        query = self._queries.pop(query_id, None)
+        if query is None or query.done:
+            return
+        query.done = True
+        if query.internal:
+            self._internal_queries -= 1
+        else:
+            self._app_queries -= 1
+
     def statistics(self) -> dict[str, int]:
         stats = dict(self.stats)
         stats.update(self.rpc.stats)
@@ -331,7 +399,6 @@ class DhtNode:
 
     def _failed(self, entry: Any, now: float) -> None:
         self.table.failed(entry.peer_id, now=now)
-        self._pinging.discard(entry.peer_id)
         if entry.owner is not None and not entry.owner.done:
             entry.owner.on_missed(self, entry, True, now)
 
@@ -349,6 +416,14 @@ class DhtNode:
     # -- serving peers ------------------------------------------------------------------
 
     def _allow(self, peer_id: bytes, now: float) -> bool:
+        bucket = self._bucket(peer_id, now)
+        if bucket.tokens < 1:
+            return False
+        bucket.tokens -= 1
+        return True
+
+    def _bucket(self, peer_id: bytes, now: float) -> _TokenBucket:
+        """``peer_id``'s request allowance, refilled up to ``now``."""
         rate = self.config.requests_per_second
         bucket = self._rates.get(peer_id)
         if bucket is None:
@@ -359,39 +434,45 @@ class DhtNode:
             self._rates.move_to_end(peer_id)
             bucket.tokens = min(2 * rate, bucket.tokens + (now - bucket.at) * rate)
             bucket.at = now
-        if bucket.tokens < 1:
-            return False
-        bucket.tokens -= 1
-        return True
+        return bucket
 
     def _seen(self, peer_id: bytes, address: Address, now: float) -> None:
         result = self.table.seen(peer_id, address, now=now)
         if result.outcome is SeenOutcome.ADDED:
+            if self._next_refresh is None:  # the first contact: buckets now need refreshing
+                self._next_refresh = now + self.config.refresh_interval
             self._hand_off(peer_id, address, now)
         elif result.outcome is SeenOutcome.CACHED and result.ping is not None:
             # Ping the bucket's least recently seen contact: if it fails, the
-            # table evicts it and promotes a replacement.
+            # table evicts it and promotes a replacement. The table asks once
+            # per bucket until the answer window passes.
             oldest = result.ping
-            if oldest.node_id not in self._pinging:
-                self._pinging.add(oldest.node_id)
-                self.rpc.request(oldest.node_id, oldest.address, lambda txid: Ping(txid=txid),
-                                 owner=None, now=now)
+            self.rpc.request(oldest.node_id, oldest.address, lambda txid: Ping(txid=txid),
+                             owner=None, now=now)
         elif result.outcome is SeenOutcome.REFUSED:
             self.stats["contacts_refused"] += 1
 
     def _hand_off(self, peer_id: bytes, address: Address, now: float) -> None:
-        """Give a newcomer the values it is closer to than we are (the paper's join)."""
+        """Give a newcomer the values it is closer to than we are (the paper's join).
+
+        Hand-offs use at most a quarter of ``max_pending_requests``, so newcomers
+        that never answer (Sybils cost nothing) cannot starve lookups."""
         budget = self.config.max_handoff_records
-        if not budget:
+        share = self.config.max_pending_requests // 4
+        handoffs = self._handoffs
+        if not budget or handoffs.in_flight >= share:
             return
         for key, record in self.values.items(now=now):
             if distance(peer_id, key) < distance(self.own_id, key):
-                self.rpc.request(peer_id, address,
-                                 lambda txid, r=record: Store(txid=txid, record=r, cas=None),
-                                 owner=None, now=now)
+                entry = self.rpc.request(
+                    peer_id, address, lambda txid, r=record: Store(txid=txid, record=r, cas=None),
+                    owner=handoffs, now=now)
+                if entry is None:
+                    return
+                handoffs.in_flight += 1
                 self.stats["handoff_records_sent"] += 1
                 budget -= 1
-                if not budget or not self.rpc.has_room():
+                if not budget or handoffs.in_flight >= share:
                     return
 
     def _closest_contacts(self, target: bytes, exclude: bytes) -> list[Contact]:
@@ -405,13 +486,19 @@ class DhtNode:
 
     def _answer(self, peer_id: bytes, address: Address, message: Any, now: float) -> None:
         self.stats["requests_answered"] += 1
+        answer = self._answer_message(peer_id, address, message, now)
+        if answer is not None:
+            self._send(peer_id, address, answer)
+
+    def _answer_message(self, peer_id: bytes, address: Address, message: Any,
+                        now: float) -> Any:
         txid = message.txid
         if isinstance(message, Ping):
             try:
                 answer: Any = Pong(txid=txid, observed_address=address)
             except EncodeError:
                 self.stats["answers_unencodable"] += 1
-                return
+                return None
         elif isinstance(message, FindNode):
             answer = Nodes(txid=txid, contacts=self._closest_contacts(message.target, peer_id))
         elif isinstance(message, FindValue):
@@ -435,22 +522,29 @@ class DhtNode:
                                contacts=self._closest_contacts(message.key, peer_id))
         else:  # a request type this version does not serve
             answer = Error(txid=txid, code=ErrorCode.MALFORMED, retry_after_ms=0)
-        self._send(peer_id, address, answer)
+        return answer
 
     def _send(self, peer_id: bytes, address: Address, message: Any) -> None:
         """Queue an answer, with fewer contacts if it would not fit in one packet."""
+        data = self._encode_fitting(message, self.config.max_message_bytes)
+        if data is not None:
+            self.rpc.outgoing.append((peer_id, address, data))
+
+    def _encode_fitting(self, message: Any, max_bytes: int) -> bytes | None:
+        """``message`` encoded in at most ``max_bytes``, dropping its farthest
+        contacts as needed; ``None`` (counted) if it cannot fit."""
         try:
             data = encode(message)
-            while len(data) > self.config.max_message_bytes and getattr(message, "contacts", ()):
+            while len(data) > max_bytes and getattr(message, "contacts", ()):
                 message = dataclasses.replace(message, contacts=message.contacts[:-1])
                 data = encode(message)
         except EncodeError:  # an address the wire cannot carry (a zoned IPv6 one, ...)
             self.stats["answers_unencodable"] += 1
-            return
-        if len(data) > self.config.max_message_bytes:
+            return None
+        if len(data) > max_bytes:
             self.stats["answers_unencodable"] += 1
-            return
-        self.rpc.outgoing.append((peer_id, address, data))
+            return None
+        return data
 
     # -- maintenance ----------------------------------------------------------------------
 

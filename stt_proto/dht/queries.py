@@ -225,10 +225,11 @@ class _StoreToClosest(LookupQuery):
         super().__init__(query_id, node, key, internal=internal)
         self.report = StoreReport(key=key)
         self.storing = False
-        self.waiting = 0
+        self.stores: set[Any] = set()  # the STORE / ADD_PROVIDER requests awaiting answers
         self.targets: list[tuple[bytes, Address]] = []
 
-    def store_locally(self, node: DhtNode, now: float) -> str:
+    def store_locally(self, node: DhtNode, now: float) -> str | None:
+        """Store on this node; the status name, or ``None`` when it cannot."""
         raise NotImplementedError
 
     def build_store(self, txid: bytes) -> Any:
@@ -242,7 +243,9 @@ class _StoreToClosest(LookupQuery):
         closest = self.lookup.closest(node.config.k)
         own = distance(node.own_id, self.target)
         if len(closest) < node.config.k or own < distance(closest[-1][0], self.target):
-            self._count(self.store_locally(node, now))
+            status = self.store_locally(node, now)
+            if status is not None:
+                self._count(status)
             closest = closest[: node.config.k - 1]
         self.targets = closest
         self.pump(node, now)
@@ -253,11 +256,12 @@ class _StoreToClosest(LookupQuery):
             return
         while self.targets:
             peer_id, address = self.targets[-1]
-            if node._request(peer_id, address, self.build_store, self, now) is None:
+            entry = node._request(peer_id, address, self.build_store, self, now)
+            if entry is None:
                 return
             self.targets.pop()
-            self.waiting += 1
-        if self.waiting == 0:
+            self.stores.add(entry)
+        if not self.stores:
             self.finish(node, self.report, now)
 
     def _count(self, status: str) -> None:
@@ -270,7 +274,9 @@ class _StoreToClosest(LookupQuery):
         if not self.storing:
             super().on_answer(node, entry, message, now)
             return
-        self.waiting -= 1
+        if entry not in self.stores:
+            return  # a lookup request answering late: the lookup is over
+        self.stores.discard(entry)
         if isinstance(message, StoreResult):
             self._count(StoreStatus(message.status).name)
         elif isinstance(message, Error):
@@ -283,8 +289,8 @@ class _StoreToClosest(LookupQuery):
         if not self.storing:
             super().on_missed(node, entry, failed, now)
             return
-        if failed:
-            self.waiting -= 1
+        if failed and entry in self.stores:
+            self.stores.discard(entry)
             self.report.unanswered += 1
             self.pump(node, now)
 
@@ -310,9 +316,9 @@ class PutQuery(_StoreToClosest):
 class ProvideQuery(_StoreToClosest):
     kind = "provide"
 
-    def store_locally(self, node: DhtNode, now: float) -> str:
+    def store_locally(self, node: DhtNode, now: float) -> str | None:
         if node.address is None:
-            return "OK"
+            return None  # bound to a wildcard address: peers learn ours, we don't
         added = node.providers.add(self.target, node.own_id, node.address, now=now)
         return "OK" if added else "REFUSED_FULL"
 

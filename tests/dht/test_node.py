@@ -106,12 +106,16 @@ def test_a_flooding_peer_is_rate_limited_and_counted():
     pongs = [a for _, a in sent if isinstance(a, Pong)]
     limited = [a for _, a in sent if isinstance(a, Error) and a.code == ErrorCode.RATE_LIMITED]
     assert len(pongs) == 20  # the burst: twice the rate
-    assert len(limited) == 80
+    assert len(limited) == 1  # told once; the other 79 are dropped unanswered
     assert node.statistics()["requests_rate_limited"] == 80
     # Another peer is still served, and the flooder again after a while.
     node.receive(*peer(8), encode(Ping(txid=TXID)), now=1.0)
     node.receive(*flooder, encode(Ping(txid=TXID)), now=2.0)
     assert [type(a) for _, a in answers(node)] == [Pong, Pong]
+    for i in range(30):  # flooding again: one notice per interval
+        node.receive(*flooder, encode(Ping(txid=i.to_bytes(8, "big"))), now=2.5)
+    notices = [a for _, a in answers(node) if isinstance(a, Error)]
+    assert len(notices) == 1 and notices[0].retry_after_ms == 1000
 
 
 def test_rate_tracking_is_bounded():
@@ -246,3 +250,64 @@ def test_contacts_with_unencodable_addresses_stay_out_of_answers():
     (_, answer), = answers(node)
     assert all(c.node_id != b"\x07" * 32 for c in answer.contacts)
     assert Contact  # the codec's Contact refuses such addresses
+
+
+def test_late_lookup_answers_do_not_count_as_stores():
+    node = make_node(k=2, initial_rtt=0.1, min_rpc_timeout=0.1)
+    addresses = dict(peer(n) for n in (1, 2, 3))
+    for peer_id, address in addresses.items():
+        node.receive(peer_id, address, encode(Ping(txid=TXID)), now=0.0)
+    node.messages_to_send()
+    query, _ = node.put(b"value", now=0.0)
+    asked = {to: decode(data) for to, _, data in node.messages_to_send()}
+    assert len(asked) == 2  # the k closest
+    slow, quick = sorted(asked)
+    node.receive(quick, addresses[quick], encode(Nodes(txid=asked[quick].txid, contacts=())),
+                 now=0.01)
+    # The slow one misses its first timeout: the lookup ends without it (its
+    # request is retransmitted) and the STOREs go out.
+    node.handle_timer(now=node.get_timer())
+    stores = {to: m for to, _, data in node.messages_to_send()
+              if isinstance(m := decode(data), Store)}
+    assert stores and slow not in stores
+    # The slow node's FIND_NODE answer arrives late: it must not pass for a store.
+    node.receive(slow, addresses[slow], encode(Nodes(txid=asked[slow].txid, contacts=())),
+                 now=0.8)
+    assert node.next_event() is None
+    for to, message in stores.items():
+        node.receive(to, addresses[to], encode(StoreResult(
+            txid=message.txid, status=StoreStatus.REFUSED_FULL)), now=0.9)
+    event = node.next_event()
+    assert event.query_id == query
+    assert event.result.refused == {"REFUSED_FULL": len(stores)}
+
+
+def test_a_cancelled_query_frees_its_slot_and_stays_silent():
+    node = make_node(max_lookups=1)
+    node.receive(*peer(1), encode(Ping(txid=TXID)), now=0.0)
+    query = node.find_node(bytes(32), now=0.0)
+    node.cancel(query)
+    node.find_node(bytes(32), now=0.0)  # the slot is free again
+    (to, _, data), *_ = node.messages_to_send()
+    node.receive(to, peer(1)[1], encode(Nodes(txid=decode(data).txid, contacts=())), now=0.1)
+    assert all(e.query_id != query for e in iter(node.next_event, None))
+
+
+def test_bucket_refresh_is_armed_by_the_first_contact():
+    node = make_node(refresh_interval=100.0)
+    assert node.get_timer() is None
+    node.receive(*peer(1), encode(Ping(txid=TXID)), now=5.0)
+    assert node.get_timer() is not None and node.get_timer() <= 105.0
+
+
+def test_hand_offs_take_at_most_a_quarter_of_the_pending_requests():
+    node = make_node(max_pending_requests=16, max_handoff_records=64)
+    for i in range(200):
+        value = i.to_bytes(4, "big")
+        node.receive(*peer(1), encode(Store(txid=TXID, record=ImmutableValue(value=value),
+                                            cas=None)), now=0.0)
+    node.messages_to_send()
+    for n in range(2, 60):  # newcomers that never answer
+        node.receive(*peer(n), encode(Ping(txid=TXID)), now=0.0)
+    assert node._handoffs.in_flight <= 4
+    assert len(node.rpc) <= 4
