@@ -249,8 +249,13 @@ class NodeBase(abc.ABC):
         # The adapter drives the composing object; commands stay on the endpoint.
         self._engine = OverlayHost(self._endpoint)
         self._overlay_handlers: dict[type, Callable[[Any], None]] = {}
-        # Sessions the pool opened that the application has not been given yet.
-        self._pool_held: set[bytes] = set()
+        # Sessions the application has not been given yet: those the pool opened
+        # for an overlay, and, while an overlay is attached, inbound ones (most
+        # are other members' DHT traffic). Each is handed over when the peer
+        # opens a stream or sends a datagram on it, or through dht.connect.
+        self._unclaimed: set[bytes] = set()
+        # Called (no arguments) when the node stops: overlays fail their waiters.
+        self._stop_callbacks: list[Callable[[], None]] = []
         self._host = host
         self._port = port
         self._sock: DatagramSocket | None = None
@@ -373,6 +378,11 @@ class NodeBase(abc.ABC):
         self._flush()
         self._running = False
         self._stopped = True
+        for callback in self._stop_callbacks:
+            try:
+                callback()
+            except Exception as exc:  # an overlay's bug must not break the stop
+                self._report("a stop callback", exc)
         for pending in self._connects.values():
             pending.resolve(error=NodeStoppedError("node stopped"))
         self._connects.clear()
@@ -613,7 +623,7 @@ class NodeBase(abc.ABC):
         if kind in _STREAM_EVENTS:
             session = self._sessions.get(event.session_id)
             if session is not None:
-                if event.session_id in self._pool_held and kind is ev.StreamOpened:
+                if event.session_id in self._unclaimed and kind is ev.StreamOpened:
                     self._hand_over(session)
                 session._on_stream_event(event)
             return
@@ -624,6 +634,8 @@ class NodeBase(abc.ABC):
         elif kind is ev.DatagramReceived:
             session = self._sessions.get(event.session_id)
             if session is not None:
+                if event.session_id in self._unclaimed:
+                    self._hand_over(session)
                 session._on_datagram(event.data)
         else:
             handler = self._overlay_handlers.get(kind)
@@ -643,9 +655,12 @@ class NodeBase(abc.ABC):
             elif self._engine.pool.owns(event.session_id):
                 # Opened by the session pool for an overlay: the application gets
                 # it through dht.connect, or when the peer opens a stream on it.
-                self._pool_held.add(event.session_id)
+                self._unclaimed.add(event.session_id)
             else:  # the caller gave up meanwhile
                 self._endpoint.close(event.session_id, now=self._now())
+            return
+        if self._engine.dht is not None:
+            self._unclaimed.add(event.session_id)  # handed over on its first stream or datagram
             return
         self._hand_over(session, inbound=True)
 
@@ -653,14 +668,14 @@ class NodeBase(abc.ABC):
         """The session the pool holds as ``session_id``, now the application's."""
         session = self._sessions.get(session_id)
         if session is not None:
-            self._pool_held.discard(session_id)
+            self._unclaimed.discard(session_id)
             self._engine.pool.disown(session_id)
         return session
 
     def _hand_over(self, session: Session, inbound: bool = False) -> None:
         """Give a session to the ``on_session`` handlers or to ``accept``."""
         if not inbound:
-            self._pool_held.discard(session.session_id)
+            self._unclaimed.discard(session.session_id)
             self._engine.pool.disown(session.session_id)
         if self._session_handlers:
             for handler in self._session_handlers:
@@ -673,7 +688,7 @@ class NodeBase(abc.ABC):
         pending = self._connects.pop(event.session_id, None)
         if pending is not None:
             pending.resolve(error=close_error(event.reason, event.error_code, event.message))
-        self._pool_held.discard(event.session_id)
+        self._unclaimed.discard(event.session_id)
         session = self._sessions.pop(event.session_id, None)
         if session is not None:
             session._on_closed(event.reason, event.error_code, event.message)

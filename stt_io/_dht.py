@@ -31,6 +31,8 @@ __all__ = ["DHTNode", "KademliaDHTBase"]
 STATE_VERSION = 1
 #: Contacts a state file keeps (the closest of the table; enough to rejoin).
 STATE_CONTACTS = 200
+#: What a DHT operation given up at its time limit returns.
+TIMED_OUT = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +182,7 @@ class KademliaDHTBase:
             pool.idle_close = idle
         node._engine.attach_dht(self._engine)
         node._overlay_handlers[ev.DhtQueryCompleted] = self._on_query_done
+        node._stop_callbacks.append(self._on_node_stop)
         self._started = True
         if self._state_file is not None and os.path.exists(self._state_file):
             contacts = self._load_state(self._state_file)
@@ -188,21 +191,32 @@ class KademliaDHTBase:
 
     async def stop(self) -> None:
         """Save the state file (if any), detach from the node, stop an owned node."""
+        if self._started and self._state_file is not None:
+            self.save_state(self._state_file)
+        self._detach("the DHT stopped")
+        if self._owns_node:
+            await self._node.stop()
+
+    def _on_node_stop(self) -> None:
+        if self._started and self._state_file is not None:
+            self.save_state(self._state_file)
+        self._detach("the node stopped")
+
+    def _detach(self, why: str) -> None:
+        """Leave the node; every waiting call fails with :class:`NodeStoppedError`."""
         if not self._started:
             return
-        if self._state_file is not None:
-            self.save_state(self._state_file)
         self._started = False
         node = self._node
         node._engine.detach_dht()
         node._overlay_handlers.pop(ev.DhtQueryCompleted, None)
+        if self._on_node_stop in node._stop_callbacks:
+            node._stop_callbacks.remove(self._on_node_stop)
         for waiter in self._waiters.values():
             waiter.done = True
-            waiter.result = NodeStoppedError("the DHT stopped")
+            waiter.result = NodeStoppedError(why)
             waiter.signal.set()
         self._engine = None
-        if self._owns_node:
-            await node.stop()
 
     async def __aenter__(self) -> Any:
         await self.start()
@@ -225,12 +239,15 @@ class KademliaDHTBase:
             waiter.result = event.result
             waiter.signal.set()
 
-    async def _run(self, start: Any) -> Any:
-        """Start a query with ``start(engine, now) -> query_id`` and wait for its result."""
+    async def _run(self, start: Any, *, timeout: float | None = None) -> Any:
+        """Start a query with ``start(engine, now) -> query_id`` and wait for its
+        result; after ``timeout`` seconds give it up and return :data:`TIMED_OUT`."""
         engine = self._check_started()
         node = self._node
         query_id = start(engine, node._now())
         waiter = self._waiters[query_id] = _Waiter(node._new_signal())
+        if timeout is not None:
+            node._spawn(self._expire(waiter, timeout), "a DHT operation's time limit")
         try:
             node._flush()
             while not waiter.done:
@@ -238,16 +255,26 @@ class KademliaDHTBase:
                 await waiter.signal.wait()
         finally:
             self._waiters.pop(query_id, None)
+            if (not waiter.done or waiter.result is TIMED_OUT) and self._engine is not None:
+                self._engine.cancel(query_id)  # given up: free its slot
         if isinstance(waiter.result, BaseException):
             raise waiter.result
         return waiter.result
+
+    async def _expire(self, waiter: _Waiter, seconds: float) -> None:
+        await self._sleep(seconds)
+        if not waiter.done:
+            waiter.done = True
+            waiter.result = TIMED_OUT
+            waiter.signal.set()
 
     async def bootstrap(self, nodes: Iterable[Any], *, timeout: float = 30.0,
                         retry_interval: float = 0.5) -> int:
         """Join the network through ``nodes``: ``((host, port), node_id)`` pairs.
 
         Retries with exponential backoff (from ``retry_interval``) until one
-        answers; returns the number of contacts in the routing table.
+        answers; returns the number of contacts in the routing table. Returns
+        or raises within ``timeout`` seconds.
 
         Raises:
             BootstrapError: no node answered within ``timeout`` seconds.
@@ -264,7 +291,10 @@ class KademliaDHTBase:
         deadline = self._node._now() + timeout
         delay = retry_interval
         while True:
-            await self._run(lambda engine, now: engine.bootstrap(seeds, now=now))
+            left = deadline - self._node._now()
+            if left > 0:
+                await self._run(lambda engine, now: engine.bootstrap(seeds, now=now),
+                                timeout=left)
             count = len(self._check_started().table)
             if count:
                 return count

@@ -11,8 +11,9 @@ an answer comes back or ``rpc_attempts`` transmissions went unanswered.
 * **Timeouts from measured RTT.** Each peer has a smoothed RTT and variance (the
   RFC 6298 estimator, fed only by answers to requests sent once, as Karn's rule
   says); the timeout is ``srtt + 4 * rttvar`` clamped to the configured floor and
-  ceiling, doubled on every retransmission. A peer never measured gets twice the
-  node-wide estimate: its first request also pays for the session's handshake.
+  ceiling, growing by ``rpc_backoff`` on every retransmission. A peer never
+  measured gets ``first_contact_factor`` times the node-wide estimate: its first
+  request also pays for the session's handshake.
 * **Stalls.** When a request misses its first timeout the owner hears about it
   (``stalled``) before the retransmission, so a lookup can move its window on.
 """
@@ -185,8 +186,9 @@ class RpcManager:
         return timers[0][0] if timers else None
 
     def handle_timer(self, now: float) -> list[tuple[PendingRequest, bool]]:
-        """Retransmit what is due; returns ``(request, failed)`` for each request that
-        missed a timeout: ``failed`` once its last transmission went unanswered."""
+        """Retransmit what is due (each wait ``rpc_backoff`` times the one before);
+        returns ``(request, failed)`` for each request that missed a timeout:
+        ``failed`` once its last transmission went unanswered."""
         missed: list[tuple[PendingRequest, bool]] = []
         timers = self._timers
         while timers and timers[0][0] <= now:

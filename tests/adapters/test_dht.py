@@ -219,3 +219,49 @@ def test_manual_form_reads_identity_and_seed_from_the_environment(tmp_path, monk
     monkeypatch.delenv("STT_IDENTITY")
     with pytest.raises(ValueError, match="identity"):
         KademliaDHT(node_id=ident.node_id, port=9337)
+
+
+async def test_stopping_the_node_fails_waiting_dht_calls(stt):
+    with anyio.fail_after(20):
+        async with stt.Node(shared_seed=SEED) as node:
+            dht = stt.KademliaDHT(node=node, initial_rtt=5.0)
+            await dht.start()
+            silent = Identity.generate().node_id
+            errors = []
+
+            async def join():
+                try:
+                    await dht.bootstrap([(("127.0.0.1", 9), silent)], timeout=15)
+                except NodeStoppedError as exc:
+                    errors.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(join)
+                await anyio.sleep(0.2)
+                await node.stop()
+            assert len(errors) == 1
+
+
+async def test_bootstrap_timeout_bounds_each_attempt(stt):
+    with anyio.fail_after(20):
+        async with stt.KademliaDHT(identity=Identity.generate(), shared_seed=SEED,
+                                   host="127.0.0.1", port=0, initial_rtt=5.0) as dht:
+            silent = Identity.generate().node_id
+            started = anyio.current_time()
+            with pytest.raises(BootstrapError):
+                await dht.bootstrap([(("127.0.0.1", 9), silent)], timeout=1.0)
+            assert anyio.current_time() - started < 3.0
+            assert dht.statistics()["queries_running"] == 0  # given up, not leaked
+
+
+async def test_inbound_dht_sessions_reach_accept_only_with_application_traffic(stt):
+    with anyio.fail_after(30):
+        async with Swarm(stt, 4) as dhts:
+            # Members bootstrapped through the first: their sessions are DHT-only.
+            assert not dhts[0].node._accepted
+            session = await dhts[2].connect(dhts[0].node_id)
+            stream = session.open_stream()
+            await stream.send(b"hello")
+            accepted = await dhts[0].node.accept()
+            assert accepted.peer_id == dhts[2].node_id
+            assert await (await accepted.accept_stream()).receive() == b"hello"
