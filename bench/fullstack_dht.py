@@ -248,7 +248,7 @@ def main() -> int:
     print(f"{r['nodes']} nodes, RTT {RTT * 1000:.0f} ms, loss {r['loss']:.0%}, seed {r['seed']}; "
           f"join {r['join_seconds']:.0f} simulated s; wall {r['wall_seconds']:.0f} s")
     print(f"{'':24}{'success':>9}{'p50 RTT':>9}{'p99 RTT':>9}{'mean RTT':>10}")
-    for name, key in (("full stack, cold", "cold"), ("full stack, warm", "warm"),
+    for name, key in (("full stack, cold", "cold"), ("full stack, no idle gap", "warm"),
                       ("message simulator", "simulator")):
         s = r[key]
         print(f"{name:24}{s['success']:9.3f}{s['p50_rtt']:9.2f}{s['p99_rtt']:9.2f}"

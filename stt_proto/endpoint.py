@@ -122,6 +122,8 @@ class Endpoint:
                 "rekeys_completed", "sessions_closed", "events_dropped",
                 "handshake_bytes_received_unvalidated", "handshake_bytes_sent_unvalidated",
                 "amplification_refused", "sessions_closed_by_violation",
+                "early_dht_answered", "early_dht_unanswered", "early_dht_answers_received",
+                "early_dht_resent",
             ),
             0,
         )
@@ -138,12 +140,14 @@ class Endpoint:
             config, credentials, self._indices, self._stats, queue=self._queue,
             push_event=self._push_event, schedule=self._arm,
             established=table.connect_established, rekeyed=table.rekeyed,
-            rekey_abandoned=table.rekey_abandoned)
+            rekey_abandoned=table.rekey_abandoned, early_result=self._early_result)
         self._responder = Responder(
             config, credentials, self._indices, self._stats, queue=self._queue,
             half_open=lambda: table.half_open, admits=table.admits,
             rekey_target=table.rekey_target, half_opened=table.half_opened,
-            rekey_offered=table.rekey_offered)
+            rekey_offered=table.rekey_offered, answer_early=self._answer_early)
+        #: Answers DHT requests carried by INITIATIONs (set_early_dht_handler).
+        self._early_dht_handler: Any = None
         self._mark = table.mark
 
     # ------------------------------------------------------------------ info
@@ -194,8 +198,15 @@ class Endpoint:
     # ------------------------------------------------------------------ commands
 
     def connect(self, address: Address, peer_id: bytes, *, now: float,
-                timeout: float | None = None) -> bytes:
+                timeout: float | None = None, early_dht: bytes | None = None) -> bytes:
         """Start a handshake with the node ``peer_id`` at ``address``.
+
+        ``early_dht``: a DHT message to deliver with the handshake
+        (``docs/protocol.md`` 6.9). The INITIATION carries it when it is a
+        request of at most ``MAX_EARLY_DHT_REQUEST`` bytes, and the responder may
+        answer inside its RESPONSE: the answer then follows ``SessionEstablished``
+        as a :class:`DhtMessageReceived`, one round trip after the connect.
+        Otherwise it is sent as a DHT frame once the session is established.
 
         Returns:
             The new session's id. A :class:`SessionEstablished` or
@@ -219,8 +230,52 @@ class Endpoint:
         if not timeout > 0:
             raise ValueError("timeout must be positive")
         session_id = self._new_session_id()
-        self._initiator.connect(session_id, peer_id, address, deadline=now + timeout, now=now)
+        self._initiator.connect(session_id, peer_id, address, deadline=now + timeout, now=now,
+                                early_dht=early_dht)
         return session_id
+
+    def retry_connect(self, session_id: bytes, *, now: float) -> bool:
+        """Send the pending connect ``session_id``'s next INITIATION now instead
+        of after its backoff (``handshake_retry_initial``, doubling). For an
+        owner that knows more than the endpoint: the DHT retransmits a request
+        after a timeout drawn from its measured round-trip times, and a request
+        waiting for a handshake means the INITIATION or the RESPONSE was lost.
+
+        Returns:
+            Whether such a connect was pending (``False``: nothing was sent).
+
+        .. note:: then call :meth:`datagrams_to_send` and :meth:`get_timer`.
+        """
+        self._last_now = max(self._last_now, now)
+        return self._initiator.retry(session_id, now)
+
+    def set_early_dht_handler(self, handler: Any) -> None:
+        """Answer the DHT requests INITIATIONs carry (``docs/protocol.md`` 6.9)
+        with ``handler(peer_id, address, request, max_bytes, now)``: the answer's
+        bytes (at most ``max_bytes``), or ``None`` to leave the request
+        unanswered (the initiator then sends it again on the session). The
+        sender holds ``peer_id``'s static key but is not yet proven a member of
+        the network, and the handler must treat it so. ``None`` (the default)
+        answers nothing early."""
+        self._early_dht_handler = handler
+
+    def _answer_early(self, peer_id: bytes, address: Address, request: bytes, max_bytes: int,
+                      now: float) -> bytes | None:
+        handler = self._early_dht_handler
+        return None if handler is None else handler(peer_id, address, request, max_bytes, now)
+
+    def _early_result(self, session_id: bytes, answer: bytes | None, request: bytes,
+                      now: float) -> None:
+        """A connect that carried ``request`` is established (6.9)."""
+        if answer is not None:
+            self._stats["early_dht_answers_received"] += 1
+            self._push_event(DhtMessageReceived(session_id=session_id, data=answer))
+            return
+        self._stats["early_dht_resent"] += 1
+        try:
+            self.send_dht(session_id, request, now=now)
+        except (KeyError, LocalProtocolError, ValueError):
+            pass  # the DHT layer retransmits or times out
 
     def address_unreachable(self, address: Address, *, now: float,
                             reason: str = "address unreachable") -> list[bytes]:

@@ -29,6 +29,7 @@ import hashlib
 import hmac
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -140,6 +141,8 @@ _PARAM_INITIAL_MAX_DATA = 0x03
 _PARAM_INITIAL_MAX_STREAM_DATA = 0x04
 _PARAM_INITIAL_MAX_STREAMS = 0x05
 _PARAM_REKEY_INDEX = 0x06
+#: Bytes, not a varint: a DHT message carried by the handshake (6.9).
+_PARAM_EARLY_DHT = 0x07
 _PARAM_PADDING = 0x3F
 _MAX_PARAMS = 32
 
@@ -185,6 +188,9 @@ class TransportParameters:
     rekey_index: int | None = None
     """Set in a rekey INITIATION: the receiver's index of the session whose keys
     are being replaced. Absent in a handshake that starts a new session."""
+    early_dht: bytes | None = None
+    """A DHT message carried by the handshake (docs/protocol.md 6.9): in an
+    INITIATION, a request; in a RESPONSE, its answer. Absent when none."""
 
     def encode(self, pad_to: int = 0) -> bytes:
         """Encode as ``(id, length, value)`` triples of varints; optionally add
@@ -203,6 +209,10 @@ class TransportParameters:
             w.push_varint(param_id)
             w.push_varint(wire.varint_size(value))
             w.push_varint(value)
+        if self.early_dht is not None:
+            w.push_varint(_PARAM_EARLY_DHT)
+            w.push_varint(len(self.early_dht))
+            w.push_bytes(self.early_dht)
         missing = pad_to - w.tell()
         if missing > 0:
             # id (1 byte) + length varint + zeros; size the length field first
@@ -238,7 +248,7 @@ class TransportParameters:
         """
         r = wire.Reader(data)
         seen: set[int] = set()
-        values: dict[str, int] = {}
+        values: dict[str, Any] = {}
         names = _PARAM_NAMES
         while not r.eof():
             param_id = r.pull_varint()
@@ -249,6 +259,9 @@ class TransportParameters:
             seen.add(param_id)
             if len(seen) > _MAX_PARAMS:
                 raise DecodeError("too many transport parameters")
+            if param_id == _PARAM_EARLY_DHT:
+                values["early_dht"] = bytes(body)
+                continue
             name = names.get(param_id)
             if name is None:
                 continue

@@ -45,6 +45,7 @@ is the endpoint's, through :mod:`stt_proto.state`.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from .config import EndpointConfig
@@ -54,6 +55,7 @@ from .errors import DecodeError, NoiseError
 from .events import CloseReason, Event, SessionClosed
 from .handshake import (
     MAC_SIZE,
+    MAX_HANDSHAKE_SIZE,
     MIN_INITIATION_SIZE,
     PROLOGUE,
     SUITE_BY_CIPHER,
@@ -89,9 +91,19 @@ Address = Any
 MAX_ATTEMPTS_PER_CONNECT = 4
 #: Noise message 1 of IKpsk2 without payload: ephemeral, encrypted static, tag.
 _INITIATION_FIXED = 1 + 1 + 4 + 32 + 48 + 16 + 2 * MAC_SIZE
+#: A RESPONSE without payload: kind, two indices, ephemeral, tag, two MACs.
+_RESPONSE_FIXED = 1 + 4 + 4 + 32 + 16 + 2 * MAC_SIZE
+#: Largest DHT request an INITIATION carries early (6.9); a larger one waits
+#: for the session. A FIND_NODE is about 50 bytes.
+MAX_EARLY_DHT_REQUEST = 256
 
 #: Peers whose static-static DH result is kept (least recently used evicted).
 STATIC_DH_CACHE_SIZE = 4096
+
+
+def _carried(request: bytes) -> bool:
+    """Whether an INITIATION carries this early DHT request (6.9)."""
+    return len(request) <= MAX_EARLY_DHT_REQUEST
 
 
 class BoundedCache(OrderedDict):
@@ -187,7 +199,7 @@ class PendingConnect:
     """An outgoing handshake: a new session, or a rekey of ``session``."""
 
     __slots__ = ("session_id", "peer_id", "address", "deadline", "attempts", "next_retry",
-                 "interval", "cookie", "cookie_at", "session", "timer_at")
+                 "interval", "cookie", "cookie_at", "session", "timer_at", "early_dht")
 
     def __init__(self, session_id: bytes, peer_id: bytes, address: Address, deadline: float,
                  interval: float, session: Session | None) -> None:
@@ -203,6 +215,8 @@ class PendingConnect:
         self.session = session
         #: The deadline armed in the endpoint's timer heap (see ``schedule``).
         self.timer_at: float | None = None
+        #: A DHT request every INITIATION of this connect carries (6.9).
+        self.early_dht: bytes | None = None
 
 
 class Initiator:
@@ -222,6 +236,10 @@ class Initiator:
         rekeyed: ``rekeyed(session, keys, local_index, now)``: a rekey completed.
         rekey_abandoned: ``rekey_abandoned(session)``: a rekey reached its
             deadline without an answer.
+        early_result: ``early_result(session_id, answer, request, now)``, right
+            after ``established`` for a connect that carried a DHT ``request``:
+            ``answer`` is the responder's answer from its RESPONSE, or ``None``
+            when it gave none (the request then still has to be sent).
     """
 
     def __init__(self, config: EndpointConfig, credentials: Credentials, indices: IndexTable,
@@ -230,7 +248,8 @@ class Initiator:
                  schedule: Callable[[PendingConnect, float | None], None],
                  established: Callable[..., None],
                  rekeyed: Callable[[Session, PacketKeys, int, float], None],
-                 rekey_abandoned: Callable[[Session], None]) -> None:
+                 rekey_abandoned: Callable[[Session], None],
+                 early_result: Callable[..., None] | None = None) -> None:
         self._config = config
         self._credentials = credentials
         self._indices = indices
@@ -241,6 +260,7 @@ class Initiator:
         self._established = established
         self._rekeyed = rekeyed
         self._rekey_abandoned = rekey_abandoned
+        self._early_result = early_result
         #: Connects for new sessions, by session id (``max_pending_connects``).
         self._connects: dict[bytes, PendingConnect] = {}
         #: Rekeys in flight, by the session id they rekey (one per session).
@@ -256,9 +276,11 @@ class Initiator:
     # ------------------------------------------------------------------ commands
 
     def connect(self, session_id: bytes, peer_id: bytes, address: Address, *,
-                deadline: float, now: float) -> None:
+                deadline: float, now: float, early_dht: bytes | None = None) -> None:
         """Start a connect under ``session_id`` (unused, allocated by the endpoint,
-        which also enforces ``max_pending_connects``).
+        which also enforces ``max_pending_connects``). ``early_dht``: a DHT
+        request for every INITIATION to carry if it has at most
+        :data:`MAX_EARLY_DHT_REQUEST` bytes (6.9); ``early_result`` reports on it.
 
         Raises:
             ValueError: ``peer_id`` is not a usable X25519 public key (nothing
@@ -266,6 +288,8 @@ class Initiator:
         """
         pending = PendingConnect(session_id, peer_id, address, deadline,
                                  self._config.handshake_retry_initial, None)
+        if early_dht is not None:
+            pending.early_dht = bytes(early_dht)
         self._connects[session_id] = pending
         try:
             self._send_attempt(pending, now)
@@ -273,6 +297,21 @@ class Initiator:
             # DH with that key fails: a low-order point, not anybody's node id.
             self._finish(pending, None)
             raise ValueError("peer_id is not a valid node id (X25519 public key)") from None
+
+    def retry(self, session_id: bytes, now: float) -> bool:
+        """Send a fresh INITIATION of the connect ``session_id`` now, rather than
+        at its next backoff time (its owner has a measured reason to think the
+        last one was lost). The backoff still doubles, and only the last
+        :data:`MAX_ATTEMPTS_PER_CONNECT` attempts stay valid.
+
+        Returns:
+            Whether such a connect was pending.
+        """
+        pending = self._connects.get(session_id)
+        if pending is None:
+            return False
+        self._send_attempt(pending, now)
+        return True
 
     def start_rekey(self, session: Session, now: float) -> None:
         """Start a fresh handshake for ``session`` (docs/protocol.md 6.7); it runs
@@ -387,6 +426,11 @@ class Initiator:
         else:
             self._established(pending.session_id, pending.peer_id, address, keys, params,
                               attempt.index, now)
+            request = pending.early_dht
+            if request is not None and self._early_result is not None:
+                # An answer to a request we did not carry is ignored.
+                answer = params.early_dht if _carried(request) else None
+                self._early_result(pending.session_id, answer, request, now)
 
     def receive_cookie_reply(self, data: bytes, address: Address, now: float) -> None:
         """A COOKIE_REPLY (6.6). Raises only :class:`DecodeError` (the caller drops)."""
@@ -415,9 +459,16 @@ class Initiator:
         suite = SUITE_BY_CIPHER[config.cipher]
         handshake = self._credentials.handshake(suite, initiator=True, peer_id=pending.peer_id)
         rekey_index = pending.session.keys.current.remote_index if pending.session else None
-        # Padded so that the RESPONSE and COOKIE_REPLY are always smaller (6.6).
-        params = local_params(config, pending.address, rekey_index).encode(
-            pad_to=MIN_INITIATION_SIZE - _INITIATION_FIXED)
+        # Padded so that the RESPONSE and COOKIE_REPLY are always smaller (6.6);
+        # with an early DHT request, to the largest handshake packet, which is
+        # the room the responder's answer gets under the same rule (6.9).
+        params = local_params(config, pending.address, rekey_index)
+        if pending.early_dht is not None and _carried(pending.early_dht):
+            params = replace(params, early_dht=pending.early_dht)
+            pad = MAX_HANDSHAKE_SIZE - _INITIATION_FIXED
+        else:
+            pad = MIN_INITIATION_SIZE - _INITIATION_FIXED
+        params = params.encode(pad_to=pad)
         noise = handshake.write_message(params)
         index = self._indices.new(pending)
         cookie = pending.cookie
@@ -486,6 +537,10 @@ class Responder:
             now)`` creates the half-open session for a new handshake.
         rekey_offered: ``rekey_offered(session, keys, local_index, now)``: the
             peer rekeys ``session``; the keys wait until it uses them.
+        answer_early: ``answer_early(peer_id, address, request, max_bytes, now)``
+            answers the DHT request an INITIATION carries (6.9) with at most
+            ``max_bytes`` bytes, or returns ``None`` to leave it unanswered. The
+            peer is not yet proven a member: see the section.
     """
 
     def __init__(self, config: EndpointConfig, credentials: Credentials, indices: IndexTable,
@@ -493,7 +548,8 @@ class Responder:
                  half_open: Callable[[], int], admits: Callable[[Address], bool],
                  rekey_target: Callable[[int, bytes], Session | None],
                  half_opened: Callable[..., None],
-                 rekey_offered: Callable[[Session, PacketKeys, int, float], None]) -> None:
+                 rekey_offered: Callable[[Session, PacketKeys, int, float], None],
+                 answer_early: Callable[..., bytes | None] | None = None) -> None:
         self._config = config
         self._credentials = credentials
         self._rng = credentials.rng
@@ -505,6 +561,7 @@ class Responder:
         self._rekey_target = rekey_target
         self._half_opened = half_opened
         self._rekey_offered = rekey_offered
+        self._answer_early = answer_early
         #: Ephemeral keys of recent INITIATIONs (``replay_cache_size``).
         self._replay_cache: OrderedDict[bytes, None] = OrderedDict()
         self._cookie_secret = self._rng(32)
@@ -572,7 +629,11 @@ class Responder:
             stats["initiations_rejected_limit"] += 1
             return
         local_index = self._indices.new()
-        response_noise = handshake.write_message(local_params(config, address).encode())
+        response_params = local_params(config, address)
+        if params.early_dht is not None and rekeyed is None and self._answer_early is not None:
+            response_params = self._early(peer_id, address, params.early_dht, response_params,
+                                          len(data), now)
+        response_noise = handshake.write_message(response_params.encode())
         send, recv = _split(handshake, initiator=False)
         keys = PacketKeys(send=send, recv=recv, local_index=local_index,
                           remote_index=msg.sender_index, created_at=now, initiator=False,
@@ -585,6 +646,25 @@ class Responder:
             return
         self._half_opened(peer_id, address, keys, params, local_index, now)
         self._send_unvalidated(packet, address, len(data))
+
+    def _early(self, peer_id: bytes, address: Address, request: bytes,
+               params: TransportParameters, received: int, now: float) -> TransportParameters:
+        """Our RESPONSE parameters with the answer to an early DHT request, if it
+        fits (6.9). The answer is sealed with keys that mix the network's PSK, so
+        only a member can read it; the replay cache has already turned away a
+        replayed INITIATION, so one INITIATION gets at most one answer; and the
+        RESPONSE stays within the INITIATION's size (6.6), so it cannot amplify."""
+        # 3: the parameter's id and a length varint of at most two bytes.
+        budget = min(received, MAX_HANDSHAKE_SIZE) - _RESPONSE_FIXED - len(params.encode()) - 3
+        if budget <= 0:
+            self._stats["early_dht_unanswered"] += 1
+            return params
+        answer = self._answer_early(peer_id, address, request, budget, now)
+        if answer is None or len(answer) > budget:
+            self._stats["early_dht_unanswered"] += 1
+            return params
+        self._stats["early_dht_answered"] += 1
+        return replace(params, early_dht=bytes(answer))
 
     # ------------------------------------------------------------------ load
 

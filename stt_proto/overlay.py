@@ -15,6 +15,10 @@ attach the same way):
   a datagram on them (or through ``dht.connect``): DHT-only sessions never
   pile up in ``accept``.
 * The earliest of all timers is the host's timer.
+* A DHT request that arrives inside a handshake INITIATION is answered inside
+  the RESPONSE (``docs/protocol.md`` 6.9), by the DHT's
+  :meth:`~stt_proto.dht.node.DhtNode.answer_early`, which keeps the sender,
+  not yet proven a member, out of its routing table.
 
 Commands (``connect``, ``send_message``, ...) stay on :attr:`endpoint`.
 """
@@ -52,9 +56,18 @@ class OverlayHost:
         if self.dht is not None:
             raise ValueError("a DHT is attached already")
         self.dht = dht
+        self.endpoint.set_early_dht_handler(self._answer_early)
 
     def detach_dht(self) -> None:
         self.dht = None
+        self.endpoint.set_early_dht_handler(None)
+
+    def _answer_early(self, peer_id: bytes, address: Address, request: bytes, max_bytes: int,
+                      now: float) -> bytes | None:
+        dht = self.dht
+        if dht is None:
+            return None
+        return dht.answer_early(peer_id, address, request, max_bytes=max_bytes, now=now)
 
     @property
     def node_id(self) -> bytes:
@@ -125,6 +138,10 @@ class OverlayHost:
             return
         if kind is SessionEstablished:
             self.pool.on_established(event.session_id, event.peer_id, event.peer_address, now=now)
+            if not event.initiator and self.dht is not None:
+                # The peer proved it is a member: a request it made inside the
+                # handshake now counts as contact.
+                self.dht.peer_confirmed(event.peer_id, event.peer_address, now=now)
         elif kind is SessionClosed:
             unreachable = self.pool.on_closed(event.session_id)
             if unreachable is not None:

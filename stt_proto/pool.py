@@ -6,10 +6,13 @@ sessions of the :class:`~stt_proto.endpoint.Endpoint`:
 * It knows every established session (opened by either side, by the pool or by
   the application) and sends on the **newest** one of a peer, so a peer that
   restarted (a new session while the old one still times out) is reached at once.
-* To a peer without a session it opens one and keeps what was to be sent in a
-  small per-peer queue (``max_queued_per_peer``, oldest dropped and counted)
-  until the handshake completes. If the connect fails, the owner learns which
-  peer is unreachable.
+* To a peer without a session it opens one whose handshake carries the first
+  message (the peer may answer it in the handshake, ``docs/protocol.md`` 6.9)
+  and keeps what else is to be sent in a small per-peer queue
+  (``max_queued_per_peer``, oldest dropped and counted) until the handshake
+  completes. If the connect fails, the owner learns which
+  peer is unreachable. A message sent again while the handshake runs (the
+  DHT's retransmission) is not queued twice: it retries the handshake at once.
 * Sessions the pool opened itself are closed after ``idle_close`` seconds
   without overlay traffic when no stream is open on them, and the least recently
   used of them is closed when ``max_sessions`` would be exceeded. Sessions the
@@ -29,13 +32,14 @@ Address = Any
 
 
 class _Peer:
-    __slots__ = ("sessions", "connecting", "queue", "address")
+    __slots__ = ("sessions", "connecting", "queue", "address", "early")
 
     def __init__(self, address: Address) -> None:
         self.sessions: list[bytes] = []      # established, oldest first
         self.connecting: bytes | None = None
         self.queue: list[bytes] = []
         self.address = address
+        self.early: bytes | None = None   # what the pending connect's handshake carries
 
 
 class SessionPool:
@@ -56,7 +60,8 @@ class SessionPool:
         # Sessions the pool opened, least recently used first, with their last use.
         self._own: OrderedDict[bytes, float] = OrderedDict()
         self.stats = {"pool_connects": 0, "pool_connect_failures": 0, "pool_idle_closed": 0,
-                      "pool_evicted": 0, "pool_queue_dropped": 0, "pool_send_failed": 0}
+                      "pool_evicted": 0, "pool_queue_dropped": 0, "pool_send_failed": 0,
+                      "pool_connect_retries": 0}
 
     # -- lookups -----------------------------------------------------------------------
 
@@ -102,23 +107,36 @@ class SessionPool:
                 self._own[session_id] = now
                 self._own.move_to_end(session_id)
             return True
-        if len(peer.queue) >= self.max_queued_per_peer:
-            peer.queue.pop(0)
-            self.stats["pool_queue_dropped"] += 1
-        peer.queue.append(data)
         if peer.connecting is None:
             self._make_room(now)
             try:
+                # The first message rides in the handshake: the peer may answer
+                # it in its RESPONSE, which saves the round trip a cold peer
+                # would cost (docs/protocol.md 6.9).
                 session_id = self._endpoint.connect(address, peer_id, now=now,
-                                                    timeout=self.connect_timeout)
+                                                    timeout=self.connect_timeout,
+                                                    early_dht=data)
             except (LocalProtocolError, ValueError):
                 self.stats["pool_connect_failures"] += 1
                 self._forget_if_empty(peer_id)
                 return False
             peer.connecting = session_id
             peer.address = address
+            peer.early = data
             self._connecting[session_id] = peer_id
             self.stats["pool_connects"] += 1
+            return True
+        if data == peer.early or data in peer.queue:
+            # The DHT retransmits (the same bytes) after a timeout from its
+            # measured RTTs: the handshake's packet was lost. Retry it now
+            # rather than after the endpoint's fixed backoff (1 s at first).
+            if self._endpoint.retry_connect(peer.connecting, now=now):
+                self.stats["pool_connect_retries"] += 1
+            return True
+        if len(peer.queue) >= self.max_queued_per_peer:
+            peer.queue.pop(0)
+            self.stats["pool_queue_dropped"] += 1
+        peer.queue.append(data)
         return True
 
     def _make_room(self, now: float) -> None:
@@ -145,6 +163,7 @@ class SessionPool:
         self._sessions[session_id] = (peer_id, address)
         if self._connecting.pop(session_id, None) is not None:
             peer.connecting = None
+            peer.early = None
             self._own[session_id] = now
         queue, peer.queue = peer.queue, []
         for data in queue:
@@ -162,6 +181,7 @@ class SessionPool:
             peer = self._peers.get(peer_id)
             if peer is not None:
                 peer.connecting = None
+                peer.early = None
                 peer.queue.clear()
             self.stats["pool_connect_failures"] += 1
             self._forget_if_empty(peer_id)

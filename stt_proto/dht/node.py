@@ -13,7 +13,8 @@ table; ids a lookup learns from other nodes' answers are candidates until their
 first answer (which needs a handshake, proving the id). A request carried by a
 handshake INITIATION (:meth:`DhtNode.answer_early`) comes from the holder of the
 id's key but not yet from a proven member: it is answered (the answer is sealed
-for members only) and changes nothing here.
+for members only) and the peer enters the table only once its session is
+confirmed (:meth:`DhtNode.peer_confirmed`).
 
 What peers can fill is bounded: the routing table (bucket size, IP and subnet
 limits), the value and provider stores (records, bytes, per-publisher limits),
@@ -144,6 +145,9 @@ class DhtNode:
         self._deferred: list[Callable[[float], None]] = []
         self._events: list[DhtQueryCompleted] = []
         self._rates: OrderedDict[bytes, _TokenBucket] = OrderedDict()
+        # Peers answered early, until their session is confirmed (peer_confirmed);
+        # as many as the rate limiter tracks, the oldest forgotten.
+        self._early_peers: OrderedDict[bytes, None] = OrderedDict()
         # What we published ourselves, republished every republish_interval
         # (bounded: max_records of our own).
         self.own = Republisher(republish_interval=config.republish_interval,
@@ -216,7 +220,21 @@ class DhtNode:
         encoded = None if answer is None else self._encode_fitting(answer, max_bytes)
         if encoded is not None:
             self.stats["requests_answered_early"] += 1
+            early = self._early_peers
+            early[peer_id] = None
+            early.move_to_end(peer_id)
+            if len(early) > self.config.max_rate_tracked_peers:
+                early.popitem(last=False)
         return encoded
+
+    def peer_confirmed(self, peer_id: bytes, address: Address, *, now: float) -> None:
+        """The session of a peer we answered early (:meth:`answer_early`) is
+        confirmed: it is a member, and its request counts as contact now. A
+        joining node may send nothing more, so without this its neighbours
+        would never learn of it."""
+        if self._early_peers.pop(peer_id, 0) is None:
+            self._seen(peer_id, address, now)
+            self._flush(now)
 
     def peer_unreachable(self, peer_id: bytes, *, now: float) -> None:
         """No session to ``peer_id`` could be set up: its requests fail now."""
