@@ -14,8 +14,11 @@ sessions of the :class:`~stt_proto.endpoint.Endpoint`:
   peer is unreachable. A message sent again while the handshake runs (the
   DHT's retransmission) is not queued twice: it retries the handshake at once.
 * Sessions the pool opened itself are closed after ``idle_close`` seconds
-  without overlay traffic when no stream is open on them, and the least recently
-  used of them is closed when ``max_sessions`` would be exceeded. Sessions the
+  without overlay traffic when no stream is open on them. ``max_sessions``
+  bounds what the pool opens (sessions and connects under way): the least
+  recently used session is closed to make room, and when every slot is a
+  connect still running, the send is refused (``pool_refused_full``) and the
+  DHT treats the peer as unreachable. Sessions the
   application opened or accepted are the application's to close.
 """
 
@@ -61,7 +64,7 @@ class SessionPool:
         self._own: OrderedDict[bytes, float] = OrderedDict()
         self.stats = {"pool_connects": 0, "pool_connect_failures": 0, "pool_idle_closed": 0,
                       "pool_evicted": 0, "pool_queue_dropped": 0, "pool_send_failed": 0,
-                      "pool_connect_retries": 0}
+                      "pool_connect_retries": 0, "pool_refused_full": 0}
 
     # -- lookups -----------------------------------------------------------------------
 
@@ -108,7 +111,10 @@ class SessionPool:
                 self._own.move_to_end(session_id)
             return True
         if peer.connecting is None:
-            self._make_room(now)
+            if not self._make_room(now):
+                self.stats["pool_refused_full"] += 1
+                self._forget_if_empty(peer_id)
+                return False
             try:
                 # The first message rides in the handshake: the peer may answer
                 # it in its RESPONSE, which saves the round trip a cold peer
@@ -139,12 +145,18 @@ class SessionPool:
         peer.queue.append(data)
         return True
 
-    def _make_room(self, now: float) -> None:
-        while len(self._sessions) + len(self._connecting) >= self.max_sessions and self._own:
+    def _make_room(self, now: float) -> bool:
+        """Room for one more session of the pool's own (``max_sessions`` counts the
+        sessions it opened and the connects it runs), closing the least recently
+        used one if needed; False when every slot is a connect still running."""
+        while len(self._own) + len(self._connecting) >= self.max_sessions:
+            if not self._own:
+                return False
             session_id = next(iter(self._own))
             self._own.pop(session_id)
             self.stats["pool_evicted"] += 1
             self._close(session_id, now)
+        return True
 
     def _close(self, session_id: bytes, now: float) -> None:
         try:

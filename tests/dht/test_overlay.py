@@ -154,3 +154,14 @@ def test_a_node_with_another_seed_can_neither_join_nor_read_anything():
     assert len(dht.table) == 0
     assert dht.statistics()["messages_received"] == 0  # not one DHT message reached it
     assert not any(isinstance(e, SessionEstablished) for e in node.events)
+
+
+def test_pool_bounds_the_connects_it_runs():
+    net = Network(6)
+    rng = random.Random(6)
+    node, host, dht = add_member(net, rng, pool=lambda ep: SessionPool(ep, max_sessions=2))
+    ghosts = [Identity.generate(rng.randbytes).node_id for _ in range(40)]
+    sent = [host.pool.send_dht(g, ("10.8.0.1", 4000), b"x", now=net.now) for g in ghosts]
+    assert sent.count(True) == 2 and sent.count(False) == 38
+    assert host.pool.stats["pool_refused_full"] == 38
+    assert len(host.pool._peers) == 2  # refused peers leave nothing behind
