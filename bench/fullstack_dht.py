@@ -5,7 +5,8 @@ Issue 14 item 3: N nodes (default 1,000), every pair joined by a link of 25 ms o
 way (50 ms RTT) and 5 % loss. The nodes join through a real bootstrap, in waves.
 Then every session is let idle out (the pools close them), so each lookup starts
 *cold*: its contacts are in the routing table but no session to them exists, and
-every step of the lookup pays for a handshake unless the stack hides it. Lookups
+every step of the lookup pays for a handshake unless the stack hides it (it does:
+the first request rides in the handshake, docs/protocol.md 6.9). Lookups
 (FIND_NODE of a random live id, exact) run in batches from random nodes; between
 batches the sessions idle out again.
 
@@ -220,9 +221,16 @@ def measure(nodes: int, lookups_count: int, seed: int, loss: float, *,
     if verbose:
         print(f"joined {nodes} nodes in {join_seconds:.1f} simulated s "
               f"({time.perf_counter() - wall:.0f} s wall)", file=sys.stderr)
-    handshakes_before = sum(m.host.pool.stats["pool_connects"] for m in members)
+    def total(name: str) -> int:
+        return sum(m.host.pool.stats[name] if name.startswith("pool_")
+                   else m.host.endpoint.statistics()[name] for m in members)
+
+    before = {name: total(name) for name in ("pool_connects", "pool_connect_retries",
+                                             "early_dht_answers_received")}
     cold = lookups(net, members, rng, lookups_count)
-    handshakes = sum(m.host.pool.stats["pool_connects"] for m in members) - handshakes_before
+    handshakes = total("pool_connects") - before["pool_connects"]
+    early = total("early_dht_answers_received") - before["early_dht_answers_received"]
+    retries = total("pool_connect_retries") - before["pool_connect_retries"]
     if verbose:
         print(f"cold lookups done ({time.perf_counter() - wall:.0f} s wall)", file=sys.stderr)
     warm = lookups(net, members, rng, lookups_count, cold=False)
@@ -230,6 +238,8 @@ def measure(nodes: int, lookups_count: int, seed: int, loss: float, *,
     result = {"nodes": nodes, "loss": loss, "seed": seed, "join_seconds": join_seconds,
               "cold": summary(cold), "warm": summary(warm), "simulator": summary(sim),
               "handshakes_per_cold_lookup": handshakes / lookups_count,
+              "early_answers_per_cold_lookup": early / lookups_count,
+              "handshake_retries_per_cold_lookup": retries / lookups_count,
               "wall_seconds": time.perf_counter() - wall,
               "network": net.statistics()}
     result["extra_rtt_p50"] = result["cold"]["p50_rtt"] - result["simulator"]["p50_rtt"]
@@ -255,7 +265,9 @@ def main() -> int:
               f"{s['mean_rtt']:10.2f}")
     print(f"extra cost of cold sessions: p50 {r['extra_rtt_p50']:+.2f} RTT, "
           f"mean {r['extra_rtt_mean']:+.2f} RTT per lookup; "
-          f"{r['handshakes_per_cold_lookup']:.1f} handshakes per cold lookup")
+          f"{r['handshakes_per_cold_lookup']:.1f} handshakes per cold lookup, "
+          f"{r['early_answers_per_cold_lookup']:.1f} of them answered in the handshake, "
+          f"{r['handshake_retries_per_cold_lookup']:.2f} handshakes retried early")
     return 0
 
 
