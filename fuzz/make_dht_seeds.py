@@ -9,7 +9,8 @@ A seed is a target byte (even: decode the rest as it is; odd: mutate a genuine
 message as the rest says, in the op format of ``_harness.Ops``) and its input.
 The engine corpus also keeps the long runs' findings as ``regress_*`` files
 (written by hand, never by this script): ``regress_store_counted_late_lookup_answers``
-left a ``provide`` waiting forever, fixed in c9d2bf0.
+left a ``provide`` waiting forever, fixed in c9d2bf0;
+``regress_provider_at_unencodable_address`` made GET_PROVIDERS raise out of ``receive``.
 """
 
 from __future__ import annotations

@@ -533,9 +533,13 @@ class DhtNode:
             answer = StoreResult(txid=txid,
                                  status=StoreStatus.OK if added else StoreStatus.REFUSED_FULL)
         elif isinstance(message, GetProviders):
-            providers = [Contact(node_id=node_id, address=addr) for node_id, addr
-                         in self.providers.get(message.key, min(message.count, self.config.k),
-                                               now=now)]
+            providers = []
+            for node_id, addr in self.providers.get(message.key,
+                                                    min(message.count, self.config.k), now=now):
+                try:
+                    providers.append(Contact(node_id=node_id, address=addr))
+                except EncodeError:  # a provider seen at an address the wire cannot carry
+                    continue
             answer = Providers(txid=txid, providers=providers,
                                contacts=self._closest_contacts(message.key, peer_id))
         else:  # a request type this version does not serve

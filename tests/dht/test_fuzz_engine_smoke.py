@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from stt_proto.dht.config import DhtConfig
-from stt_proto.dht.messages import FindNode, decode
+from stt_proto.dht.messages import AddProvider, FindNode, GetProviders, Providers, decode, encode
 from stt_proto.dht.node import DhtNode
 from stt_proto.identity import Identity
 
@@ -99,3 +99,25 @@ def test_lookup_ends_when_the_pending_request_limit_cut_its_window_short():
     assert event is not None and event.query_id == query and event.kind == "find_node"
     assert event.result == []          # nobody answered
     assert {peer_id for peer_id, _ in peers} <= asked
+
+
+@pytest.mark.parametrize("address", [("2001:db8::99", 5000, 0, 0), ("fe80::1%eth0", 5001)])
+def test_get_providers_leaves_out_a_provider_the_wire_cannot_address(address):
+    """Found by fuzz_dht_engine: a peer provided a key from an address the
+    codec cannot carry (asyncio's 4-tuple IPv6 address, a zoned one); the next
+    GET_PROVIDERS for the key raised EncodeError out of ``receive``."""
+    rng = random.Random(6)
+    identity = Identity.generate(rng.randbytes)
+    node = DhtNode(identity.node_id, DhtConfig(), identity=identity, rng=rng.randbytes)
+    key = b"\x42" * 32
+    odd, ordinary = b"\x01" * 32, b"\x02" * 32
+    node.receive(odd, address, encode(AddProvider(txid=b"\x01" * 8, key=key)), now=1.0)
+    node.receive(ordinary, ("203.0.113.2", 4000),
+                 encode(AddProvider(txid=b"\x02" * 8, key=key)), now=1.0)
+    node.messages_to_send()
+    node.receive(b"\x03" * 32, ("203.0.113.3", 4000),
+                 encode(GetProviders(txid=b"\x03" * 8, key=key, count=20)), now=2.0)
+    (_, _, data), = node.messages_to_send()
+    answer = decode(data)
+    assert isinstance(answer, Providers)
+    assert [c.node_id for c in answer.providers] == [ordinary]
