@@ -181,6 +181,15 @@ class FindNodeQuery(LookupQuery):
             return node.config.rpc_attempts + 2
         return None
 
+    def on_missed(self, node: DhtNode, entry: PendingRequest, failed: bool, now: float) -> None:
+        # A stalled request is passed over by the end condition; the target of an
+        # exact lookup must not be (its answer is the result), so a slow target
+        # keeps its window slot until it answers or runs out of tries.
+        if self.exact and entry.peer_id == self.target and not failed:
+            self.pump(node, now)
+            return
+        super().on_missed(node, entry, failed, now)
+
 
 class GetQuery(LookupQuery):
     kind = "get"

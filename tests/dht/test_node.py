@@ -184,6 +184,34 @@ def test_lookup_moves_on_after_one_timeout_and_the_request_is_retried_to_the_end
     assert node.table.get(peer_id).failures == 1  # one failure evicts nobody
 
 
+def test_an_exact_lookup_waits_for_a_slow_target_that_answers_late():
+    # Found by the processes test under CI load: the target missed its first
+    # timeout, the lookup passed over it as stalled and ended without it.
+    node = make_node(k=2, rpc_attempts=3, initial_rtt=0.1, min_rpc_timeout=0.1)
+    addresses = dict(peer(n) for n in (1, 2, 3))
+    for peer_id, address in addresses.items():
+        node.receive(peer_id, address, encode(Ping(txid=TXID)), now=0.0)
+    node.messages_to_send()
+    target = peer(1)[0]
+    query = node.find_node(target, now=0.0, exact=True)
+    asked = {to: decode(data) for to, _, data in node.messages_to_send()}
+    assert target in asked
+    for to, request in asked.items():
+        if to != target:
+            node.receive(to, addresses[to], encode(Nodes(txid=request.txid, contacts=())),
+                         now=0.01)
+    # Past the target's first timeout (it is retransmitted) the lookup still waits.
+    node.handle_timer(now=node.get_timer())
+    assert node.next_event() is None
+    retried = [decode(data) for to, _, data in node.messages_to_send() if to == target]
+    node.receive(target, addresses[target], encode(Nodes(txid=retried[-1].txid if retried
+                                                         else asked[target].txid,
+                                                         contacts=())), now=0.9)
+    event = node.next_event()
+    assert event.query_id == query
+    assert target in [peer_id for peer_id, _ in event.result]
+
+
 def test_unreachable_peer_fails_its_requests_at_once():
     node = make_node()
     peer_id, address = peer(1)
