@@ -745,9 +745,13 @@ def encode(message: Message) -> bytes:
 
 
 class _Reader:
-    """Reads fields off an untrusted message; every shortfall is a DecodeError."""
+    """Reads fields off an untrusted message; every shortfall is a DecodeError.
+
+    ``stt_proto.pubsub.messages`` reads its contacts with a subclass that names
+    its own protocol in the errors (``noun``)."""
 
     __slots__ = ("data", "pos")
+    noun: ClassVar[str] = "DHT message"
 
     def __init__(self, data: bytes, pos: int) -> None:
         self.data = data
@@ -756,14 +760,14 @@ class _Reader:
     def take(self, size: int) -> bytes:
         end = self.pos + size
         if end > len(self.data):
-            raise DecodeError("DHT message truncated")
+            raise DecodeError(f"{self.noun} truncated")
         chunk = self.data[self.pos : end]
         self.pos = end
         return chunk
 
     def u8(self) -> int:
         if self.pos >= len(self.data):
-            raise DecodeError("DHT message truncated")
+            raise DecodeError(f"{self.noun} truncated")
         self.pos += 1
         return self.data[self.pos - 1]
 
@@ -803,10 +807,10 @@ class _Reader:
             raise DecodeError("port 0")
         return host, port
 
-    def contacts(self, what: str) -> list[Contact]:
+    def contacts(self, what: str, most: int = MAX_CONTACTS) -> list[Contact]:
         count = self.u8()
-        if count > MAX_CONTACTS:
-            raise DecodeError(f"{what}: {count} contacts, at most {MAX_CONTACTS}")
+        if count > most:
+            raise DecodeError(f"{what}: {count} contacts, at most {most}")
         out = []
         seen = set()
         for _ in range(count):

@@ -1,0 +1,1 @@
+"""Publish-subscribe over the DHT (issue 15): topics, meshes, signed messages."""
