@@ -20,10 +20,19 @@ __all__ = [
     "MAX_ACK_RANGES",
     "MAX_CLOSE_REASON_BYTES",
     "PATH_DATA_SIZE",
+    "FIRST_OVERLAY_STREAM_ID",
+    "PUBSUB_STREAM_ID",
 ]
 
 #: Largest value a variable-length integer can carry (RFC 9000 section 16: 62 bits).
 VARINT_MAX = (1 << 62) - 1
+
+#: Stream ids at and above this are the overlays' (docs/protocol.md 10.1): the
+#: application cannot open them, and their events never reach it.
+FIRST_OVERLAY_STREAM_ID = (1 << 62) - 256
+#: The one stream of a session that carries pub/sub messages, both ways. Ids
+#: are rendezvous points (7.2), so either side may start it.
+PUBSUB_STREAM_ID = (1 << 62) - 2
 
 
 class PacketKind(enum.IntEnum):

@@ -31,6 +31,7 @@ __all__ = [
     "DhtError",
     "DhtBusyError",
     "ValueTooLargeError",
+    "PubSubError",
 ]
 
 
@@ -130,3 +131,8 @@ class DhtBusyError(DhtError):
 
 class ValueTooLargeError(DhtError, ValueError):
     """A value is larger than the DHT's ``max_value_bytes``."""
+
+
+class PubSubError(STTError):
+    """A pub/sub operation could not be carried out (``max_topics`` topics in use,
+    the node stopped, ...)."""

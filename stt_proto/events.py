@@ -26,6 +26,8 @@ __all__ = [
     "StreamClosed",
     "DhtMessageReceived",
     "DhtQueryCompleted",
+    "PubSubMessage",
+    "PubSubGap",
     "STREAM_DATA_EVENTS",
 ]
 
@@ -205,6 +207,37 @@ class DhtQueryCompleted(Event):
     query_id: int
     kind: str
     result: Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PubSubMessage(Event):
+    """A message of a subscribed topic, verified, delivered once and in its
+    publisher's order (``stt_proto.pubsub``). ``publisher`` is the author whose
+    signature was checked, not the peer that forwarded it."""
+
+    topic: bytes
+    publisher: bytes
+    epoch: int
+    seq: int
+    data: bytes
+    message_id: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PubSubGap(Event):
+    """Messages ``first`` to ``last`` of ``publisher``'s ``epoch`` on a subscribed
+    topic were lost for good (nobody could repair them within the repair window);
+    delivery goes on after them."""
+
+    topic: bytes
+    publisher: bytes
+    epoch: int
+    first: int
+    last: int
+
+    @property
+    def count(self) -> int:
+        return self.last - self.first + 1
 
 
 #: Events whose data counts against flow control (see ``auto_credit``).

@@ -106,9 +106,7 @@ class SessionPool:
             except (KeyError, LocalProtocolError, ValueError):
                 self.stats["pool_send_failed"] += 1
                 return True  # the DHT layer retransmits or times out
-            if session_id in self._own:
-                self._own[session_id] = now
-                self._own.move_to_end(session_id)
+            self.touch(session_id, now)
             return True
         if peer.connecting is None:
             if not self._make_room(now):
@@ -144,6 +142,41 @@ class SessionPool:
             self.stats["pool_queue_dropped"] += 1
         peer.queue.append(data)
         return True
+
+    def reach(self, peer_id: bytes, address: Address, *, now: float) -> bytes | None | bool:
+        """A session to ``peer_id`` for an overlay's stream: its id if one is up;
+        None while a connect runs (the owner hears ``SessionEstablished``);
+        False when the connect could not even start."""
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            peer = self._peers[peer_id] = _Peer(address)
+        if peer.sessions:
+            self.touch(peer.sessions[-1], now)
+            return peer.sessions[-1]
+        if peer.connecting is not None:
+            return None
+        if not self._make_room(now):
+            self.stats["pool_refused_full"] += 1
+            self._forget_if_empty(peer_id)
+            return False
+        try:
+            session_id = self._endpoint.connect(address, peer_id, now=now,
+                                                timeout=self.connect_timeout)
+        except (LocalProtocolError, ValueError):
+            self.stats["pool_connect_failures"] += 1
+            self._forget_if_empty(peer_id)
+            return False
+        peer.connecting = session_id
+        peer.address = address
+        self._connecting[session_id] = peer_id
+        self.stats["pool_connects"] += 1
+        return None
+
+    def touch(self, session_id: bytes, now: float) -> None:
+        """Overlay traffic on ``session_id``: it is the most recently used."""
+        if session_id in self._own:
+            self._own[session_id] = now
+            self._own.move_to_end(session_id)
 
     def _make_room(self, now: float) -> bool:
         """Room for one more session of the pool's own (``max_sessions`` counts the
