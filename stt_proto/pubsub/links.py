@@ -97,7 +97,7 @@ class Want:
 class Topic:
     __slots__ = ("key", "subscribed", "ordering", "mesh", "known", "backoff", "fanout",
                  "fanout_used", "discovered_at", "discovering", "wants", "seq", "arrivals",
-                 "window_start", "watched", "discovery_delay")
+                 "window_start", "watched", "discovery_delay", "unsent", "unsent_bytes")
 
     def __init__(self, key: bytes) -> None:
         self.key = key
@@ -111,6 +111,10 @@ class Topic:
         self.discovered_at: float | None = None
         self.discovering = False
         self.discovery_delay = 1.0              # grows to discovery_interval while few are known
+        # Our messages published while we knew nobody to send them to and were
+        # still looking: they go out first once somebody is found.
+        self.unsent: list[Any] = []
+        self.unsent_bytes = 0
         self.wants: dict[tuple[bytes, int], Want] = {}
         self.seq = 0                            # our own messages on this topic so far
         # Messages received per mesh peer in the current idle window (first copy or not).

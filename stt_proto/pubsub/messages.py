@@ -57,6 +57,7 @@ from ..dht.messages import (
     _ranged,
     _Reader,
     _sized,
+    _untrusted_bytes,
 )
 from ..errors import DecodeError, EncodeError
 from ..identity import Identity, verify_signature
@@ -550,13 +551,7 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
             never another exception.
         TypeError: ``data`` is not bytes-like (local misuse).
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"decode() takes bytes, not {type(data).__name__}")
-    data = bytes(data)
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise DecodeError(f"pub/sub message of {len(data)} bytes, at most {MAX_MESSAGE_BYTES}")
-    if not data:
-        raise DecodeError("empty pub/sub message")
+    data = _untrusted_bytes(data, MAX_MESSAGE_BYTES, _PubSubReader.noun)
     if data[0] != VERSION:
         raise DecodeError(f"unsupported pub/sub message version {data[0]} (this node speaks "
                           f"{VERSION})")
@@ -572,8 +567,7 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
         # The rules that tie fields together (IHAVE order, IWANT ranges, seq
         # from 1) live in the constructors only, so they are reported from there.
         raise DecodeError(f"invalid pub/sub message: {exc}") from None
-    if reader.pos != len(data):
-        raise DecodeError(f"{len(data) - reader.pos} trailing bytes after the pub/sub message")
+    reader.end()
     return message
 
 

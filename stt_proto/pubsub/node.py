@@ -169,16 +169,38 @@ class PubSubNode(Handlers, Heartbeat):
         topic.seq += 1
         message = m.sign_publish(self.identity, key, self.epoch, topic.seq, bytes(data))
         self.stats["messages_published"] += 1
-        self.history.add(message, now)
         if topic.subscribed:
             targets = topic.mesh
         else:
             topic.fanout_used = now
             self._fill_fanout(topic, now)
             targets = topic.fanout
-        self._push(topic, message, targets, exclude=(), own=True)
+        if (topic.unsent or not targets) and topic.discovering and \
+                topic.unsent_bytes + len(data) <= self.config.max_queued_bytes_per_peer:
+            # Nobody to send to yet, but the DHT is being asked: keep it out of
+            # the summaries (the subscribers found would take it as sent
+            # before their time) and send it first when they are found.
+            topic.unsent.append(message)
+            topic.unsent_bytes += len(data)
+        else:
+            self.history.add(message, now)
+            self._push(topic, message, targets, exclude=(), own=True)
         self._arm(now)
         return message
+
+    def _flush_unsent(self, topic: Topic, now: float) -> None:
+        """Send what waited for the topic's first peers (see :meth:`publish`)."""
+        targets = topic.mesh if topic.subscribed else topic.fanout
+        if not topic.unsent or (not targets and topic.discovering):
+            return
+        unsent, topic.unsent, topic.unsent_bytes = topic.unsent, [], 0
+        for peer_id in targets:
+            peer = self._peers.get(peer_id)
+            if peer is not None:
+                self._link_topic(peer, topic)  # the summary goes before them
+        for message in unsent:
+            self.history.add(message, now)
+            self._push(topic, message, targets, exclude=(), own=True)
 
     def publish_ready(self, key: bytes) -> bool:
         """Whether a publish on ``key`` would be handed to somebody now: false
@@ -283,6 +305,7 @@ class PubSubNode(Handlers, Heartbeat):
             self._maintain(topic, now)
         else:
             self._fill_fanout(topic, now)
+        self._flush_unsent(topic, now)
         self._arm(now)
 
     def provided(self, key: bytes, *, now: float) -> None:
