@@ -338,16 +338,25 @@ class Contact(_Checked):
     IPv4-mapped IPv6 becomes IPv4) and a port within 1..65535."""
 
 
-def _contacts(value: Any, what: str) -> tuple[Contact, ...]:
+def _items(value: Any, what: str, kind: type, noun: str, largest: int) -> tuple[Any, ...]:
+    """``value`` (any iterable) as a tuple of at most ``largest`` objects of
+    exactly the class ``kind``; ``noun`` names them in the errors."""
     if isinstance(value, (str, bytes, bytearray, memoryview)) or not isinstance(value, Iterable):
-        raise EncodeError(f"{what} must be an iterable of Contact")
-    contacts = tuple(value)
-    if len(contacts) > MAX_CONTACTS:
-        raise EncodeError(f"{what}: {len(contacts)} contacts, at most {MAX_CONTACTS}")
+        raise EncodeError(f"{what} must be an iterable of {kind.__name__}")
+    items = tuple(value)
+    if len(items) > largest:
+        raise EncodeError(f"{what}: {len(items)} {noun}, at most {largest}")
+    for item in items:
+        if type(item) is not kind:
+            raise EncodeError(f"{what} must hold {kind.__name__} objects, "
+                              f"not {type(item).__name__}")
+    return items
+
+
+def _contacts(value: Any, what: str, largest: int = MAX_CONTACTS) -> tuple[Contact, ...]:
+    contacts = _items(value, what, Contact, "contacts", largest)
     seen = set()
     for contact in contacts:
-        if type(contact) is not Contact:
-            raise EncodeError(f"{what} must hold Contact objects, not {type(contact).__name__}")
         if contact.node_id in seen:
             raise EncodeError(f"{what}: node {contact.node_id.hex()} appears twice")
         seen.add(contact.node_id)
@@ -744,6 +753,19 @@ def encode(message: Message) -> bytes:
 # -- decoding ------------------------------------------------------------------------------
 
 
+def _untrusted_bytes(data: Any, largest: int, noun: str) -> bytes:
+    """``data`` as ``bytes`` once it is known to be bytes-like (else ``TypeError``:
+    local misuse), not empty and at most ``largest`` bytes (else ``DecodeError``)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"decode() takes bytes, not {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > largest:
+        raise DecodeError(f"{noun} of {len(data)} bytes, at most {largest}")
+    if not data:
+        raise DecodeError(f"empty {noun}")
+    return data
+
+
 class _Reader:
     """Reads fields off an untrusted message; every shortfall is a DecodeError.
 
@@ -756,6 +778,11 @@ class _Reader:
     def __init__(self, data: bytes, pos: int) -> None:
         self.data = data
         self.pos = pos
+
+    def end(self) -> None:
+        """The message must end where its last field did."""
+        if self.pos != len(self.data):
+            raise DecodeError(f"{len(self.data) - self.pos} trailing bytes after the {self.noun}")
 
     def take(self, size: int) -> bytes:
         end = self.pos + size
@@ -895,13 +922,7 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
         DecodeError: anything else wrong with the bytes; never another exception.
         TypeError: ``data`` is not bytes-like (local misuse).
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"decode() takes bytes, not {type(data).__name__}")
-    data = bytes(data)
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise DecodeError(f"DHT message of {len(data)} bytes, at most {MAX_MESSAGE_BYTES}")
-    if not data:
-        raise DecodeError("empty DHT message")
+    data = _untrusted_bytes(data, MAX_MESSAGE_BYTES, _Reader.noun)
     if data[0] != VERSION:
         raise UnsupportedVersionError(
             data[0], data[1] if len(data) > 1 else None,
@@ -915,6 +936,5 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
         # Every field the reader hands a constructor is already range-checked,
         # so this is a belt for a rule that exists in one place only.
         raise DecodeError(f"invalid DHT message: {exc}") from None
-    if reader.pos != len(data):
-        raise DecodeError(f"{len(data) - reader.pos} trailing bytes after the DHT message")
+    reader.end()
     return message

@@ -40,18 +40,22 @@ Don't subclass the message classes: the codec dispatches on the exact type.
 from __future__ import annotations
 
 import hashlib
-import struct
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, ClassVar
 
 from ..dht.messages import (
+    _U16,
+    _U32,
+    _U32_MAX,
+    _U64,
+    _U64_MAX,
     KEY_BYTES,
     SIGNATURE_BYTES,
     Contact,
     _Checked,
     _contacts,
+    _items,
     _limited,
     _put_contacts,
     _ranged,
@@ -128,12 +132,6 @@ PUBLISH_SIGNATURE_LABEL = b"STT pubsub message v1\x00"
 #: Domain separation of :func:`message_id`.
 MESSAGE_ID_LABEL = b"STT pubsub message id v1\x00"
 
-_U16 = struct.Struct(">H")
-_U32 = struct.Struct(">I")
-_U64 = struct.Struct(">Q")
-_U64_MAX = (1 << 64) - 1
-_U32_MAX = (1 << 32) - 1
-
 
 class MessageType(IntEnum):
     """The type byte."""
@@ -157,28 +155,16 @@ _seq = _ranged(_U64_MAX, smallest=1)
 
 
 def _peers(value: Any, what: str) -> tuple[Contact, ...]:
-    contacts = _contacts(value, what)
-    if len(contacts) > MAX_PEER_EXCHANGE:
-        raise EncodeError(f"{what}: {len(contacts)} contacts, at most {MAX_PEER_EXCHANGE}")
-    return contacts
+    return _contacts(value, what, MAX_PEER_EXCHANGE)
 
 
 def _entries(value: Any, what: str) -> tuple[IHaveEntry, ...]:
-    if isinstance(value, (str, bytes, bytearray, memoryview)) or not isinstance(value, Iterable):
-        raise EncodeError(f"{what} must be an iterable of IHaveEntry")
-    entries = tuple(value)
-    if len(entries) > MAX_IHAVE_ENTRIES:
-        raise EncodeError(f"{what}: {len(entries)} entries, at most {MAX_IHAVE_ENTRIES}")
-    previous = None
-    for entry in entries:
-        if type(entry) is not IHaveEntry:
-            raise EncodeError(f"{what} must hold IHaveEntry objects, not {type(entry).__name__}")
+    entries = _items(value, what, IHaveEntry, "entries", MAX_IHAVE_ENTRIES)
+    for before, after in zip(entries, entries[1:]):
         # One order, so that one summary has one encoding (and a receiver can
         # merge it with its own in a single pass).
-        here = (entry.publisher, entry.epoch)
-        if previous is not None and here <= previous:
+        if (before.publisher, before.epoch) >= (after.publisher, after.epoch):
             raise EncodeError(f"{what} must be sorted by (publisher, epoch) without repeats")
-        previous = here
     return entries
 
 
