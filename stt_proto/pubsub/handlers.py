@@ -44,7 +44,10 @@ class Handlers:
         if kind is m.Publish:
             if not peer.messages.take(now):
                 self.stats["messages_rate_limited"] += 1
-                self._penalise(peer, self.PENALTY_FLOOD)
+                if message.publisher == peer.peer_id:
+                    # Flooding with its own messages. A forwarder is not
+                    # blamed: it may be relaying somebody else's flood.
+                    self._penalise(peer, self.PENALTY_FLOOD)
                 return
             self._on_publish(peer, message, now)
         else:
@@ -71,13 +74,17 @@ class Handlers:
         if peer.peer_id in topic.mesh:
             topic.arrivals[peer.peer_id] = topic.arrivals.get(peer.peer_id, 0) + 1
         stream = (message.topic, message.publisher, message.epoch)
-        if message.publisher == self.own_id or not topic.ordering.is_new(message) or \
-                self.history.get(*stream, message.seq) is not None:
+        own = message.publisher == self.own_id
+        if self.history.get(*stream, message.seq) is not None or \
+                (not own and not topic.ordering.is_new(message)):
             self.stats["messages_duplicate"] += 1
             return
         if not m.verify_publish(message):
             self.stats["messages_forged"] += 1
             self._penalise(peer, self.PENALTY_FORGED)
+            return
+        if own:  # ours, from an earlier epoch or out of our history: nothing to do
+            self.stats["messages_duplicate"] += 1
             return
         peer.held(stream, message.seq, self.config.max_publishers)
         self.history.add(message, now)

@@ -67,7 +67,7 @@ class PubSubNet:
         self.dht_config = DhtConfig(initial_rtt=rtt, **(dht or {}))
         self.rtt = rtt
 
-    def add(self, *, bootstrap: Member | None = None) -> Member:
+    def add(self, *, bootstrap: Member | None = None, pubsub_class: type = PubSubNode) -> Member:
         rng = self.rng
         identity = Identity.generate(rng.randbytes)
         endpoint = Endpoint(EndpointConfig(identity=identity, shared_seed=SEED,
@@ -75,7 +75,7 @@ class PubSubNet:
         host = OverlayHost(endpoint)
         dht = DhtNode(identity.node_id, self.dht_config, identity=identity, rng=rng.randbytes)
         host.attach_dht(dht)
-        pubsub = PubSubNode(identity, self.pubsub_config, rng=rng.randbytes, now=self.net.now)
+        pubsub = pubsub_class(identity, self.pubsub_config, rng=rng.randbytes, now=self.net.now)
         host.attach_pubsub(pubsub)
         node = self.net.add_endpoint(host, on_event=_on_event(self._member_of))
         node.record_events = False
