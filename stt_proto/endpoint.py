@@ -459,6 +459,15 @@ class Endpoint:
         session = self._table.get(session_id)
         return session.core is not None and session.core.stream_writable(stream_id)
 
+    def stream_send_buffered(self, session_id: bytes, stream_id: int) -> int:
+        """Bytes sent on the stream and not yet acknowledged (0 for a stream or
+        session that is not open): what an overlay keeps low to queue the rest
+        itself, where it can still choose what to drop or whom to prune."""
+        session = self._sessions.get(session_id)
+        if session is None or session.core is None:
+            return 0
+        return session.core.stream_send_buffered(stream_id)
+
     def stream_info(self, session_id: bytes, stream_id: int) -> dict[str, Any]:
         """States, buffered bytes and credit of one open stream (``KeyError`` if
         it is not open)."""

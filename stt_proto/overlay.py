@@ -246,8 +246,10 @@ class OverlayHost:
         if session_id is None:
             return False
         pubsub, endpoint = self.pubsub, self.endpoint
+        limit = pubsub.config.max_stream_buffered
         wrote = False
-        while (data := pubsub.pop_output(peer_id)) is not None:
+        while endpoint.stream_send_buffered(session_id, PUBSUB_STREAM_ID) < limit and \
+                (data := pubsub.pop_output(peer_id)) is not None:
             try:
                 endpoint.send_message(session_id, PUBSUB_STREAM_ID, data, now=now)
             except SendBufferFullError:

@@ -367,6 +367,11 @@ class SessionCore:
         return (stream is not None and stream.send.writable
                 and self._send_held < self._config.max_session_send_buffer)
 
+    def stream_send_buffered(self, stream_id: int) -> int:
+        """Bytes of the stream's sending side not yet acknowledged (0 if not open)."""
+        stream = self._streams.get(stream_id)
+        return stream.send.buffered if stream is not None else 0
+
     def stream_info(self, stream_id: int) -> dict:
         stream = self._streams.get(stream_id)
         if stream is None:

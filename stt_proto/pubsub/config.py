@@ -64,6 +64,10 @@ class PubSubConfig:
     """Bytes waiting to be written to one peer's pub/sub stream. Past it the
     peer is pruned from the meshes (it catches up by repair) and forwarding to it
     waits; publishing waits instead of dropping."""
+    max_stream_buffered: int = 1 << 20
+    """Bytes written to a peer's pub/sub stream and not yet acknowledged before
+    the host stops writing and the rest waits in the peer's queue (where a slow
+    peer shows, and is pruned, instead of hiding in a transport buffer)."""
     max_messages_per_second: float = 2_000.0
     """PUBLISH messages one peer may send us per second (token bucket, burst twice
     that); beyond it they are dropped, counted and the peer scored down."""

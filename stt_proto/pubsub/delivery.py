@@ -57,15 +57,29 @@ class Budget:
 
 
 class _Publisher:
-    __slots__ = ("epoch", "next", "buffer", "known_high", "missing_since", "gone_until")
+    __slots__ = ("epoch", "next", "buffer", "arrived", "known_high", "tail_since",
+                 "gone_until")
 
     def __init__(self, epoch: int, next_seq: int) -> None:
         self.epoch = epoch
         self.next = next_seq              # the next sequence number owed to the application
         self.buffer: dict[int, Any] = {}  # seq -> message, all above ``next``
         self.known_high = next_seq - 1    # the highest sequence number known to exist
-        self.missing_since: float | None = None  # when ``next`` was first known missing
+        self.arrived: dict[int, float] = {}  # seq -> when a buffered message arrived
+        self.tail_since = 0.0             # since when messages up to known_high are known of
         self.gone_until = 0               # every peer asked said messages up to this are gone
+
+    def _raise_high(self, high: int, now: float) -> None:
+        if self.known_high < self.next:
+            self.tail_since = now  # a hole at the tail opens now
+        self.known_high = high
+
+    def hole_since(self) -> float:
+        """Since when the first hole is known: the arrival of the message right
+        after it, or, with nothing buffered, of the news of later messages."""
+        if self.buffer:
+            return self.arrived[min(self.buffer)]
+        return self.tail_since
 
     def hole(self) -> tuple[int, int] | None:
         """The first range owed and not held: up to the first buffered message,
@@ -116,7 +130,7 @@ class Ordering:
                 self.stats["publishers_forgotten"] += 1
             state = self._publishers[publisher] = _Publisher(epoch, start)
         else:
-            state.epoch, state.next, state.missing_since, state.gone_until = epoch, start, None, 0
+            state.epoch, state.next, state.gone_until = epoch, start, 0
             state.known_high = start - 1
         return state
 
@@ -124,6 +138,7 @@ class Ordering:
         for message in state.buffer.values():
             self.budget.used -= len(message.data)
         state.buffer.clear()
+        state.arrived.clear()
 
     def is_new(self, message: Any) -> bool:
         """Whether ``message`` is neither delivered, buffered nor stale (it is
@@ -144,7 +159,7 @@ class Ordering:
             return []
         seq = message.seq
         if seq > state.known_high:
-            state.known_high = seq
+            state._raise_high(seq, now)
         if seq < state.next or seq in state.buffer:
             self.stats["messages_duplicate"] += 1
             return []
@@ -155,26 +170,22 @@ class Ordering:
                 self.stats["messages_buffer_full"] += 1
                 return []
             state.buffer[seq] = message
+            state.arrived[seq] = now
             self.budget.used += len(message.data)
-            if state.missing_since is None:
-                state.missing_since = now
             return []
         out = [message]
         state.next = seq + 1
-        self._drain(state, out, now)
+        self._drain(state, out)
         return out
 
-    def _drain(self, state: _Publisher, out: list[Any], now: float) -> None:
+    def _drain(self, state: _Publisher, out: list[Any]) -> None:
         buffer = state.buffer
         while state.next in buffer:
             message = buffer.pop(state.next)
+            del state.arrived[state.next]
             self.budget.used -= len(message.data)
             out.append(message)
             state.next += 1
-        if state.hole() is None:
-            state.missing_since = None
-        elif state.missing_since is None or out:
-            state.missing_since = now  # a new hole: its repair time starts now
         if state.gone_until < state.next:
             state.gone_until = 0
 
@@ -186,9 +197,7 @@ class Ordering:
         if state is None or high < state.next:
             return None
         if high > state.known_high:
-            state.known_high = high
-        if state.missing_since is None:
-            state.missing_since = now
+            state._raise_high(high, now)
         return state.hole()
 
     # -- repair -----------------------------------------------------------------------------
@@ -216,7 +225,7 @@ class Ordering:
         for publisher, state in self._publishers.items():
             while (hole := state.hole()) is not None:
                 first, last = hole
-                if state.missing_since is not None and now - state.missing_since >= window:
+                if now - state.hole_since() >= window:
                     pass
                 elif state.gone_until >= first:
                     last = min(last, state.gone_until)
@@ -226,12 +235,12 @@ class Ordering:
                 self.stats["gaps_reported"] += 1
                 self.stats["messages_lost"] += last - first + 1
                 state.next = last + 1
-                self._drain(state, out, now)
+                self._drain(state, out)
         return out
 
     def waiting_since(self, publisher: bytes) -> float | None:
         state = self._publishers.get(publisher)
-        return None if state is None else state.missing_since
+        return None if state is None or state.hole() is None else state.hole_since()
 
     def next_owed(self, publisher: bytes, epoch: int) -> int | None:
         state = self._publishers.get(publisher)

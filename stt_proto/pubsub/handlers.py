@@ -78,6 +78,8 @@ class Handlers:
         if self.history.get(*stream, message.seq) is not None or \
                 (not own and not topic.ordering.is_new(message)):
             self.stats["messages_duplicate"] += 1
+            if not own:  # it holds that one: no need to push it our copy
+                peer.held(stream, message.seq, self.config.max_publishers)
             return
         if not m.verify_publish(message):
             self.stats["messages_forged"] += 1

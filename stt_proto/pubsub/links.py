@@ -44,15 +44,17 @@ class TokenBucket:
 
 class Peer:
     __slots__ = ("peer_id", "address", "linked", "queue", "queued_bytes", "topics", "score",
-                 "messages", "control", "banned", "holds", "summarised", "wanted")
+                 "messages", "control", "banned", "holds", "summarised", "wanted", "popped")
 
     def __init__(self, peer_id: bytes, address: Address, *, message_rate: float,
                  control_rate: float, now: float) -> None:
         self.peer_id = peer_id
         self.address = address
         self.linked = False          # our session to it is up (the host says so)
-        self.queue: deque[bytes] = deque()
+        # (encoded message, (topic, publisher, epoch) of a PUBLISH or None, seq)
+        self.queue: deque[tuple[bytes, Any, int]] = deque()
         self.queued_bytes = 0
+        self.popped: tuple[Any, int] = (None, 0)   # what the host took last
         self.topics: set[bytes] = set()  # topics it told us it subscribes to
         self.score = 0.0
         self.messages = TokenBucket(message_rate, now)

@@ -91,7 +91,7 @@ class PubSubNode(Handlers, Heartbeat):
             "messages_buffer_full", "messages_from_banned", "messages_lost", "gaps_reported",
             "publishers_forgotten", "history_evicted", "queue_full", "control_dropped",
             "mesh_grafted", "mesh_pruned", "mesh_pruned_slow", "mesh_pruned_idle",
-            "grafts_refused", "ihave_sent", "iwant_sent", "iwant_answered", "gone_sent",
+            "grafts_refused", "pushes_skipped_held", "ihave_sent", "iwant_sent", "iwant_answered", "gone_sent",
             "wants_timed_out", "peers_banned", "peer_topics_refused"), 0)
         self._budget = Budget(self.config.max_buffered_bytes)
         self.history = History(window=self.config.repair_window,
@@ -278,17 +278,27 @@ class PubSubNode(Handlers, Heartbeat):
 
     def pop_output(self, peer_id: bytes) -> bytes | None:
         peer = self._peers.get(peer_id)
-        if peer is None or not peer.linked or not peer.queue:
+        if peer is None or not peer.linked:
             return None
-        data = peer.queue.popleft()
-        peer.queued_bytes -= len(data)
-        return data
+        queue, holds = peer.queue, peer.holds
+        while queue:
+            data, stream, seq = queue.popleft()
+            peer.queued_bytes -= len(data)
+            if stream is not None and holds.get(stream, 0) >= seq:
+                # It got the message elsewhere while this copy waited (its
+                # IHAVE said so): a slow peer's link carries each message once.
+                self.stats["pushes_skipped_held"] += 1
+                continue
+            peer.popped = (stream, seq)
+            return data
+        return None
 
     def push_back(self, peer_id: bytes, data: bytes) -> None:
         """The stream did not take ``data`` (it is full): keep it first in line."""
         peer = self._peers.get(peer_id)
         if peer is not None:
-            peer.queue.appendleft(data)
+            stream, seq = peer.popped
+            peer.queue.appendleft((data, stream, seq))
             peer.queued_bytes += len(data)
 
     def providers_found(self, key: bytes, providers: list[tuple[bytes, Address]], *,
@@ -352,7 +362,12 @@ class PubSubNode(Handlers, Heartbeat):
         if peer.queued_bytes + len(data) > (2 * limit if control else limit) and peer.queue:
             self.stats["control_dropped" if control else "queue_full"] += 1
             return False
-        peer.queue.append(data)
+        if type(message) is m.Publish:
+            stream: tuple | None = (message.topic, message.publisher, message.epoch)
+            seq = message.seq
+        else:
+            stream, seq = None, 0
+        peer.queue.append((data, stream, seq))
         peer.queued_bytes += len(data)
         return True
 
