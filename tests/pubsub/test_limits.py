@@ -1,0 +1,185 @@
+"""Every limit of the pub/sub engine against a hostile peer, one node fed by hand:
+each bites at its named value, is counted, and leaves the node working."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from stt_proto.errors import MessageTooLargeError, PubSubError
+from stt_proto.identity import Identity
+from stt_proto.pubsub import messages as m
+from stt_proto.pubsub.config import PubSubConfig
+from stt_proto.pubsub.node import PubSubNode
+
+TOPIC = m.topic_key("limits")
+ADDRESS = ("10.1.1.1", 4000)
+
+
+def make(**config) -> PubSubNode:
+    rng = random.Random(1)
+    # Wall clock at 1,000 s: epochs of a few milliseconds are from long before.
+    node = PubSubNode(Identity.generate(rng.randbytes), PubSubConfig(**config),
+                      rng=rng.randbytes, now=0.0, wall_offset=1000.0)
+    return node
+
+
+def peer_identity(n: int) -> Identity:
+    return Identity.generate(random.Random(100 + n).randbytes)
+
+
+def link(node: PubSubNode, who: Identity) -> bytes:
+    node.peer_linked(who.node_id, ADDRESS, now=0.0)
+    return who.node_id
+
+
+def feed(node, peer_id, message, now=0.0):
+    node.receive(peer_id, ADDRESS, m.encode(message), now=now)
+
+
+def sent(node, peer_id):
+    out = []
+    while (data := node.pop_output(peer_id)) is not None:
+        out.append(m.decode(data))
+    return out
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError):
+        PubSubConfig(mesh_low=8, mesh_degree=6)
+    with pytest.raises(ValueError):
+        PubSubConfig(max_message_size=(16 << 20) + 1)
+    with pytest.raises(TypeError):
+        PubSubConfig(heartbeat="1")
+    with pytest.raises(ValueError):
+        PubSubConfig(max_topics=0)
+
+
+def test_max_topics():
+    node = make(max_topics=2)
+    node.subscribe(m.topic_key("a"), now=0.0)
+    node.publish(m.topic_key("b"), b"x", now=0.0)
+    with pytest.raises(PubSubError, match="max_topics"):
+        node.subscribe(m.topic_key("c"), now=0.0)
+    with pytest.raises(PubSubError):
+        node.publish(m.topic_key("c"), b"x", now=0.0)
+    node.subscribe(m.topic_key("a"), now=0.0)  # a topic it has is fine
+
+
+def test_max_message_size_on_publish_and_on_arrival():
+    node = make(max_message_size=100)
+    with pytest.raises(MessageTooLargeError, match="max_message_size"):
+        node.publish(TOPIC, b"x" * 101, now=0.0)
+    assert node.stats["messages_published"] == 0
+    node.subscribe(TOPIC, now=0.0)
+    author = peer_identity(1)
+    peer = link(node, author)
+    feed(node, peer, m.sign_publish(author, TOPIC, 5, 1, b"y" * 101))
+    assert node.stats["messages_too_large"] == 1
+    assert node.next_event() is None
+
+
+def test_max_peer_topics():
+    node = make(max_peer_topics=3)
+    peer = link(node, peer_identity(1))
+    for i in range(10):
+        feed(node, peer, m.Subscribe(topic=m.topic_key(f"t{i}")))
+    assert node.stats["peer_topics_refused"] == 7
+    assert len(node._peers[peer].topics) == 3
+
+
+def test_max_known_subscribers_from_peer_exchange():
+    node = make(max_known_subscribers=5)
+    node.subscribe(TOPIC, now=0.0)
+    peer = link(node, peer_identity(1))
+    contacts = tuple(m.Contact(node_id=bytes([i]) * 32, address=("10.2.0.%d" % i, 4000))
+                     for i in range(1, 17))
+    feed(node, peer, m.Prune(topic=TOPIC, backoff_ms=1000, peers=contacts))
+    assert len(node.known_subscribers(TOPIC)) == 5
+
+
+def test_max_messages_per_second_from_a_publisher_flooding_its_own():
+    node = make(max_messages_per_second=10.0)
+    node.subscribe(TOPIC, now=0.0)
+    author = peer_identity(1)
+    peer = link(node, author)
+    for seq in range(1, 101):
+        feed(node, peer, m.sign_publish(author, TOPIC, 5, seq, b"f"), now=0.5)
+    assert node.stats["messages_rate_limited"] == 80   # burst: twice the rate
+    assert node._peers[peer].score == -80.0
+    for seq in range(101, 121):
+        feed(node, peer, m.sign_publish(author, TOPIC, 5, seq, b"f"), now=0.6)
+    assert node._peers[peer].banned and node.stats["peers_banned"] == 1
+    assert node.take_banned() == [peer]
+
+
+def test_max_control_per_second():
+    node = make(max_control_per_second=5.0)
+    node.subscribe(TOPIC, now=0.0)
+    peer = link(node, peer_identity(1))
+    for _ in range(50):
+        feed(node, peer, m.IHave(topic=TOPIC, entries=()), now=0.1)
+    assert node.stats["control_rate_limited"] == 40
+
+
+def test_malformed_and_forged_messages_cost_the_sender_and_get_it_banned():
+    node = make()
+    node.subscribe(TOPIC, now=0.0)
+    author, other = peer_identity(1), peer_identity(2)
+    peer = link(node, author)
+    node.receive(peer, ADDRESS, b"\x01\x05garbage", now=0.0)
+    assert node.stats["messages_malformed"] == 1
+    good = m.sign_publish(other, TOPIC, 5, 1, b"genuine")
+    forged = m.Publish(topic=TOPIC, publisher=good.publisher,
+                       signing_public_key=good.signing_public_key, epoch=5, seq=1,
+                       data=b"altered", signature=good.signature)
+    feed(node, peer, forged)
+    assert node.stats["messages_forged"] == 1
+    assert node._peers[peer].banned
+    feed(node, peer, good)
+    assert node.stats["messages_from_banned"] == 1
+    assert node.next_event() is None
+
+
+def test_max_queued_bytes_per_peer_and_control_beyond_it():
+    node = make(max_queued_bytes_per_peer=1000)
+    peer = node._peer(peer_identity(1).node_id, ADDRESS, 0.0)
+    big = m.sign_publish(node.identity, TOPIC, 1, 1, b"z" * 600)
+    assert node._send(peer, big)
+    assert not node._send(peer, m.sign_publish(node.identity, TOPIC, 1, 2, b"z" * 600))
+    assert node.stats["queue_full"] == 1
+    assert node._send(peer, m.Graft(topic=TOPIC), control=True)  # control has room left
+    assert peer.queued_bytes <= 2 * 1000
+
+
+def test_max_wants_in_flight():
+    node = make(max_wants_in_flight=3)
+    node.subscribe(TOPIC, now=0.0)
+    peer = link(node, peer_identity(1))
+    entries = tuple(sorted((m.IHaveEntry(publisher=bytes([i]) * 32, epoch=5, high=10)
+                            for i in range(1, 11)), key=lambda e: (e.publisher, e.epoch)))
+    # Epoch 5 ms is long before the subscription: the summary sets the baseline...
+    feed(node, peer, m.IHave(topic=TOPIC, entries=entries))
+    raised = tuple(m.IHaveEntry(publisher=e.publisher, epoch=5, high=20) for e in entries)
+    # ... and a later one shows ten publishers with ten messages each to fetch.
+    feed(node, peer, m.IHave(topic=TOPIC, entries=raised), now=0.1)
+    wants = [x for x in sent(node, peer) if type(x) is m.IWant]
+    assert len(wants) == 3
+    assert all((w.first, w.last) == (11, 20) for w in wants)
+
+
+def test_iwant_answers_from_history_and_says_gone_for_the_rest():
+    node = make()
+    for i in range(5):
+        node.publish(TOPIC, b"m%d" % i, now=0.0)
+    peer = link(node, peer_identity(1))
+    topic = node._topics[TOPIC]
+    for message in topic.unsent:  # nobody was found yet: put them in the history
+        node.history.add(message, 0.0)
+    feed(node, peer, m.IWant(topic=TOPIC, publisher=node.own_id, epoch=node.epoch,
+                             first=3, last=9))
+    answer = sent(node, peer)
+    assert [x.seq for x in answer if type(x) is m.Publish] == [3, 4, 5]
+    (gone,) = [x for x in answer if type(x) is m.Gone]
+    assert (gone.first, gone.last) == (6, 9)
