@@ -256,6 +256,9 @@ class NodeBase(abc.ABC):
         self._unclaimed: set[bytes] = set()
         # Called (no arguments) when the node stops: overlays fail their waiters.
         self._stop_callbacks: list[Callable[[], None]] = []
+        # Called (no arguments) at the end of every flush, after the events were
+        # dispatched: an overlay's waiters look whether their condition now holds.
+        self._flush_callbacks: list[Callable[[], None]] = []
         self._host = host
         self._port = port
         self._sock: DatagramSocket | None = None
@@ -585,6 +588,12 @@ class NodeBase(abc.ABC):
             self._arm_timer()
         finally:
             self._flushing = False
+        if self._flush_callbacks:
+            for callback in list(self._flush_callbacks):
+                try:
+                    callback()
+                except Exception as exc:  # an overlay's bug must not break the node
+                    self._report("a flush callback", exc)
 
     def _arm_timer(self) -> None:
         # Re-armed only when the deadline moves earlier: a timer armed before
