@@ -381,7 +381,7 @@ class NodeBase(abc.ABC):
         self._flush()
         self._running = False
         self._stopped = True
-        for callback in self._stop_callbacks:
+        for callback in list(self._stop_callbacks):  # a callback may remove itself
             try:
                 callback()
             except Exception as exc:  # an overlay's bug must not break the stop
