@@ -8,7 +8,7 @@ as written::
     from seigr_toolset_transmissions import Node
 
 The DHT names are in ``seigr_toolset_transmissions.dht`` as the manual imports
-them (``KademliaDHT``; pub/sub and content distribution join as they land).
+them (``KademliaDHT``, ``PubSubManager``; content distribution joins as it lands).
 """
 
 from stt import *  # noqa: F403 - the same names, by design

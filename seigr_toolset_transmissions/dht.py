@@ -1,10 +1,10 @@
 """The DHT names as the original STT manual imports them::
 
-    from seigr_toolset_transmissions.dht import KademliaDHT
+    from seigr_toolset_transmissions.dht import KademliaDHT, PubSubManager
 
-``PubSubManager`` and ``ContentDistribution`` join this module as their overlays land.
+``ContentDistribution`` joins this module when its overlay lands.
 """
 
-from stt import DHTNode, KademliaDHT
+from stt import DHTNode, KademliaDHT, PubSubManager, Subscription, TopicGap, TopicMessage
 
-__all__ = ["KademliaDHT", "DHTNode"]
+__all__ = ["KademliaDHT", "DHTNode", "PubSubManager", "Subscription", "TopicMessage", "TopicGap"]

@@ -11,7 +11,18 @@ Everything here comes from :mod:`stt_io.asyncio` and :mod:`stt_io.errors`; the
 sans-I/O engine is :mod:`stt_proto`.
 """
 
-from stt_io.asyncio import ByteStream, DHTNode, KademliaDHT, Node, Session, Stream
+from stt_io.asyncio import (
+    ByteStream,
+    DHTNode,
+    KademliaDHT,
+    Node,
+    PubSubManager,
+    Session,
+    Stream,
+    Subscription,
+    TopicGap,
+    TopicMessage,
+)
 from stt_io.errors import (
     AuthenticationError,
     BootstrapError,
@@ -38,6 +49,10 @@ __all__ = [
     "ByteStream",
     "KademliaDHT",
     "DHTNode",
+    "PubSubManager",
+    "Subscription",
+    "TopicMessage",
+    "TopicGap",
     "Identity",
     "STTError",
     "ConnectionTimeoutError",

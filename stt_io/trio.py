@@ -52,9 +52,11 @@ from ._core import (
 )
 from ._core import Stream as _CoreStream
 from ._dht import DHTNode, KademliaDHTBase
+from ._pubsub import PubSubManagerBase, Subscription, TopicGap, TopicMessage
 from .errors import NodeStoppedError
 
 __all__ = ["Node", "Session", "Stream", "ByteStream", "KademliaDHT", "DHTNode",
+           "PubSubManager", "Subscription", "TopicMessage", "TopicGap",
            "MAX_QUEUED_DATAGRAMS",
            "loopback_datagram_size"]
 
@@ -382,6 +384,13 @@ class KademliaDHT(KademliaDHTBase):
     __doc__ = KademliaDHTBase.__doc__
 
     _node_class = Node
+
+    async def _sleep(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+
+
+class PubSubManager(PubSubManagerBase):
+    __doc__ = PubSubManagerBase.__doc__
 
     async def _sleep(self, seconds: float) -> None:
         await trio.sleep(seconds)
