@@ -81,6 +81,17 @@ def test_connect_retry():
     assert "connect retry OK" in out
 
 
+def test_pubsub():
+    out = run_example("pubsub.py", "--count", "30")
+    assert "3 subscribers joined 'sensor_data'" in out
+    assert "plain handler: sensor_data #0 20.0 C from DHTNode(" in out
+    for name in ("plain ", "async ", "pull  "):
+        assert f"{name} subscriber: 30 readings, every one once, in order, from the sensor: " \
+               "True" in out
+    assert "lost 0" in out
+    assert out.rstrip().endswith("pub/sub OK")
+
+
 @pytest.mark.skipif(os.name != "posix", reason="kills a child process with SIGKILL")
 def test_keepalive_monitor():
     out = run_example("keepalive_monitor.py", "--idle-timeout", "1.0")
