@@ -193,7 +193,15 @@ class SttPubSub(PubSubPeers):
     name = "stt"
     backend = "asyncio"
     transport = "UDP, Noise IKpsk2 sessions, ChaCha20-Poly1305"
-    settings = "library defaults"
+
+    @property
+    def settings(self) -> str:
+        from stt_proto.pubsub.config import PubSubConfig
+
+        c = PubSubConfig()
+        return (f"library defaults: D={c.mesh_degree} ({c.mesh_low}..{c.mesh_high}), fan-out "
+                f"{c.fanout}, heartbeat {c.heartbeat:g} s, {c.max_messages_per_second:g} "
+                f"PUBLISH/s per peer")
 
     SEED = b"stt pub/sub benchmark network seed"
 
@@ -236,11 +244,7 @@ class SttPubSub(PubSubPeers):
 
     async def stop(self) -> None:
         for pubsub in self._pubsubs:
-            close = getattr(pubsub, "close", None) or getattr(pubsub, "stop", None)
-            if close is not None:
-                result = close()
-                if hasattr(result, "__await__"):
-                    await result
+            await pubsub.stop()
         for dht in self._dhts:
             await dht.stop()
         self._pubsubs.clear()
