@@ -475,7 +475,8 @@ class PubSubManagerBase:
         Waits while every peer it would go to has a full queue (backpressure:
         nothing is dropped), and, the first time, until the DHT lookup for the
         topic's subscribers ends. If the lookup finds none, the message reaches
-        nobody: pub/sub keeps nothing for later subscribers.
+        nobody: pub/sub keeps nothing for later subscribers. This node's own
+        handlers of the topic do not get it.
 
         :param timeout: seconds to wait for room, at most; the message is not
             sent if it passes. The first lookup itself is bounded by the DHT.

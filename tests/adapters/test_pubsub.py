@@ -232,6 +232,36 @@ async def test_full_pull_queue_reports_an_overflow_gap_in_place(stt):
             assert swarm.pubsubs[1].topics() == []
 
 
+async def test_a_slow_async_handler_hears_of_its_overflow_through_on_gap(stt):
+    with anyio.fail_after(20):
+        async with Swarm(stt, 3, max_queue=4) as swarm:
+            release = anyio.Event()
+            handled, gaps = [], []
+
+            async def slow(topic, data, publisher):
+                await release.wait()
+                handled.append(data)
+
+            def on_gap(topic, publisher, count):
+                gaps.append((topic, publisher.node_id, count, len(handled)))
+
+            await swarm.pubsubs[1].subscribe("t", slow, on_gap=on_gap)
+            for i in range(10):
+                await swarm.pubsubs[2].publish("t", b"%d" % i)
+            await wait_for(lambda: swarm.pubsubs[1].statistics()["messages_delivered"] == 10)
+            # Four queued, perhaps one in the handler's hands already, the rest
+            # had no room: reported after the ones that had.
+            overflow = swarm.pubsubs[1].statistics()["handler_overflow"]
+            assert overflow in (5, 6)
+            release.set()
+            await wait_for(lambda: gaps)
+            assert handled == [b"%d" % i for i in range(10 - overflow)]
+            assert gaps == [("t", swarm.dhts[2].node_id, overflow, 10 - overflow)]
+            await swarm.pubsubs[2].publish("t", b"after")
+            await wait_for(lambda: len(handled) == 11 - overflow)
+            assert handled[-1] == b"after"
+
+
 async def test_handler_exception_is_logged_and_delivery_goes_on(stt, caplog):
     with anyio.fail_after(15):
         async with Swarm(stt, 3) as swarm:
