@@ -6,8 +6,9 @@ Usage: ``python fuzz/make_pubsub_engine_seeds.py``. For each of
 gap delivered), the shortest of a few thousand seeded random programs that
 reaches it: a corpus that starts inside the deep paths (ordered delivery,
 buffers, repair, gaps, bans, the limits) rather than at the codec's front door.
-The corpus also keeps the long runs' findings as ``regress_*`` files (written
-by the tests' regressions, never by this script).
+The corpus also keeps the long runs' findings as ``regress_*`` files (the
+inputs of ``FINDING_INPUTS`` in ``tests/pubsub/test_fuzz_engine_smoke.py``,
+copied by hand, never by this script).
 """
 
 from __future__ import annotations
