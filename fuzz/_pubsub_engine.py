@@ -120,6 +120,13 @@ MAX_SEQ = 8
 _SIZES = (0, 5, 40, 120, 300)
 
 
+def _published_ms(epoch: int, seq: int) -> int:
+    """When message ``seq`` of ``epoch`` was published: a second apart, from the
+    epoch's start (so the epoch from long before the subscription published
+    all of its messages long before it too)."""
+    return epoch + 1000 * seq
+
+
 def _pool() -> dict[tuple[bytes, bytes, int, int], list[m.Publish]]:
     """Variant 0 of every message, variant 1 signed with other data (a publisher
     that numbers two messages alike), variant 2 over ``max_message_size``."""
@@ -130,10 +137,13 @@ def _pool() -> dict[tuple[bytes, bytes, int, int], list[m.Publish]]:
                 for seq in range(1, MAX_SEQ + 1):
                     size = _SIZES[(7 * p + 3 * seq + e + t) % len(_SIZES)]
                     data = bytes([p, e, seq]) * (size // 3) + b"." * (size % 3)
+                    stamp = _published_ms(epoch, seq)
                     pool[(topic, author.node_id, epoch, seq)] = [
-                        m.sign_publish(author, topic, epoch, seq, data),
-                        m.sign_publish(author, topic, epoch, seq, b"other " + data[:100]),
-                        m.sign_publish(author, topic, epoch, seq, data.ljust(310, b"+")),
+                        m.sign_publish(author, topic, epoch, seq, data, published_ms=stamp),
+                        m.sign_publish(author, topic, epoch, seq, b"other " + data[:100],
+                                       published_ms=stamp),
+                        m.sign_publish(author, topic, epoch, seq, data.ljust(310, b"+"),
+                                       published_ms=stamp),
                     ]
     return pool
 
@@ -289,7 +299,8 @@ class Run:
         how = b % 7
         fields = dict(topic=original.topic, publisher=original.publisher,
                       signing_public_key=original.signing_public_key, epoch=original.epoch,
-                      seq=original.seq, data=original.data, signature=original.signature)
+                      seq=original.seq, published_ms=original.published_ms, data=original.data,
+                      signature=original.signature)
         if how == 0:
             fields["data"] = original.data + b"!" if b & 0x80 else original.data[:-1] or b"?"
         elif how == 1:

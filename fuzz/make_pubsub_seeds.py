@@ -39,7 +39,8 @@ def genuine_messages() -> list[m.Message]:
         m.Unsubscribe(topic=TOPIC),
         m.Graft(topic=TOPIC),
         m.Prune(topic=TOPIC, backoff_ms=60_000, peers=[c4, c6]),
-        m.sign_publish(PUBLISHER, TOPIC, 1733390000000, 1, b"hello"),
+        m.sign_publish(PUBLISHER, TOPIC, 1733390000000, 1, b"hello",
+                       published_ms=1733390000123),
         m.IHave(topic=TOPIC, entries=sorted(entries, key=lambda e: (e.publisher, e.epoch))),
         m.IWant(topic=TOPIC, publisher=PUBLISHER.node_id, epoch=1733390000000, first=1,
                 last=4),
@@ -53,7 +54,10 @@ def pubsub_codec_seeds() -> dict[str, bytes]:
     seeds = {name: b"\x00" + m.encode(msg) for name, msg in zip(names, genuine, strict=True)}
     # Mutations (target 1): which genuine message, how many edits, then each
     # edit as (kind, u16 position, argument).
-    seeds["mutate_publish_flip_data"] = b"\x01\x04\x00\x00\x00\x76\x01"
+    # PUBLISH: the data starts at byte 126; byte 121 is the low byte of the
+    # publishing time, which the signature covers too.
+    seeds["mutate_publish_flip_data"] = b"\x01\x04\x00\x00\x00\x7e\x01"
+    seeds["mutate_publish_flip_published_ms"] = b"\x01\x04\x00\x00\x00\x79\x01"
     seeds["mutate_ihave_cut"] = b"\x01\x05\x00\x01\x00\x40"
     seeds["mutate_prune_insert"] = b"\x01\x03\x00\x02\x00\x27\x04\x21\x22\x23\x24"
     seeds["mutate_iwant_overwrite_last"] = b"\x01\x06\x00\x03\x00\x52" + b"\xff" * 8

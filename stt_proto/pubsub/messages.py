@@ -119,8 +119,8 @@ MAX_RANGE = 1024
 #: Longest topic name, in UTF-8 bytes.
 MAX_TOPIC_NAME_BYTES = 255
 #: Bytes of a PUBLISH besides its data: header, topic, publisher, signing key,
-#: epoch, seq, data length and signature.
-PUBLISH_OVERHEAD = HEADER_BYTES + TOPIC_BYTES + 2 * KEY_BYTES + 8 + 8 + 4 + SIGNATURE_BYTES
+#: epoch, seq, publishing time, data length and signature.
+PUBLISH_OVERHEAD = HEADER_BYTES + TOPIC_BYTES + 2 * KEY_BYTES + 8 + 8 + 8 + 4 + SIGNATURE_BYTES
 #: Longest message: a PUBLISH of :data:`MAX_DATA_BYTES`. Anything longer is refused
 #: before it is parsed.
 MAX_MESSAGE_BYTES = PUBLISH_OVERHEAD + MAX_DATA_BYTES
@@ -246,7 +246,7 @@ class Publish(Message):
 
     TYPE = MessageType.PUBLISH
     _checks = (("publisher", _node_id), ("signing_public_key", _sized(KEY_BYTES)),
-               ("epoch", _u64), ("seq", _seq),
+               ("epoch", _u64), ("seq", _seq), ("published_ms", _u64),
                ("data", _limited(MAX_DATA_BYTES)), ("signature", _sized(SIGNATURE_BYTES)))
 
     publisher: bytes
@@ -258,6 +258,12 @@ class Publish(Message):
     """The publisher's epoch (a u64): a restarted publisher starts a later one."""
     seq: int
     """The message's number in its epoch, from 1 up without holes (a u64)."""
+    published_ms: int
+    """When the publisher published it: its wall clock, in milliseconds since the
+    Unix epoch (a u64). Signed, so a forwarder cannot move it; a receiver that
+    subscribed while the publisher's epoch was already running owes its
+    application the messages published at or after its subscription time (less
+    a tolerance for clocks), whichever message or summary it hears of first."""
     data: bytes = field(repr=False)
     """The payload, at most :data:`MAX_DATA_BYTES` (bytes-like; ``bytes`` is kept
     as it is, without a copy). Left out of ``repr``: it may be megabytes."""
@@ -266,8 +272,9 @@ class Publish(Message):
 
     @property
     def message_id(self) -> bytes:
-        """:func:`message_id` of this message (it leaves out data and signature:
-        check :func:`verify_publish` before counting an id as seen)."""
+        """:func:`message_id` of this message (it leaves out the publishing time,
+        data and signature: check :func:`verify_publish` before counting an id
+        as seen)."""
         return message_id(self.topic, self.publisher, self.epoch, self.seq)
 
 
@@ -362,15 +369,18 @@ def topic_key(name: str) -> bytes:
 
 
 def publish_signed_bytes(topic: bytes, publisher: bytes, epoch: int, seq: int,
-                         data: bytes) -> bytes:
+                         published_ms: int, data: bytes) -> bytes:
     """The exact bytes the publisher of a :class:`Publish` signs::
 
         PUBLISH_SIGNATURE_LABEL || topic (32) || publisher (32) || u64 epoch
-            || u64 seq || u32 len(data) || data
+            || u64 seq || u64 published_ms || u32 len(data) || data
 
     The label keeps the signature from passing for one made for another purpose
     with the same identity; the topic and publisher bind the message to its
-    topic and author, so it cannot be replayed into another topic.
+    topic and author, so it cannot be replayed into another topic. The
+    publishing time is signed because receivers decide by it which messages
+    they are owed: a forwarder that could change it could hide a message from
+    a new subscriber or push old ones on it.
 
     Raises:
         ValueError: a field of the wrong size or out of range (an
@@ -380,6 +390,7 @@ def publish_signed_bytes(topic: bytes, publisher: bytes, epoch: int, seq: int,
     return b"".join((PUBLISH_SIGNATURE_LABEL, _topic(topic, "topic"),
                      _node_id(publisher, "publisher"), _U64.pack(_u64(epoch, "epoch")),
                      _U64.pack(_seq(seq, "seq")),
+                     _U64.pack(_u64(published_ms, "published_ms")),
                      _U32.pack(len(data)), data))
 
 
@@ -389,9 +400,9 @@ def message_id(topic: bytes, publisher: bytes, epoch: int, seq: int) -> bytes:
         BLAKE2b-256(MESSAGE_ID_LABEL || topic (32) || publisher (32) || u64 epoch || u64 seq)
 
     A publisher numbers its messages without repeats, so ``(topic, publisher,
-    epoch, seq)`` names one message; the data and the signature are not part of
-    the id, so a forged copy has the id of the genuine one, and only a verified
-    message may mark its id as seen.
+    epoch, seq)`` names one message; the publishing time, the data and the
+    signature are not part of the id, so a forged copy has the id of the genuine
+    one, and only a verified message may mark its id as seen.
 
     Raises:
         ValueError: a field of the wrong size or out of range.
@@ -403,7 +414,7 @@ def message_id(topic: bytes, publisher: bytes, epoch: int, seq: int) -> bytes:
 
 
 def sign_publish(identity: Identity, topic: bytes, epoch: int, seq: int,
-                 data: bytes) -> Publish:
+                 data: bytes, *, published_ms: int) -> Publish:
     """A :class:`Publish` of ``data`` by ``identity``, signed.
 
     :param identity: a signing identity (:meth:`Identity.generate`).
@@ -412,16 +423,19 @@ def sign_publish(identity: Identity, topic: bytes, epoch: int, seq: int,
     :param seq: the message's number in its epoch, 1..2**64-1.
     :param data: at most :data:`MAX_DATA_BYTES` (the node's configured limit is
         checked by the caller).
+    :param published_ms: the publisher's wall clock now, in milliseconds since
+        the Unix epoch, a u64 (the caller reads the clock: this module has none).
     :returns: the message; :func:`verify_publish` accepts it.
     :raises ValueError: a field out of range (an :class:`~stt_proto.errors.EncodeError`).
     :raises MissingSigningKeyError: ``identity`` is a legacy X25519-only identity
         (also a ``ValueError``).
     """
     data = _limited(MAX_DATA_BYTES)(data, "data")
-    signature = identity.sign(publish_signed_bytes(topic, identity.node_id, epoch, seq, data))
+    signature = identity.sign(publish_signed_bytes(topic, identity.node_id, epoch, seq,
+                                                   published_ms, data))
     return Publish(topic=topic, publisher=identity.node_id,
                    signing_public_key=identity.signing_public_key, epoch=epoch, seq=seq,
-                   data=data, signature=signature)
+                   published_ms=published_ms, data=data, signature=signature)
 
 
 def verify_publish(message: Any) -> bool:
@@ -436,7 +450,7 @@ def verify_publish(message: Any) -> bool:
         return False
     try:
         signed = publish_signed_bytes(message.topic, message.publisher, message.epoch,
-                                      message.seq, message.data)
+                                      message.seq, message.published_ms, message.data)
     except (AttributeError, TypeError, ValueError, BufferError):
         return False
     return verify_signature(message.publisher, message.signing_public_key, signed,
@@ -460,8 +474,8 @@ def encode(message: Message) -> bytes:
     if cls is Publish:
         # One join: the data, which may be megabytes, is copied once.
         return b"".join((bytes((VERSION, code)), m.topic, m.publisher, m.signing_public_key,
-                         _U64.pack(m.epoch), _U64.pack(m.seq), _U32.pack(len(m.data)), m.data,
-                         m.signature))
+                         _U64.pack(m.epoch), _U64.pack(m.seq), _U64.pack(m.published_ms),
+                         _U32.pack(len(m.data)), m.data, m.signature))
     out = bytearray((VERSION, code))
     out += m.topic
     if cls is Prune:
@@ -508,9 +522,11 @@ def _decode_body(code: int, topic: bytes, r: _PubSubReader) -> Message:
         key = r.take(KEY_BYTES)
         epoch = r.u64()
         seq = r.u64()
+        published_ms = r.u64()
         data = r.blob(r.u32(), MAX_DATA_BYTES, "data")
         return Publish(topic=topic, publisher=publisher, signing_public_key=key, epoch=epoch,
-                       seq=seq, data=data, signature=r.take(SIGNATURE_BYTES))
+                       seq=seq, published_ms=published_ms, data=data,
+                       signature=r.take(SIGNATURE_BYTES))
     if code == MessageType.IHAVE:
         count = r.u16()
         if count > MAX_IHAVE_ENTRIES:

@@ -104,11 +104,12 @@ def test_a_replayed_message_is_not_delivered_again_after_its_publisher_was_forgo
     node.subscribe(TOPIC, now=0.0)
     peer, author = _identity(10), _identity(11)
     epoch = node.epoch + 1
-    genuine = m.sign_publish(author, TOPIC, epoch, 1, b"pay alice 10")
+    genuine = m.sign_publish(author, TOPIC, epoch, 1, b"pay alice 10", published_ms=epoch)
     node.receive(peer.node_id, ADDRESS, m.encode(genuine), now=0.0)
     node.handle_timer(now=31.0)
     for n in (12, 13):
-        throwaway = m.sign_publish(_identity(n), TOPIC, epoch, 1, b"x")
+        throwaway = m.sign_publish(_identity(n), TOPIC, epoch, 1, b"x",
+                                   published_ms=epoch + 31_000)
         node.receive(peer.node_id, ADDRESS, m.encode(throwaway), now=31.0)
     node.receive(peer.node_id, ADDRESS, m.encode(genuine), now=31.0)
     seqs = []

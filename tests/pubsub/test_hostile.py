@@ -66,13 +66,14 @@ def test_a_forged_publisher_is_dropped_counted_and_its_sender_banned():
     victim = good[2]
     # Signed by the forger, claiming the victim as publisher: the key does not
     # map to the victim's node id, so every node refuses it.
-    real = m.sign_publish(forger.pubsub.identity, TOPIC, 1, 1, b"fake")
+    stamp = forger.pubsub._wall_ms(net.net.now)
+    real = m.sign_publish(forger.pubsub.identity, TOPIC, 1, 1, b"fake", published_ms=stamp)
     forged = m.Publish(topic=TOPIC, publisher=victim.node_id,
                        signing_public_key=real.signing_public_key, epoch=1, seq=1,
-                       data=b"fake", signature=real.signature)
+                       published_ms=stamp, data=b"fake", signature=real.signature)
     altered = m.Publish(topic=TOPIC, publisher=real.publisher,
                         signing_public_key=real.signing_public_key, epoch=1, seq=2,
-                        data=b"altered", signature=real.signature)
+                        published_ms=stamp, data=b"altered", signature=real.signature)
     inject(net, forger, [forged, altered])
     net.run(2)
     linked = [g for g in good if g.pubsub.stats["messages_received"]]
@@ -103,7 +104,11 @@ def test_replayed_messages_are_delivered_once():
 def test_a_flooding_member_is_rate_limited_and_banned_and_delivery_goes_on():
     net, good, (flooder,) = build(8, hostile_count=1,
                                   pubsub={"max_messages_per_second": 100.0})
-    spam = [m.sign_publish(flooder.pubsub.identity, TOPIC, flooder.pubsub.epoch, seq, b"spam")
+    # Stamped now, as the flooder's own publish would be: the spam is owed to
+    # every subscriber, so only the rate limits stop it.
+    stamp = flooder.pubsub._wall_ms(net.net.now)
+    spam = [m.sign_publish(flooder.pubsub.identity, TOPIC, flooder.pubsub.epoch, seq, b"spam",
+                           published_ms=stamp)
             for seq in range(1, 1001)]
     inject(net, flooder, spam)
     net.run(3)

@@ -15,6 +15,9 @@ from stt_proto.pubsub.node import PubSubNode
 
 TOPIC = m.topic_key("limits")
 ADDRESS = ("10.1.1.1", 4000)
+#: The node's wall clock at ``now`` 0 (``wall_offset`` 1000 s), in milliseconds:
+#: the peers' messages are stamped with it, published as the node subscribed.
+WALL_MS = 1_000_000
 
 
 def make(**config) -> PubSubNode:
@@ -75,7 +78,7 @@ def test_max_message_size_on_publish_and_on_arrival():
     node.subscribe(TOPIC, now=0.0)
     author = peer_identity(1)
     peer = link(node, author)
-    feed(node, peer, m.sign_publish(author, TOPIC, 5, 1, b"y" * 101))
+    feed(node, peer, m.sign_publish(author, TOPIC, 5, 1, b"y" * 101, published_ms=WALL_MS))
     assert node.stats["messages_too_large"] == 1
     assert node.next_event() is None
 
@@ -105,11 +108,13 @@ def test_max_messages_per_second_from_a_publisher_flooding_its_own():
     author = peer_identity(1)
     peer = link(node, author)
     for seq in range(1, 101):
-        feed(node, peer, m.sign_publish(author, TOPIC, 5, seq, b"f"), now=0.5)
+        feed(node, peer, m.sign_publish(author, TOPIC, 5, seq, b"f", published_ms=WALL_MS + 500),
+             now=0.5)
     assert node.stats["messages_rate_limited"] == 80   # burst: twice the rate
     assert node._peers[peer].score == -80.0
     for seq in range(101, 121):
-        feed(node, peer, m.sign_publish(author, TOPIC, 5, seq, b"f"), now=0.6)
+        feed(node, peer, m.sign_publish(author, TOPIC, 5, seq, b"f", published_ms=WALL_MS + 600),
+             now=0.6)
     assert node._peers[peer].banned and node.stats["peers_banned"] == 1
     assert node.take_banned() == [peer]
 
@@ -130,10 +135,10 @@ def test_malformed_and_forged_messages_cost_the_sender_and_get_it_banned():
     peer = link(node, author)
     node.receive(peer, ADDRESS, b"\x01\x05garbage", now=0.0)
     assert node.stats["messages_malformed"] == 1
-    good = m.sign_publish(other, TOPIC, 5, 1, b"genuine")
+    good = m.sign_publish(other, TOPIC, 5, 1, b"genuine", published_ms=WALL_MS)
     forged = m.Publish(topic=TOPIC, publisher=good.publisher,
                        signing_public_key=good.signing_public_key, epoch=5, seq=1,
-                       data=b"altered", signature=good.signature)
+                       published_ms=WALL_MS, data=b"altered", signature=good.signature)
     feed(node, peer, forged)
     assert node.stats["messages_forged"] == 1
     assert node._peers[peer].banned
@@ -145,9 +150,10 @@ def test_malformed_and_forged_messages_cost_the_sender_and_get_it_banned():
 def test_max_queued_bytes_per_peer_and_control_beyond_it():
     node = make(max_queued_bytes_per_peer=1000)
     peer = node._peer(peer_identity(1).node_id, ADDRESS, 0.0)
-    big = m.sign_publish(node.identity, TOPIC, 1, 1, b"z" * 600)
+    big = m.sign_publish(node.identity, TOPIC, 1, 1, b"z" * 600, published_ms=WALL_MS)
     assert node._send(peer, big)
-    assert not node._send(peer, m.sign_publish(node.identity, TOPIC, 1, 2, b"z" * 600))
+    assert not node._send(peer, m.sign_publish(node.identity, TOPIC, 1, 2, b"z" * 600,
+                                               published_ms=WALL_MS))
     assert node.stats["queue_full"] == 1
     assert node._send(peer, m.Graft(topic=TOPIC), control=True)  # control has room left
     assert peer.queued_bytes <= 2 * 1000

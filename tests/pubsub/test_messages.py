@@ -54,6 +54,8 @@ VECTORS = read_vectors(DOC.read_text(encoding="utf-8"))
 PUBLISHER = Identity.from_signing_seed(b"\x07" * 32)
 OTHER = Identity.from_signing_seed(b"\x08" * 32)
 EPOCH = 1733390000000
+#: When the vectors' message was published: 123 ms into its epoch.
+PUBLISHED = EPOCH + 123
 TOPIC = topic_key("sensor_data")
 C1 = Contact(node_id=b"\x11" * 32, address=("198.51.100.7", 9337))
 C2 = Contact(node_id=b"\x22" * 32, address=("2001:db8::2", 9338))
@@ -65,7 +67,7 @@ VALID = {
     "graft": Graft(topic=TOPIC),
     "prune_empty": Prune(topic=TOPIC, backoff_ms=60_000, peers=()),
     "prune": Prune(topic=TOPIC, backoff_ms=60_000, peers=[C1, C2]),
-    "publish": sign_publish(PUBLISHER, TOPIC, EPOCH, 1, b"hello"),
+    "publish": sign_publish(PUBLISHER, TOPIC, EPOCH, 1, b"hello", published_ms=PUBLISHED),
     "ihave_empty": IHave(topic=TOPIC, entries=()),
     "ihave": IHave(topic=TOPIC, entries=[IHaveEntry(publisher=P1, epoch=5, high=0),
                                          IHaveEntry(publisher=P1, epoch=6, high=9),
@@ -77,7 +79,7 @@ VALID = {
 HELPERS = {
     "topic_key_sensor_data": lambda: topic_key("sensor_data"),
     "publish_signed_bytes_hello": lambda: publish_signed_bytes(TOPIC, PUBLISHER.node_id, EPOCH,
-                                                               1, b"hello"),
+                                                               1, PUBLISHED, b"hello"),
     "message_id_hello": lambda: message_id(TOPIC, PUBLISHER.node_id, EPOCH, 1),
 }
 
@@ -131,6 +133,7 @@ def test_the_published_vector_is_genuinely_signed():
     assert verify_publish(message)
     assert message.publisher == PUBLISHER.node_id
     assert message.signing_public_key == PUBLISHER.signing_public_key
+    assert message.published_ms == PUBLISHED
     assert message.message_id == VECTORS["message_id_hello"]
 
 
@@ -163,7 +166,7 @@ messages = st.one_of(
     st.builds(Graft, topic=ids),
     st.builds(Prune, topic=ids, backoff_ms=st.integers(0, 2**32 - 1), peers=peer_lists),
     st.builds(Publish, topic=ids, publisher=ids, signing_public_key=ids, epoch=u64s,
-              seq=st.integers(1, 2**64 - 1), data=st.binary(max_size=300),
+              seq=st.integers(1, 2**64 - 1), published_ms=u64s, data=st.binary(max_size=300),
               signature=st.binary(min_size=64, max_size=64)),
     st.builds(IHave, topic=ids, entries=entry_lists),
     ranges(IWant),
@@ -236,8 +239,8 @@ def test_every_cut_and_bit_flip_of_the_vectors(name):
 
 
 def test_publish_overhead_is_everything_but_the_data():
-    assert m.PUBLISH_OVERHEAD == 182
-    message = sign_publish(PUBLISHER, TOPIC, EPOCH, 1, b"")
+    assert m.PUBLISH_OVERHEAD == 190
+    message = sign_publish(PUBLISHER, TOPIC, EPOCH, 1, b"", published_ms=PUBLISHED)
     assert len(encode(message)) == m.PUBLISH_OVERHEAD
     for size in (1, 1000):
         message = dataclasses.replace(message, data=bytes(size))
@@ -248,7 +251,7 @@ def test_publish_overhead_is_everything_but_the_data():
 def test_largest_publish_fits_and_one_byte_more_does_not():
     data = bytes(m.MAX_DATA_BYTES)
     message = Publish(topic=TOPIC, publisher=P1, signing_public_key=P2, epoch=0, seq=1,
-                      data=data, signature=bytes(64))
+                      published_ms=2**64 - 1, data=data, signature=bytes(64))
     wire = encode(message)
     assert len(wire) == m.MAX_MESSAGE_BYTES
     assert decode(wire) == message
@@ -262,10 +265,10 @@ def test_largest_publish_fits_and_one_byte_more_does_not():
 def test_publish_keeps_its_bytes_without_copying():
     data = b"x" * 100_000
     message = Publish(topic=TOPIC, publisher=P1, signing_public_key=P2, epoch=0, seq=1,
-                      data=data, signature=bytes(64))
+                      published_ms=2**64 - 1, data=data, signature=bytes(64))
     assert message.data is data
     assert type(Publish(topic=TOPIC, publisher=P1, signing_public_key=P2, epoch=0, seq=1,
-                        data=memoryview(data), signature=bytes(64)).data) is bytes
+                        published_ms=0, data=memoryview(data), signature=bytes(64)).data) is bytes
     decoded = decode(encode(message))
     assert type(decoded.data) is bytes and decoded.data == data
     assert "data=" not in repr(message) and "xxxx" not in repr(message)
@@ -299,15 +302,15 @@ def test_hostile_counts_claim_nothing_that_is_not_there():
     with pytest.raises(DecodeError, match="truncated"):
         decode(bytes((1, m.MessageType.PRUNE)) + TOPIC + bytes(4) + b"\x10")
     with pytest.raises(DecodeError, match="truncated"):
-        decode(bytes((1, m.MessageType.PUBLISH)) + TOPIC + bytes(80) + b"\x01\x00\x00\x00")
+        decode(bytes((1, m.MessageType.PUBLISH)) + TOPIC + bytes(88) + b"\x01\x00\x00\x00")
 
 
 # -- constructors -------------------------------------------------------------------------------
 
 
 def _publish(**changes):
-    fields = dict(topic=TOPIC, publisher=P1, signing_public_key=P2, epoch=0, seq=1, data=b"",
-                  signature=bytes(64))
+    fields = dict(topic=TOPIC, publisher=P1, signing_public_key=P2, epoch=0, seq=1,
+                  published_ms=0, data=b"", signature=bytes(64))
     return Publish(**{**fields, **changes})
 
 
@@ -325,6 +328,9 @@ def _publish(**changes):
     lambda: _publish(seq=2**64),
     lambda: _publish(epoch=-1),
     lambda: _publish(epoch=1.0),
+    lambda: _publish(published_ms=-1),
+    lambda: _publish(published_ms=2**64),
+    lambda: _publish(published_ms=None),
     lambda: _publish(publisher=bytes(33)),
     lambda: _publish(signing_public_key=None),
     lambda: _publish(signature=bytes(63)),
@@ -413,17 +419,23 @@ def test_signed_bytes_and_ids_depend_on_every_field():
     base = (TOPIC, P1, 5, 7)
     variants = [(P2, P1, 5, 7), (TOPIC, P2, 5, 7), (TOPIC, P1, 6, 7), (TOPIC, P1, 5, 8)]
     assert len({message_id(*v) for v in [base, *variants]}) == 5
-    assert len({publish_signed_bytes(*v, b"d") for v in [base, *variants]}) == 5
-    assert publish_signed_bytes(*base, b"d") != publish_signed_bytes(*base, b"e")
-    assert publish_signed_bytes(*base, b"").startswith(m.PUBLISH_SIGNATURE_LABEL)
+    assert len({publish_signed_bytes(*v, 9, b"d") for v in [base, *variants]}) == 5
+    assert publish_signed_bytes(*base, 9, b"d") != publish_signed_bytes(*base, 9, b"e")
+    assert publish_signed_bytes(*base, 9, b"d") != publish_signed_bytes(*base, 10, b"d")
+    assert publish_signed_bytes(*base, 9, b"").startswith(m.PUBLISH_SIGNATURE_LABEL)
+    # The id names the slot, not the copy: the publishing time is not part of it.
     assert message_id(*base) == _publish(publisher=P1, epoch=5, seq=7).message_id
+    assert message_id(*base) == _publish(publisher=P1, epoch=5, seq=7,
+                                         published_ms=2**64 - 1).message_id
 
 
 @pytest.mark.parametrize("call", [
-    lambda: publish_signed_bytes(bytes(31), P1, 0, 1, b""),
-    lambda: publish_signed_bytes(TOPIC, P1, 0, 0, b""),
-    lambda: publish_signed_bytes(TOPIC, P1, 2**64, 1, b""),
-    lambda: publish_signed_bytes(TOPIC, P1, 0, 1, "text"),
+    lambda: publish_signed_bytes(bytes(31), P1, 0, 1, 0, b""),
+    lambda: publish_signed_bytes(TOPIC, P1, 0, 0, 0, b""),
+    lambda: publish_signed_bytes(TOPIC, P1, 2**64, 1, 0, b""),
+    lambda: publish_signed_bytes(TOPIC, P1, 0, 1, 2**64, b""),
+    lambda: publish_signed_bytes(TOPIC, P1, 0, 1, -1, b""),
+    lambda: publish_signed_bytes(TOPIC, P1, 0, 1, 0, "text"),
     lambda: message_id(TOPIC, P1[:8], 0, 1),
     lambda: message_id(TOPIC, P1, -1, 1),
 ])
@@ -436,8 +448,9 @@ def test_helpers_refuse_out_of_range_fields(call):
 
 
 def test_sign_and_verify():
-    message = sign_publish(PUBLISHER, TOPIC, EPOCH, 3, bytearray(b"reading"))
-    assert type(message.data) is bytes
+    message = sign_publish(PUBLISHER, TOPIC, EPOCH, 3, bytearray(b"reading"),
+                           published_ms=PUBLISHED)
+    assert type(message.data) is bytes and message.published_ms == PUBLISHED
     assert verify_publish(message)
     assert verify_publish(decode(encode(message)))
 
@@ -447,19 +460,21 @@ def test_sign_and_verify():
     {"data": b""},
     {"seq": 4},
     {"epoch": EPOCH + 1},
+    {"published_ms": PUBLISHED + 1},
+    {"published_ms": 0},
     {"topic": topic_key("other")},
     {"publisher": OTHER.node_id},
     {"signing_public_key": OTHER.signing_public_key},
     {"signature": bytes(64)},
 ])
 def test_any_change_breaks_the_signature(change):
-    message = sign_publish(PUBLISHER, TOPIC, EPOCH, 3, b"reading")
+    message = sign_publish(PUBLISHER, TOPIC, EPOCH, 3, b"reading", published_ms=PUBLISHED)
     assert not verify_publish(dataclasses.replace(message, **change))
 
 
 def test_the_other_sign_of_the_signing_key_does_not_verify():
     # -A maps to the same node id as A (identity.py); a signature by A is not one by -A.
-    message = sign_publish(PUBLISHER, TOPIC, EPOCH, 3, b"reading")
+    message = sign_publish(PUBLISHER, TOPIC, EPOCH, 3, b"reading", published_ms=PUBLISHED)
     negated = bytearray(message.signing_public_key)
     negated[31] ^= 0x80
     assert not verify_publish(dataclasses.replace(message, signing_public_key=bytes(negated)))
@@ -467,24 +482,29 @@ def test_the_other_sign_of_the_signing_key_does_not_verify():
 
 def test_a_signature_by_another_identity_fails():
     # OTHER signs in PUBLISHER's name, with its own key or with PUBLISHER's.
-    signed = OTHER.sign(publish_signed_bytes(TOPIC, PUBLISHER.node_id, EPOCH, 1, b"forged"))
+    signed = OTHER.sign(publish_signed_bytes(TOPIC, PUBLISHER.node_id, EPOCH, 1, PUBLISHED,
+                                             b"forged"))
     for key in (OTHER.signing_public_key, PUBLISHER.signing_public_key):
         forged = Publish(topic=TOPIC, publisher=PUBLISHER.node_id, signing_public_key=key,
-                         epoch=EPOCH, seq=1, data=b"forged", signature=signed)
+                         epoch=EPOCH, seq=1, published_ms=PUBLISHED, data=b"forged",
+                         signature=signed)
         assert not verify_publish(forged)
     # A genuine message of OTHER relabelled as PUBLISHER's.
-    genuine = sign_publish(OTHER, TOPIC, EPOCH, 1, b"mine")
+    genuine = sign_publish(OTHER, TOPIC, EPOCH, 1, b"mine", published_ms=PUBLISHED)
     assert verify_publish(genuine)
     assert not verify_publish(dataclasses.replace(genuine, publisher=PUBLISHER.node_id))
 
 
 def test_verify_publish_is_false_for_anything_odd():
-    message = sign_publish(PUBLISHER, TOPIC, EPOCH, 3, b"reading")
+    message = sign_publish(PUBLISHER, TOPIC, EPOCH, 3, b"reading", published_ms=PUBLISHED)
     assert not verify_publish(None)
     assert not verify_publish(encode(message))
     assert not verify_publish(Subscribe(topic=TOPIC))
     broken = dataclasses.replace(message)
     object.__setattr__(broken, "seq", "3")
+    assert not verify_publish(broken)
+    object.__setattr__(broken, "seq", 3)
+    object.__setattr__(broken, "published_ms", -1)
     assert not verify_publish(broken)
     object.__setattr__(broken, "data", None)
     assert not verify_publish(broken)
@@ -493,19 +513,28 @@ def test_verify_publish_is_false_for_anything_odd():
 def test_signing_needs_a_signing_identity_and_valid_fields():
     legacy = Identity.from_private_bytes(bytes(range(32)))
     with pytest.raises(MissingSigningKeyError):
-        sign_publish(legacy, TOPIC, EPOCH, 1, b"data")
+        sign_publish(legacy, TOPIC, EPOCH, 1, b"data", published_ms=PUBLISHED)
     with pytest.raises(ValueError):
-        sign_publish(PUBLISHER, TOPIC, EPOCH, 0, b"data")
+        sign_publish(PUBLISHER, TOPIC, EPOCH, 0, b"data", published_ms=PUBLISHED)
     with pytest.raises(ValueError):
-        sign_publish(PUBLISHER, b"sensor_data", EPOCH, 1, b"data")
+        sign_publish(PUBLISHER, b"sensor_data", EPOCH, 1, b"data", published_ms=PUBLISHED)
     with pytest.raises(ValueError):
-        sign_publish(PUBLISHER, TOPIC, EPOCH, 1, bytes(m.MAX_DATA_BYTES + 1))
+        sign_publish(PUBLISHER, TOPIC, EPOCH, 1, bytes(m.MAX_DATA_BYTES + 1),
+                     published_ms=PUBLISHED)
+    with pytest.raises(ValueError):
+        sign_publish(PUBLISHER, TOPIC, EPOCH, 1, b"data", published_ms=2**64)
+    # The publishing time is signed, so it has no default: a caller must read its clock.
+    with pytest.raises(TypeError):
+        sign_publish(PUBLISHER, TOPIC, EPOCH, 1, b"data")
+    with pytest.raises(TypeError):
+        sign_publish(PUBLISHER, TOPIC, EPOCH, 1, b"data", PUBLISHED)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.binary(max_size=64), st.integers(1, 2**64 - 1), st.data())
-def test_no_single_byte_change_of_a_signed_publish_verifies(data, seq, draw):
-    wire = bytearray(encode(sign_publish(PUBLISHER, TOPIC, EPOCH, seq, data)))
+@given(st.binary(max_size=64), st.integers(1, 2**64 - 1), u64s, st.data())
+def test_no_single_byte_change_of_a_signed_publish_verifies(data, seq, published_ms, draw):
+    wire = bytearray(encode(sign_publish(PUBLISHER, TOPIC, EPOCH, seq, data,
+                                         published_ms=published_ms)))
     pos = draw.draw(st.integers(2, len(wire) - 1))
     wire[pos] ^= draw.draw(st.integers(1, 255))
     try:
