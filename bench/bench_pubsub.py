@@ -68,6 +68,8 @@ QUICK_RATES = (100, 1000, 5000)
 HEADER = struct.Struct("!HId")
 #: the step number of warm-up probes
 PROBE = 0
+#: seconds the uncounted wait between steps lasts at most
+DRAIN_LIMIT = 30.0
 #: issue 15's targets, and what it measured of py-libp2p
 TARGET_DELIVERIES = 5000
 TARGET_P50_MS = 5.0
@@ -201,11 +203,12 @@ async def _step(peers, recorder: Recorder, args, step: int, rate: int) -> dict:
     }
 
 
-async def _drain(recorder: Recorder, quiet: float = 1.0, limit: float = 30.0) -> float:
+async def _drain(recorder: Recorder, quiet: float = 1.0, limit: float | None = None) -> float:
     """Wait until nothing has arrived for ``quiet`` s (``limit`` s at most), uncounted:
     a backlog the last step left in a library must not be charged to the next one."""
     import anyio
 
+    limit = DRAIN_LIMIT if limit is None else limit
     started = time.perf_counter()
     while (time.perf_counter() - recorder.last_arrival < quiet
            and time.perf_counter() - started < limit):
@@ -314,8 +317,8 @@ COLUMNS = (
     ("deliv/s", 8, lambda s: _fmt(s["deliveries_per_s"], ".0f")),
     ("lost", 7, lambda s: str(s["lost"])),
     ("dup", 6, lambda s: str(s["duplicates"])),
-    ("p50 ms", 8, lambda s: _fmt(s["p50_ms"], ".2f")),
-    ("p99 ms", 8, lambda s: _fmt(s["p99_ms"], ".1f")),
+    ("p50 ms", 10, lambda s: _fmt(s["p50_ms"], ".2f")),
+    ("p99 ms", 9, lambda s: _fmt(s["p99_ms"], ".1f")),
     ("cpu", 5, lambda s: _fmt(s["cpu"], ".0%")),
 )
 
@@ -364,6 +367,10 @@ def _table(results: list[dict], args) -> str:
             if late:
                 out.append(f"  {late} of the lost deliveries arrived after the settle time "
                            "(in the uncounted wait before the next step)")
+            for step in r["steps"]:
+                if step.get("drain_s", 0) >= DRAIN_LIMIT:
+                    out.append(f"  at {step['rate']} messages/s deliveries were still arriving "
+                               f"when the {DRAIN_LIMIT:g} s wait after the step ended")
             peak = max(r["steps"], key=lambda s: s["deliveries_per_s"], default=None)
             if peak is not None:
                 out.append(f"  peak: {peak['deliveries_per_s']:.0f} deliveries/s at "
