@@ -158,22 +158,10 @@ _PUBLISH_DATA = (0, 1, 50, 200, 299, 300, 301, 400)
 
 #: What this harness found and the engine does not fix yet; a run that is not
 #: strict lets exactly these through, so the fuzzer goes on to other paths
-#: (``tests/pubsub/test_fuzz_engine_smoke.py`` replays each, strictly, as an
-#: expected failure until it is fixed).
-KNOWN_FINDINGS = {
-    "forgotten_publisher_redelivered":
-        "a publisher forgotten at max_publishers starts over: a later message of "
-        "its epoch is delivered again, or one reported lost is delivered after "
-        "later ones",
-    "control_queued_for_banned_peer":
-        "a banned peer still gets SUBSCRIBE, UNSUBSCRIBE and IHAVE queued: "
-        "unsubscribe() sends to every peer whose link carried the topic, and a "
-        "banned peer learned again (providers_found, PRUNE) is linked to the next "
-        "topic subscribed; _send does not look at bans",
-}
-#: The messages :data:`KNOWN_FINDINGS` lets reach a banned peer's queue.
-_BANNED_LEAK = frozenset(bytes([t]) for t in (m.MessageType.SUBSCRIBE,
-                                              m.MessageType.UNSUBSCRIBE, m.MessageType.IHAVE))
+#: (``tests/pubsub/test_fuzz_engine_smoke.py`` replays each, strictly). Empty:
+#: the two findings so far (a forgotten publisher delivered again; control
+#: messages queued for a banned peer) are fixed and replayed as regressions.
+KNOWN_FINDINGS: dict[str, str] = {}
 
 
 class Run:
@@ -548,8 +536,7 @@ class Run:
 
 def check_output(run: Run, peer_id: bytes, data: bytes) -> None:
     peer = run.node._peers.get(peer_id)
-    if peer is not None and peer.banned and (
-            run.strict or data[1:2] not in _BANNED_LEAK):
+    if peer is not None and peer.banned:
         raise AssertionError(f"output for banned peer {peer_id.hex()[:8]}")
     message = m.decode(data)  # raises on anything the node should never have sent
     if type(message) is m.Publish and not m.verify_publish(message):
@@ -587,8 +574,6 @@ def check_events(run: Run) -> None:
                 raise AssertionError(f"empty gap: {event!r}")
             run.gaps += 1
         forgotten = node.stats["publishers_forgotten"]
-        if last is not None and not run.strict and last[1] != forgotten:
-            last = None  # KNOWN_FINDINGS: a forgotten publisher starts over
         if last is not None:
             last = last[0]
             if first <= last:
@@ -648,8 +633,7 @@ def check_node(run: Run) -> None:
         queued = sum(len(data) for data, _, _ in peer.queue)
         if peer.queued_bytes != queued or queued > most_queued:
             raise AssertionError(f"peer queue: counted {peer.queued_bytes}, holds {queued}")
-        if peer.banned and peer.queue and (run.strict or any(
-                data[1:2] not in _BANNED_LEAK for data, _, _ in peer.queue)):
+        if peer.banned and peer.queue:
             raise AssertionError(f"{len(peer.queue)} messages queued for a banned peer")
         if len(peer.topics) > config.max_peer_topics:
             raise AssertionError(f"a peer announced {len(peer.topics)} topics")

@@ -512,7 +512,7 @@ class PubSubManagerBase:
         node._flush()
         # The first messages on a topic wait in the engine for the lookup of its
         # subscribers; "handed over" means out of that wait.
-        await self._wait_until(lambda: not _held(engine, key, message), None)
+        await self._wait_until(lambda: not engine.holds_unsent(key, message), None)
         return message.message_id
 
     # -- subscribing -------------------------------------------------------------------
@@ -631,16 +631,8 @@ class PubSubManagerBase:
 
     async def _wait_joined(self, key: bytes, timeout: float | None) -> None:
         engine = self._engine
-        host = self._dht.node._engine
 
-        def joined() -> bool:
-            # No announcement or lookup of the topic in flight (the host keeps
-            # them by query id), and a mesh, or nobody else to mesh with.
-            if key in host._pubsub_queries.values():
-                return False
-            return bool(engine.mesh_peers(key)) or not engine.known_subscribers(key)
-
-        if not await self._wait_until(joined, timeout):
+        if not await self._wait_until(lambda: engine.joined(key), timeout):
             logger.debug("subscribe: the mesh of topic %s is still forming", key.hex()[:16])
 
     # -- delivery ------------------------------------------------------------------------
@@ -745,8 +737,7 @@ class PubSubManagerBase:
         if key in self._topics:
             ids = engine.mesh_peers(key)
         else:
-            state = engine._topics.get(key)  # the engine exposes no fan-out list
-            ids = sorted(state.fanout) if state is not None else []
+            ids = engine.fanout_peers(key)
         return [self._node_of(node_id) for node_id in ids]
 
     def statistics(self) -> dict[str, int]:
@@ -765,13 +756,6 @@ class PubSubManagerBase:
         stats["mesh_peers"] = sum(len(engine.mesh_peers(k)) for k in self._topics) \
             if engine is not None else 0
         return stats
-
-
-def _held(engine: PubSubNode, key: bytes, message: Any) -> bool:
-    """Whether ``message`` still waits in the engine for the topic's first
-    subscribers to be found (``PubSubNode.publish``'s ``unsent``)."""
-    state = engine._topics.get(key)
-    return state is not None and any(held is message for held in state.unsent)
 
 
 def _check_queue(max_queue: Any) -> int:

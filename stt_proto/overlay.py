@@ -204,9 +204,11 @@ class OverlayHost:
                     self._pubsub_queries[dht.find_providers(key, now=now)] = key
             except DhtBusyError:
                 # The application's lookups fill the DHT: the topic asks again
-                # at a later heartbeat (a provide is republished anyway).
+                # at a later heartbeat.
                 if action == "find_providers":
                     pubsub.providers_found(key, [], now=now)
+                elif action == "provide":
+                    pubsub.provided(key, now=now, stored=False)
         for peer_id, address in pubsub.connects_wanted():
             moved = True
             session_id = pool.reach(peer_id, address, now=now)

@@ -40,6 +40,9 @@ class PubSubConfig:
     repair_window: float = 30.0
     """Seconds a node keeps the messages it saw, to answer IWANT; also how long a
     subscriber waits for a missing message before it reports the gap."""
+    clock_tolerance: float = 2.0
+    """A subscriber is owed the messages published at or after it subscribed,
+    less this many seconds: how far apart the publisher's and its clocks may be."""
     want_timeout: float = 1.0
     """An IWANT not answered in this long goes to another peer that has the message."""
     max_message_size: int = 1 << 20

@@ -75,6 +75,13 @@ class Handlers:
             topic.arrivals[peer.peer_id] = topic.arrivals.get(peer.peer_id, 0) + 1
         stream = (message.topic, message.publisher, message.epoch)
         own = message.publisher == self.own_id
+        ordering = topic.ordering
+        if not own and ordering.full and not ordering.knows(message.publisher) and \
+                not peer.evictions.take(now):
+            # One peer cannot churn the publishers we track (and make us forget
+            # where the others stood) faster than one a second.
+            self.stats["publishers_refused"] += 1
+            return
         if self.history.get(*stream, message.seq) is not None or \
                 (not own and not topic.ordering.is_new(message)):
             self.stats["messages_duplicate"] += 1
@@ -91,12 +98,25 @@ class Handlers:
         peer.held(stream, message.seq, self.config.max_publishers)
         self.history.add(message, now)
         self._push(topic, message, topic.mesh, exclude=(peer.peer_id, message.publisher))
-        self._deliver(topic, topic.ordering.offer(message, now))
-        want = topic.wants.get((message.publisher, message.epoch))
-        if want is not None:
-            owed = topic.ordering.next_owed(message.publisher, message.epoch)
-            if owed is None or owed > want.last:
-                del topic.wants[(message.publisher, message.epoch)]
+        self._deliver(topic, ordering.offer(message, now))
+        if (message.publisher, message.epoch) in topic.wants or \
+                ordering.settling(message.publisher, message.epoch):
+            self._rewant(topic, message.publisher, message.epoch, now, prefer=peer)
+
+    def _rewant(self: Any, topic: Topic, publisher: bytes, epoch: int, now: float, *,
+                prefer: Peer | None = None) -> None:
+        """What we asked of ``publisher`` changed (messages came, or a GONE): once
+        nothing of the IWANT in flight is still wanted, ask for what is wanted
+        now, at once rather than at the next heartbeat."""
+        key = (publisher, epoch)
+        want = topic.wants.get(key)
+        wanted = topic.ordering.wanted(publisher, epoch)
+        if want is not None and wanted is not None and \
+                wanted[0] <= want.last and wanted[1] >= want.first:
+            return  # still on its way
+        topic.wants.pop(key, None)
+        if wanted is not None:
+            self._want(topic, publisher, epoch, wanted, now, prefer=prefer)
 
     def _deliver(self: Any, topic: Topic, items: list[Any]) -> None:
         for item in items:
@@ -156,8 +176,7 @@ class Handlers:
         backoff = max(message.backoff_ms / 1000.0, self.config.heartbeat)
         topic.backoff[peer.peer_id] = now + min(backoff, self.config.prune_backoff)
         for contact in message.peers:
-            if contact.node_id != self.own_id:
-                topic.learn(contact.node_id, contact.address, self.config.max_known_subscribers)
+            self._learn(topic, contact.node_id, contact.address)
 
     def _on_ihave(self: Any, peer: Peer, message: Any, now: float) -> None:
         topic = self._topics.get(message.topic)
@@ -211,10 +230,24 @@ class Handlers:
         if want is None or want.peer != peer.peer_id:
             return
         del topic.wants[key]
-        hole = (max(want.first, message.first), want.last)
-        if not self._want(topic, message.publisher, message.epoch, hole, now, asked=want.asked):
-            topic.ordering.gone(message.publisher, message.epoch, message.last)
+        if topic.ordering.settling(message.publisher, message.epoch):
+            # Looking for where our messages start: what a peer no longer holds
+            # is older than its repair window, so from before our time.
+            self._deliver(topic, topic.ordering.gone(message.publisher, message.epoch,
+                                                     message.last))
+            self._rewant(topic, message.publisher, message.epoch, now, prefer=peer)
+            return
+        wanted = topic.ordering.wanted(message.publisher, message.epoch)
+        if wanted is None:
+            return
+        if not self._want(topic, message.publisher, message.epoch, wanted, now,
+                          asked=want.asked):
+            # Nobody else holds them: gone for good (or, while we look for where
+            # our messages start, from before our time).
+            self._deliver(topic, topic.ordering.gone(message.publisher, message.epoch,
+                                                     message.last))
             self._deliver(topic, topic.ordering.expire(now, self.config.repair_window))
+            self._rewant(topic, message.publisher, message.epoch, now)
 
     # -- repair -----------------------------------------------------------------------------
 

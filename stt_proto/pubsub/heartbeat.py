@@ -56,6 +56,8 @@ class Heartbeat:
         self.history.expire(now)
         for topic in list(self._topics.values()):
             if topic.subscribed:
+                if topic.announcing is None:
+                    self._announce(topic)
                 self._maintain(topic, now)
                 self._check_idle(topic, now)
                 self._gossip(topic)
@@ -182,11 +184,11 @@ class Heartbeat:
             peer = self._peers.get(want.peer)
             if peer is not None and peer.linked:
                 self._penalise(peer, self.PENALTY_BROKEN_PROMISE)
-            owed = topic.ordering.next_owed(*key)
-            if owed is None or owed > want.last:
+            wanted = topic.ordering.wanted(*key)
+            if wanted is None:
                 del topic.wants[key]
                 continue
-            if not self._want(topic, key[0], key[1], (owed, want.last), now, asked=want.asked):
+            if not self._want(topic, key[0], key[1], wanted, now, asked=want.asked):
                 # Nobody else holds it: ask the same peers again at the next heartbeat
                 # until the repair window runs out.
                 topic.wants.pop(key, None)

@@ -44,7 +44,8 @@ class TokenBucket:
 
 class Peer:
     __slots__ = ("peer_id", "address", "linked", "queue", "queued_bytes", "topics", "score",
-                 "messages", "control", "banned", "holds", "summarised", "wanted", "popped")
+                 "messages", "control", "evictions", "banned", "holds", "summarised", "wanted",
+                 "popped")
 
     def __init__(self, peer_id: bytes, address: Address, *, message_rate: float,
                  control_rate: float, now: float) -> None:
@@ -59,6 +60,9 @@ class Peer:
         self.score = 0.0
         self.messages = TokenBucket(message_rate, now)
         self.control = TokenBucket(control_rate, now)
+        # New publishers it may make us track per second once the table is
+        # full (each pushes a tracked one out).
+        self.evictions = TokenBucket(1.0, now)
         self.banned = False
         # (topic, publisher, epoch) -> highest seq it said (or showed) it holds.
         self.holds: OrderedDict[tuple[bytes, bytes, int], int] = OrderedDict()
@@ -99,7 +103,8 @@ class Want:
 class Topic:
     __slots__ = ("key", "subscribed", "ordering", "mesh", "known", "backoff", "fanout",
                  "fanout_used", "discovered_at", "discovering", "wants", "seq", "arrivals",
-                 "window_start", "watched", "discovery_delay", "unsent", "unsent_bytes")
+                 "window_start", "watched", "discovery_delay", "unsent", "unsent_bytes",
+                 "announcing")
 
     def __init__(self, key: bytes) -> None:
         self.key = key
@@ -117,6 +122,7 @@ class Topic:
         # still looking: they go out first once somebody is found.
         self.unsent: list[Any] = []
         self.unsent_bytes = 0
+        self.announcing = False   # our provider record is being stored in the DHT
         self.wants: dict[tuple[bytes, int], Want] = {}
         self.seq = 0                            # our own messages on this topic so far
         # Messages received per mesh peer in the current idle window (first copy or not).

@@ -76,6 +76,7 @@ class PubSubNode(Handlers, Heartbeat):
         self.wall_offset = wall_offset
         self._random = random.Random((rng or os.urandom)(16))
         self.epoch = self._wall_ms(now)
+        self._stamp = self.epoch  # the publishing time of our latest message
         self._topics: dict[bytes, Topic] = {}
         self._peers: dict[bytes, Peer] = {}
         self._events: list[Event] = []
@@ -89,6 +90,7 @@ class PubSubNode(Handlers, Heartbeat):
             "messages_malformed", "messages_too_large", "messages_unwanted",
             "messages_rate_limited", "control_rate_limited", "messages_stale_epoch",
             "messages_buffer_full", "messages_from_banned", "messages_lost", "gaps_reported",
+            "messages_before_subscription", "starts_unsettled", "publishers_refused",
             "publishers_forgotten", "history_evicted", "queue_full", "control_dropped",
             "mesh_grafted", "mesh_pruned", "mesh_pruned_slow", "mesh_pruned_idle",
             "grafts_refused", "pushes_skipped_held", "ihave_sent", "iwant_sent", "iwant_answered", "gone_sent",
@@ -121,11 +123,11 @@ class PubSubNode(Handlers, Heartbeat):
         config = self.config
         topic.subscribed = True
         topic.ordering = Ordering(
-            subscribed_at=self._wall_ms(now), tolerance_ms=int(config.heartbeat * 2000),
+            subscribed_at=self._wall_ms(now), tolerance_ms=int(config.clock_tolerance * 1000),
             max_publishers=config.max_publishers, max_buffered=config.max_buffered_per_publisher,
             budget=self._budget, stats=self.stats)
         topic.fanout.clear()
-        self._dht.append(("provide", key))
+        self._announce(topic)
         self._discover(topic, now)
         for peer_id in list(topic.known):
             peer = self._peers.get(peer_id)
@@ -167,7 +169,11 @@ class PubSubNode(Handlers, Heartbeat):
                 f"({self.config.max_message_size})")
         topic = self._topic(key)
         topic.seq += 1
-        message = m.sign_publish(self.identity, key, self.epoch, topic.seq, bytes(data))
+        # Stamps never go back within an epoch, even if the wall clock does:
+        # subscribers rely on it to find where what they are owed starts.
+        self._stamp = max(self._stamp, self._wall_ms(now))
+        message = m.sign_publish(self.identity, key, self.epoch, topic.seq, bytes(data),
+                                 published_ms=self._stamp)
         self.stats["messages_published"] += 1
         if topic.subscribed:
             targets = topic.mesh
@@ -235,6 +241,7 @@ class PubSubNode(Handlers, Heartbeat):
         peer.linked = True
         peer.wanted = False
         peer.address = address
+        self._connects.pop(peer_id, None)
 
     def expects(self, peer_id: bytes) -> bool:
         """Whether we asked for a session to ``peer_id`` or have a link to it."""
@@ -247,6 +254,8 @@ class PubSubNode(Handlers, Heartbeat):
         peer = self._peers.pop(peer_id, None)
         if peer is None:
             return
+        if peer_id in self._banned_new:  # its session is gone: nothing to stop
+            self._banned_new.remove(peer_id)
         peer.unlink()
         for topic in self._topics.values():
             topic.mesh.discard(peer_id)
@@ -309,8 +318,7 @@ class PubSubNode(Handlers, Heartbeat):
             return
         topic.discovering = False
         for peer_id, address in providers:
-            if peer_id != self.own_id:
-                topic.learn(peer_id, address, self.config.max_known_subscribers)
+            self._learn(topic, peer_id, address)
         if topic.subscribed:
             self._maintain(topic, now)
         else:
@@ -318,13 +326,46 @@ class PubSubNode(Handlers, Heartbeat):
         self._flush_unsent(topic, now)
         self._arm(now)
 
-    def provided(self, key: bytes, *, now: float) -> None:
-        """Our announcement of ``key`` is stored: subscribers who looked before it
-        was could not see us, so look for them again now."""
+    def _announce(self, topic: Topic) -> None:
+        topic.announcing = True
+        self._dht.append(("provide", topic.key))
+
+    def provided(self, key: bytes, *, now: float, stored: bool = True) -> None:
+        """Our announcement of ``key`` is stored (``stored=False``: the DHT was
+        too busy to take it; it is asked again at the next heartbeat).
+        Subscribers who looked before it was could not see us, so look for
+        them again now."""
         topic = self._topics.get(key)
-        if topic is not None and topic.subscribed and \
-                len(topic.known) < self.config.mesh_degree:
+        if topic is None or not topic.subscribed:
+            return
+        if not stored:
+            topic.announcing = None  # due again
+            return
+        topic.announcing = False
+        if len(topic.known) < self.config.mesh_degree:
             self._discover(topic, now, force=True)
+
+    def joined(self, key: bytes) -> bool:
+        """Whether our subscription to ``key`` is in place: announced in the DHT,
+        the other subscribers looked up, and a mesh joined (or nobody else
+        subscribes). Messages published from then on are owed to us."""
+        topic = self._topics.get(key)
+        if topic is None or not topic.subscribed or topic.announcing is not False \
+                or topic.discovering:
+            return False
+        linked = any(self._peers[p].linked for p in topic.mesh if p in self._peers)
+        return linked or not topic.known
+
+    def holds_unsent(self, key: bytes, message: Any) -> bool:
+        """Whether ``message`` (a :meth:`publish` result) still waits for the
+        topic's first subscribers to be found."""
+        topic = self._topics.get(key)
+        return topic is not None and any(held is message for held in topic.unsent)
+
+    def fanout_peers(self, key: bytes) -> list[bytes]:
+        """The subscribers a publisher that does not subscribe sends to."""
+        topic = self._topics.get(key)
+        return sorted(topic.fanout) if topic is not None else []
 
     def next_event(self) -> Event | None:
         return self._events.pop(0) if self._events else None
@@ -357,6 +398,8 @@ class PubSubNode(Handlers, Heartbeat):
               encoded: bytes | None = None) -> bool:
         """Queue ``message`` for ``peer``. Data waits at ``max_queued_bytes_per_peer``;
         control (small) may use as much again before it is dropped."""
+        if peer.banned:
+            return False
         data = encoded if encoded is not None else m.encode(message)
         limit = self.config.max_queued_bytes_per_peer
         if peer.queued_bytes + len(data) > (2 * limit if control else limit) and peer.queue:
@@ -413,12 +456,20 @@ class PubSubNode(Handlers, Heartbeat):
 
     _now_hint = 0.0  # the latest ``now`` seen, for backoffs set deep in a call
 
+    def _learn(self, topic: Topic, peer_id: bytes, address: Address) -> None:
+        """``peer_id`` subscribes to ``topic``: a mesh candidate, unless it is us
+        or banned."""
+        peer = self._peers.get(peer_id)
+        if peer_id != self.own_id and (peer is None or not peer.banned):
+            topic.learn(peer_id, address, self.config.max_known_subscribers)
+
     def _ban(self, peer: Peer) -> None:
         if peer.banned:
             return
         peer.banned = True
         peer.queue.clear()
         peer.queued_bytes = 0
+        peer.summarised.clear()
         self.stats["peers_banned"] += 1
         self._banned_new.append(peer.peer_id)
         for topic in self._topics.values():

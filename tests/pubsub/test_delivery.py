@@ -15,6 +15,10 @@ TOPIC = b"t" * 32
 P, Q = b"p" * 32, b"q" * 32
 
 
+#: subscribed_at of ``ordering()`` by default, in wall-clock milliseconds
+NOW_MS = 1_000_000
+
+
 @dataclass(frozen=True)
 class Msg:
     publisher: bytes
@@ -22,6 +26,7 @@ class Msg:
     seq: int
     data: bytes = b"x"
     topic: bytes = TOPIC
+    published_ms: int = NOW_MS + 10_000   # after the subscription unless told
 
 
 def stats() -> dict[str, int]:
@@ -29,7 +34,7 @@ def stats() -> dict[str, int]:
     return defaultdict(int)
 
 
-def ordering(subscribed_at=1_000_000, *, budget=1 << 20, max_buffered=64, max_publishers=8,
+def ordering(subscribed_at=NOW_MS, *, budget=1 << 20, max_buffered=64, max_publishers=8,
              counters=None):
     return Ordering(subscribed_at=subscribed_at, tolerance_ms=2000,
                     max_publishers=max_publishers, max_buffered=max_buffered,
@@ -42,23 +47,23 @@ def seqs(items):
 
 def test_in_order_messages_are_delivered_at_once_and_duplicates_dropped():
     o = ordering()
-    old = 500_000  # an epoch from before the subscription: starts at the first heard
-    assert seqs(o.offer(Msg(P, old, 7), 0.0)) == [7]
-    assert seqs(o.offer(Msg(P, old, 8), 0.0)) == [8]
-    assert o.offer(Msg(P, old, 8), 0.0) == []
-    assert o.offer(Msg(P, old, 3), 0.0) == []
+    new = NOW_MS + 1  # an epoch begun after the subscription: owed from 1
+    assert seqs(o.offer(Msg(P, new, 1), 0.0)) == [1]
+    assert seqs(o.offer(Msg(P, new, 2), 0.0)) == [2]
+    assert o.offer(Msg(P, new, 2), 0.0) == []
+    assert o.offer(Msg(P, new, 1), 0.0) == []
     assert o.stats["messages_duplicate"] == 2
-    assert not o.is_new(Msg(P, old, 8)) and o.is_new(Msg(P, old, 9))
+    assert not o.is_new(Msg(P, new, 2)) and o.is_new(Msg(P, new, 3))
 
 
 def test_out_of_order_messages_wait_for_the_hole_and_come_out_in_order():
     o = ordering()
-    old = 1
-    o.offer(Msg(P, old, 1), 0.0)
-    assert o.offer(Msg(P, old, 4), 0.1) == []
-    assert o.offer(Msg(P, old, 3), 0.2) == []
-    assert o.missing() == [(P, old, 2, 2)]
-    assert seqs(o.offer(Msg(P, old, 2), 0.3)) == [2, 3, 4]
+    new = NOW_MS + 1
+    o.offer(Msg(P, new, 1), 0.0)
+    assert o.offer(Msg(P, new, 4), 0.1) == []
+    assert o.offer(Msg(P, new, 3), 0.2) == []
+    assert o.missing() == [(P, new, 2, 2)]
+    assert seqs(o.offer(Msg(P, new, 2), 0.3)) == [2, 3, 4]
     assert o.missing() == []
 
 
@@ -71,18 +76,69 @@ def test_a_new_epoch_after_subscribing_is_owed_from_its_first_message():
     assert seqs(o.offer(Msg(P, epoch, 2), 0.2)) == [2, 3]
 
 
-def test_a_summary_sets_where_an_older_publisher_starts_and_what_to_repair():
+OLD = 500_000  # an epoch begun long before the subscription
+
+
+def test_an_older_publisher_starts_at_its_first_message_stamped_after_we_subscribed():
     o = ordering()
-    assert o.summary_heard(P, 5, 10, now=0.0) is None   # baseline: 11 onwards
-    assert o.offer(Msg(P, 5, 10), 0.1) == []             # not owed: before our time
-    assert o.summary_heard(P, 5, 13, now=0.2) == (11, 13)
-    assert seqs(o.offer(Msg(P, 5, 11), 0.3)) == [11]
+    # Message 7 is stamped after the subscription: owed, but are 6, 5, ...? The
+    # subscriber looks just below it before delivering anything.
+    assert o.offer(Msg(P, OLD, 7), 0.0) == []
+    assert o.missing() == [(P, OLD, 6, 6)]
+    assert o.offer(Msg(P, OLD, 6), 0.1) == []           # owed too: look further down
+    assert o.missing() == [(P, OLD, 4, 5)]
+    items = o.offer(Msg(P, OLD, 5, published_ms=NOW_MS - 60_000), 0.2)
+    assert seqs(items) == [6, 7]                          # 5 is from before our time
+    assert o.stats["messages_before_subscription"] == 1
+    assert o.missing() == []
+
+
+def test_a_message_from_before_the_subscription_is_not_delivered_and_settles_at_once():
+    o = ordering()
+    assert o.offer(Msg(P, OLD, 40, published_ms=NOW_MS - 5_000), 0.0) == []
+    assert seqs(o.offer(Msg(P, OLD, 41), 0.1)) == [41]
+    # Clocks may differ by the tolerance: a stamp a second early is still owed.
+    assert seqs(o.offer(Msg(P, OLD, 42, published_ms=NOW_MS - 1_000), 0.2)) == [42]
+
+
+def test_the_slow_path_race_a_later_message_or_summary_first_loses_nothing():
+    # Published just after we subscribed, message 11 takes a slow path; 12 and
+    # a summary saying 12 arrive first. 11 is still delivered, first.
+    o = ordering()
+    assert o.summary_heard(P, OLD, 12, now=0.0) == (12, 12)  # look at the top first
+    assert o.offer(Msg(P, OLD, 12), 0.1) == []
+    assert o.missing() == [(P, OLD, 10, 11)]
+    assert o.offer(Msg(P, OLD, 10, published_ms=NOW_MS - 9_000), 0.2) == []
+    assert seqs(o.offer(Msg(P, OLD, 11), 0.3)) == [11, 12]
+
+
+def test_a_summary_of_messages_all_from_before_costs_one_message():
+    o = ordering()
+    assert o.summary_heard(P, OLD, 30, now=0.0) == (30, 30)
+    assert o.offer(Msg(P, OLD, 30, published_ms=NOW_MS - 3_000), 0.1) == []
+    assert o.missing() == []
+    assert seqs(o.offer(Msg(P, OLD, 31), 0.2)) == [31]
+
+
+def test_settling_below_what_peers_still_hold_takes_the_rest_as_before_our_time():
+    o = ordering()
+    o.offer(Msg(P, OLD, 9), 0.0)
+    assert o.missing() == [(P, OLD, 8, 8)]
+    assert seqs(o.gone(P, OLD, 8)) == [9]
+    o2 = ordering()
+    o2.offer(Msg(Q, OLD, 9), 0.0)
+    # Nobody answers at all: after the window it starts at the lowest owed one.
+    assert seqs(o2.expire(now=31.0, window=30.0)) == [9]
+    assert o2.stats["starts_unsettled"] == 1
+
+
+E = NOW_MS + 5  # an epoch begun after the subscription
 
 
 def test_a_hole_nobody_fills_is_reported_once_with_its_size_and_skipped():
     o = ordering()
-    o.offer(Msg(P, 1, 1), 0.0)
-    o.offer(Msg(P, 1, 5), 1.0)
+    o.offer(Msg(P, E, 1), 0.0)
+    o.offer(Msg(P, E, 5), 1.0)
     assert o.expire(now=10.0, window=30.0) == []
     items = o.expire(now=31.0, window=30.0)
     assert seqs(items) == [("gap", 2, 4), 5]
@@ -93,11 +149,11 @@ def test_a_hole_nobody_fills_is_reported_once_with_its_size_and_skipped():
 
 def test_a_hole_every_peer_says_is_gone_is_reported_without_waiting():
     o = ordering()
-    o.offer(Msg(P, 1, 1), 0.0)
-    o.offer(Msg(P, 1, 6), 0.0)
-    o.gone(P, 1, 3)
+    o.offer(Msg(P, E, 1), 0.0)
+    o.offer(Msg(P, E, 6), 0.0)
+    assert o.gone(P, E, 3) == []
     assert seqs(o.expire(now=0.5, window=30.0)) == [("gap", 2, 3)]
-    assert o.missing() == [(P, 1, 4, 5)]
+    assert o.missing() == [(P, E, 4, 5)]
 
 
 def test_a_new_epoch_replaces_the_old_and_an_old_epoch_is_stale():
@@ -111,17 +167,17 @@ def test_a_new_epoch_replaces_the_old_and_an_old_epoch_is_stale():
 
 def test_buffers_are_bounded_per_publisher_and_in_bytes():
     o = ordering(max_buffered=4)
-    o.offer(Msg(P, 1, 1), 0.0)
+    o.offer(Msg(P, E, 1), 0.0)
     for seq in range(3, 20):
-        o.offer(Msg(P, 1, seq), 0.0)
+        o.offer(Msg(P, E, seq), 0.0)
     assert o.stats["messages_buffer_full"] == 13
     o2 = ordering(budget=10)
-    o2.offer(Msg(Q, 1, 1), 0.0)
-    o2.offer(Msg(Q, 1, 3, data=b"y" * 8), 0.0)
-    o2.offer(Msg(Q, 1, 4, data=b"y" * 8), 0.0)
+    o2.offer(Msg(Q, E, 1), 0.0)
+    o2.offer(Msg(Q, E, 3, data=b"y" * 8), 0.0)
+    o2.offer(Msg(Q, E, 4, data=b"y" * 8), 0.0)
     assert o2.stats["messages_buffer_full"] == 1 and o2.budget.used == 8
     # What was dropped is asked for again once the hole fills: it arrives later.
-    assert seqs(o2.offer(Msg(Q, 1, 2), 0.1)) == [2, 3]
+    assert seqs(o2.offer(Msg(Q, E, 2), 0.1)) == [2, 3]
     assert o2.budget.used == 0
 
 
@@ -129,19 +185,19 @@ def test_publishers_tracked_are_bounded():
     counters = stats()
     o = ordering(max_publishers=3, counters=counters)
     for i in range(10):
-        o.offer(Msg(bytes([i]) * 32, 1, 1), 0.0)
+        o.offer(Msg(bytes([i]) * 32, E, 1), 0.0)
     assert len(o.summary()) == 3 and counters["publishers_forgotten"] == 7
 
 
 @pytest.mark.parametrize("seed", range(20))
 def test_any_arrival_order_with_duplicates_delivers_each_once_in_order(seed):
     rng = random.Random(seed)
-    o = ordering(subscribed_at=0)
+    o = ordering()
     arrivals = [s for s in range(1, 60) for _ in range(rng.randint(1, 3))]
     rng.shuffle(arrivals)
     out = []
     for seq in arrivals:
-        out += seqs(o.offer(Msg(P, 5_000, seq), 0.0))
+        out += seqs(o.offer(Msg(P, E, seq), 0.0))
     assert out == list(range(1, 60))
 
 

@@ -92,8 +92,6 @@ def _node(**config) -> PubSubNode:
                       rng=random.Random(2).randbytes, now=0.0)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 fuzz finding: a publisher forgotten at "
-                   "max_publishers starts over, so a replay of its messages is delivered again")
 def test_a_replayed_message_is_not_delivered_again_after_its_publisher_was_forgotten():
     """Found by fuzz_pubsub_engine. One hostile peer: it forwards a genuine
     message, waits out the repair window (history lets the message go), signs
@@ -119,8 +117,6 @@ def test_a_replayed_message_is_not_delivered_again_after_its_publisher_was_forgo
     assert seqs == [1]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 fuzz finding: unsubscribe() queues "
-                   "UNSUBSCRIBE for a banned peer")
 def test_nothing_is_queued_for_a_banned_peer_when_the_application_unsubscribes():
     """Found by fuzz_pubsub_engine: ``_ban`` empties the peer's queue but not
     ``peer.summarised``, and ``unsubscribe`` sends UNSUBSCRIBE to every linked
@@ -138,8 +134,6 @@ def test_nothing_is_queued_for_a_banned_peer_when_the_application_unsubscribes()
     assert node.pop_output(peer) is None
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 fuzz finding: a banned peer learned "
-                   "again is sent SUBSCRIBE and IHAVE when the application subscribes")
 def test_nothing_is_queued_for_a_banned_peer_learned_again_from_the_dht():
     """Found by fuzz_pubsub_engine: a ban forgets the peer in every topic, but
     ``providers_found`` (or another peer's PRUNE) puts it back in ``known``
@@ -176,17 +170,6 @@ FINDING_INPUTS = {
 
 
 @pytest.mark.parametrize("name", sorted(FINDING_INPUTS))
-def test_a_known_finding_passes_only_when_let_through(name):
-    """Each finding input keeps every other invariant (the run that is not strict
-    lets exactly its finding through)."""
-    assert name.removesuffix("_relearned") in _pubsub_engine.KNOWN_FINDINGS
-    _pubsub_engine.run_input(FINDING_INPUTS[name])
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, raises=AssertionError,
-                                               reason=_pubsub_engine.KNOWN_FINDINGS[
-                                                   name.removesuffix("_relearned")]))
-    for name in sorted(FINDING_INPUTS)])
-def test_a_known_finding_strictly(name):
+def test_a_finding_of_the_fuzzer_holds_strictly(name):
+    """The fuzzer's inputs for its findings (fixed) keep every invariant."""
     _pubsub_engine.run_input(FINDING_INPUTS[name], strict=True)

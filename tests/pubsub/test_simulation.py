@@ -81,7 +81,10 @@ def scenario(subscribers: int, publishers: int, *, seed: int, loss: float = 0.10
                                 f"{publisher.node.name}'s: {missing[:10]}")
             for seq, at in published[publisher.node_id]:
                 arrived = member.arrival.get(key + (seq,))
-                if arrived is not None:
+                # Latency of what is owed: a joiner also gets the messages of
+                # the clock tolerance before it subscribed, once it has settled
+                # where its messages start, later than they were published.
+                if arrived is not None and at >= since[member.node_id]:
                     latencies.append((arrived - at) / RTT)
         if member.gaps:
             problems.append(f"{member.node.name} reported gaps {member.gaps[:3]}")
