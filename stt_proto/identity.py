@@ -634,6 +634,19 @@ def _in_prime_order_subgroup(key: bytes) -> bool:
     return _is_neutral(_edwards_multiply(_L, (x, y, 1, x * y % _P)))
 
 
+@functools.lru_cache(maxsize=SUBGROUP_CHECK_CACHE_SIZE)
+def _checked_key(key: bytes) -> tuple[bytes, Ed25519PublicKey] | None:
+    """The node id a 32-byte key maps to and its ``cryptography`` object, or None
+    for a refused key. Cached (bounded, like the subgroup check): decoding the
+    point in Python costs about twice the signature check itself, and a
+    pub/sub node verifies every message of the same few publishers."""
+    try:
+        _, y = _decode_signing_key_untrusted(key)
+        return _montgomery_u(y), Ed25519PublicKey.from_public_bytes(key)
+    except ValueError:
+        return None
+
+
 def signing_key_cache_info() -> functools._CacheInfo:
     """Figures of the bounded cache behind the subgroup check: hits, misses,
     ``maxsize`` (:data:`SUBGROUP_CHECK_CACHE_SIZE`) and the current size."""
@@ -702,15 +715,12 @@ def verify_signature(
         or len(signature) != SIGNATURE_BYTES
     ):
         return False
-    try:
-        _, y = _decode_signing_key_untrusted(key)
-    except ValueError:
-        return False
+    checked = _checked_key(key)
     # Node ids are public: no constant-time comparison is needed.
-    if _montgomery_u(y) != node_id:
+    if checked is None or checked[0] != node_id:
         return False
     try:
-        Ed25519PublicKey.from_public_bytes(key).verify(signature, message)
+        checked[1].verify(signature, message)
     except (InvalidSignature, ValueError):
         return False
     return _in_prime_order_subgroup(key)

@@ -67,6 +67,10 @@ class PubSubConfig:
     """Bytes waiting to be written to one peer's pub/sub stream. Past it the
     peer is pruned from the meshes (it catches up by repair) and forwarding to it
     waits; publishing waits instead of dropping."""
+    max_queued_messages_per_peer: int = 1_024
+    """Messages waiting for one peer's stream, whatever their size: with small
+    messages the byte limit alone would let seconds of backlog build up before
+    ``publish`` waits."""
     max_stream_buffered: int = 1 << 20
     """Bytes written to a peer's pub/sub stream and not yet acknowledged before
     the host stops writing and the rest waits in the peer's queue (where a slow

@@ -211,15 +211,18 @@ class Ordering:
     def is_new(self, message: Any) -> bool:
         """Whether ``message`` is neither delivered, buffered nor stale (it is
         then worth forwarding and keeping for repair)."""
-        state = self._publishers.get(message.publisher)
+        return self.is_new_slot(message.publisher, message.epoch, message.seq)
+
+    def is_new_slot(self, publisher: bytes, epoch: int, seq: int) -> bool:
+        state = self._publishers.get(publisher)
         if state is None:
-            resumed = self._forgotten.get(message.publisher)
-            return resumed is None or (message.epoch, message.seq) >= resumed
-        if message.epoch > state.epoch:
+            resumed = self._forgotten.get(publisher)
+            return resumed is None or (epoch, seq) >= resumed
+        if epoch > state.epoch:
             return True
-        if message.epoch < state.epoch:
+        if epoch < state.epoch:
             return False
-        return message.seq >= state.next and message.seq not in state.buffer
+        return seq >= state.next and seq not in state.buffer
 
     def offer(self, message: Any, now: float) -> list[Any]:
         """Take a verified message; return what can be delivered now, in order

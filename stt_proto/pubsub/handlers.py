@@ -34,6 +34,9 @@ class Handlers:
         if peer.banned:
             self.stats["messages_from_banned"] += 1
             return
+        slot = m.publish_slot(data)
+        if slot is not None and self._known_copy(peer, slot, now):
+            return
         try:
             message = m.decode(data)
         except DecodeError:
@@ -60,6 +63,29 @@ class Handlers:
         self._arm(now)
 
     # -- messages ---------------------------------------------------------------------
+
+    def _known_copy(self: Any, peer: Peer, slot: tuple[bytes, bytes, int, int],
+                    now: float) -> bool:
+        """A PUBLISH for a slot we already have (most copies, with eager push
+        over a mesh): counted and dropped before it is decoded or verified.
+        It still counts against the peer's rate."""
+        topic_key, publisher, epoch, seq = slot
+        topic = self._topics.get(topic_key)
+        if topic is None or not topic.subscribed:
+            return False
+        if self.history.get(topic_key, publisher, epoch, seq) is None and \
+                (publisher == self.own_id or topic.ordering.is_new_slot(publisher, epoch, seq)):
+            return False
+        if not peer.messages.take(now):
+            self.stats["messages_rate_limited"] += 1
+            return True
+        self.stats["messages_received"] += 1
+        self.stats["messages_duplicate"] += 1
+        if peer.peer_id in topic.mesh:
+            topic.arrivals[peer.peer_id] = topic.arrivals.get(peer.peer_id, 0) + 1
+        if publisher != self.own_id:  # it holds that one: no need to push it our copy
+            peer.held((topic_key, publisher, epoch), seq, self.config.max_publishers)
+        return True
 
     def _on_publish(self: Any, peer: Peer, message: Any, now: float) -> None:
         self.stats["messages_received"] += 1

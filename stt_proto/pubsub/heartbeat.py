@@ -73,8 +73,7 @@ class Heartbeat:
 
     def _usable(self: Any, topic: Topic, peer_id: bytes, now: float) -> bool:
         peer = self._peers.get(peer_id)
-        if peer is not None and (peer.banned or
-                                 peer.queued_bytes >= self.config.max_queued_bytes_per_peer):
+        if peer is not None and (peer.banned or not self._has_room(peer, 0)):
             return False
         return topic.backoff.get(peer_id, 0.0) <= now
 

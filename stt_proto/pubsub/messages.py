@@ -345,6 +345,24 @@ _CODES: dict[type, int] = {
 # -- keys, signatures and ids ------------------------------------------------------------------
 
 
+#: Offsets of a PUBLISH's slot (topic, publisher, epoch, seq), so a receiver can
+#: recognise a copy it already has before it decodes the rest.
+_SLOT_PUBLISHER = HEADER_BYTES + TOPIC_BYTES
+_SLOT_EPOCH = _SLOT_PUBLISHER + 2 * KEY_BYTES
+_SLOT_END = _SLOT_EPOCH + 16
+
+
+def publish_slot(data: bytes) -> tuple[bytes, bytes, int, int] | None:
+    """``(topic, publisher, epoch, seq)`` read from an encoded PUBLISH without
+    decoding it, or None if ``data`` does not start like one. Unchecked: for
+    dropping duplicates cheaply, never for trusting anything."""
+    if len(data) < _SLOT_END or data[0] != VERSION or data[1] != MessageType.PUBLISH:
+        return None
+    epoch, seq = _U64.unpack_from(data, _SLOT_EPOCH)[0], _U64.unpack_from(data, _SLOT_EPOCH + 8)[0]
+    return (bytes(data[HEADER_BYTES:_SLOT_PUBLISHER]),
+            bytes(data[_SLOT_PUBLISHER:_SLOT_PUBLISHER + KEY_BYTES]), epoch, seq)
+
+
 def topic_key(name: str) -> bytes:
     """The key of the topic called ``name``: where its subscribers meet in the DHT
     (as providers of the key) and what every message of the topic carries::

@@ -218,8 +218,7 @@ class PubSubNode(Handlers, Heartbeat):
         targets = topic.mesh if topic.subscribed else topic.fanout
         if not targets:
             return not topic.discovering
-        limit = self.config.max_queued_bytes_per_peer
-        return any(self._peers[p].queued_bytes < limit for p in targets if p in self._peers)
+        return any(self._has_room(self._peers[p], 0) for p in targets if p in self._peers)
 
     def topics(self) -> list[bytes]:
         """The topics we subscribe to."""
@@ -401,8 +400,7 @@ class PubSubNode(Handlers, Heartbeat):
         if peer.banned:
             return False
         data = encoded if encoded is not None else m.encode(message)
-        limit = self.config.max_queued_bytes_per_peer
-        if peer.queued_bytes + len(data) > (2 * limit if control else limit) and peer.queue:
+        if not self._has_room(peer, len(data), 2 if control else 1):
             self.stats["control_dropped" if control else "queue_full"] += 1
             return False
         if type(message) is m.Publish:
@@ -413,6 +411,14 @@ class PubSubNode(Handlers, Heartbeat):
         peer.queue.append((data, stream, seq))
         peer.queued_bytes += len(data)
         return True
+
+    def _has_room(self, peer: Peer, size: int, factor: int = 1) -> bool:
+        """Whether ``size`` more bytes fit ``peer``'s queue (``factor`` times the
+        limits for control messages). An empty queue always takes one message."""
+        config = self.config
+        return not peer.queue or (
+            peer.queued_bytes + size <= factor * config.max_queued_bytes_per_peer
+            and len(peer.queue) < factor * config.max_queued_messages_per_peer)
 
     def _link_topic(self, peer: Peer, topic: Topic) -> None:
         """Make sure the link to ``peer`` carries ``topic``: our SUBSCRIBE (if we
@@ -436,7 +442,6 @@ class PubSubNode(Handlers, Heartbeat):
     def _push(self, topic: Topic, message: Any, targets: set[bytes], *, exclude: tuple,
               own: bool = False) -> None:
         encoded = m.encode(message)
-        limit = self.config.max_queued_bytes_per_peer
         for peer_id in list(targets):
             if peer_id in exclude:
                 continue
@@ -444,7 +449,7 @@ class PubSubNode(Handlers, Heartbeat):
             if peer is None or peer.banned:
                 continue
             self._link_topic(peer, topic)
-            if peer.queued_bytes + len(encoded) > limit and peer.queue and not own:
+            if not own and not self._has_room(peer, len(encoded)):
                 # A peer that cannot keep up leaves the mesh and catches up by
                 # repair; nobody else waits for it.
                 topic.mesh.discard(peer_id)

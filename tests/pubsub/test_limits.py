@@ -188,3 +188,30 @@ def test_iwant_answers_from_history_and_says_gone_for_the_rest():
     assert [x.seq for x in answer if type(x) is m.Publish] == [3, 4, 5]
     (gone,) = [x for x in answer if type(x) is m.Gone]
     assert (gone.first, gone.last) == (6, 9)
+
+
+def test_max_queued_messages_per_peer_holds_whatever_the_size():
+    node = make(max_queued_messages_per_peer=4)
+    peer = node._peer(peer_identity(1).node_id, ADDRESS, 0.0)
+    for seq in range(1, 5):
+        assert node._send(peer, m.sign_publish(node.identity, TOPIC, 1, seq, b"s",
+                                               published_ms=WALL_MS))
+    assert not node._send(peer, m.sign_publish(node.identity, TOPIC, 1, 5, b"s",
+                                               published_ms=WALL_MS))
+    assert node.stats["queue_full"] == 1
+    assert node._send(peer, m.Graft(topic=TOPIC), control=True)  # twice as many for control
+
+
+def test_a_copy_we_already_have_is_dropped_before_it_is_decoded():
+    node = make()
+    node.subscribe(TOPIC, now=0.0)
+    author = peer_identity(1)
+    peer = link(node, author)
+    genuine = m.sign_publish(author, TOPIC, 5, 1, b"once", published_ms=WALL_MS + 10)
+    feed(node, peer, genuine)
+    data = bytearray(m.encode(genuine))
+    data[-1] ^= 1  # a copy with a broken signature: never even checked
+    node.receive(peer, ADDRESS, bytes(data), now=0.1)
+    assert node.stats["messages_duplicate"] == 1 and node.stats["messages_forged"] == 0
+    assert m.publish_slot(bytes(data)) == (TOPIC, author.node_id, 5, 1)
+    assert m.publish_slot(b"\x01\x01" + bytes(200)) is None
