@@ -51,6 +51,7 @@ from typing import Any, Protocol
 
 from stt_proto import events as ev
 from stt_proto.config import EndpointConfig
+from stt_proto.constants import FIRST_OVERLAY_STREAM_ID
 from stt_proto.endpoint import Endpoint
 from stt_proto.errors import SendBufferFullError
 from stt_proto.events import CloseReason
@@ -811,8 +812,13 @@ class Session:
             StreamIdUsedError: ``stream_id`` was used in this session and its
                 stream is gone.
             SessionClosedError: the session is closed.
+            ValueError: ``stream_id`` is one of the overlays' (from
+                ``FIRST_OVERLAY_STREAM_ID``, 2**62 - 256: pub/sub uses them).
         """
         self._check_open()
+        if type(stream_id) is int and stream_id >= FIRST_OVERLAY_STREAM_ID:
+            raise ValueError(f"stream ids from {FIRST_OVERLAY_STREAM_ID} (2**62 - 256) are "
+                             "reserved for the overlays (pub/sub); choose a lower one")
         node = self._node
         stream_id = node._endpoint.open_stream(self.session_id, stream_id,
                                                max_frame_size=max_frame_size, now=node._now())

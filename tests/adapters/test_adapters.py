@@ -865,3 +865,19 @@ async def test_handlers_must_be_callable(stt):
         node.on_session(42)
     with pytest.raises(TypeError, match="the callback must be callable, got str"):
         node.on_session_closed("print")
+
+
+async def test_the_overlays_stream_ids_are_not_the_applications(stt):
+    from stt_proto.constants import FIRST_OVERLAY_STREAM_ID, PUBSUB_STREAM_ID
+    with anyio.fail_after(30):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            echo_server(server)
+            session = await client.connect(server.address, server.node_id)
+            for stream_id in (FIRST_OVERLAY_STREAM_ID, PUBSUB_STREAM_ID, (1 << 62) - 1):
+                with pytest.raises(ValueError, match="reserved for the overlays"):
+                    session.open_stream(stream_id)
+                with pytest.raises(ValueError, match="reserved for the overlays"):
+                    session.get_stream(stream_id)
+            last = session.open_stream(FIRST_OVERLAY_STREAM_ID - 1)  # the last one that is ours
+            await last.send(b"still ours")
+            assert await last.receive() == b"still ours"

@@ -35,3 +35,25 @@ def test_subscribers_get_every_message_once_in_order():
         assert not member.gaps
     for member in subscribers:
         assert 1 <= len(member.pubsub.mesh_peers(TOPIC)) <= 12
+
+
+def test_a_node_without_pubsub_stops_the_pubsub_stream_and_the_link_is_dropped():
+    from stt_proto.constants import PUBSUB_STREAM_ID
+    net = build(4)
+    plain = net.members[3]
+    plain.host.detach_pubsub()  # a member that runs the DHT only
+    plain.node.record_events = True
+    subscriber = net.members[1]
+    net.subscribe(subscriber, TOPIC)
+    net.run(3)
+    # The subscriber found nobody else by the DHT; make it talk pub/sub to the
+    # plain member anyway, as a stale provider record would.
+    net.call(subscriber, lambda p, now: p.providers_found(
+        TOPIC, [(plain.node_id, plain.node.address)], now=now))
+    net.run(3)
+    assert plain.host.stats["overlay_streams_refused"] >= 1
+    assert subscriber.host.stats["pubsub_links_lost"] >= 1
+    assert plain.node_id not in subscriber.pubsub.mesh_peers(TOPIC)
+    # The plain member's application never saw the stream (it saw the session).
+    assert plain.node.events
+    assert PUBSUB_STREAM_ID not in [getattr(e, "stream_id", None) for e in plain.node.events]
