@@ -32,6 +32,7 @@ from stt_io.errors import (
     MessageTooLargeError,
     MissingSigningKeyError,
     NodeStoppedError,
+    PubSubError,
     SessionClosedError,
     StreamClosedError,
     StreamIdUsedError,
@@ -68,5 +69,6 @@ __all__ = [
     "ValueTooLargeError",
     "MissingSigningKeyError",
     "BootstrapError",
+    "PubSubError",
     "__version__",
 ]

@@ -14,6 +14,7 @@ from stt_proto.errors import (
     DhtError,
     MessageTooLargeError,
     MissingSigningKeyError,
+    PubSubError,
     STTError,
     StreamClosedError,
     StreamIdUsedError,
@@ -35,6 +36,7 @@ __all__ = [
     "ValueTooLargeError",
     "MissingSigningKeyError",
     "BootstrapError",
+    "PubSubError",
 ]
 
 
