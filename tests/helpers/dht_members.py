@@ -21,6 +21,9 @@ each single member can reach:
 * ``{"op": "quit"}`` -> ``{}``; the members stop and the program exits (so it does at
   the end of stdin: a test that dies takes its members with it).
 
+Every member also has a pub/sub manager: the commands ``subscribe``, ``publish``,
+``received`` and ``pubsub_statistics`` are described in ``pubsub_members.py``.
+
 Imported, it offers :class:`MemberProcess`, the test side of that conversation,
 and :func:`member_argv` to build the command line.
 """
@@ -260,8 +263,10 @@ async def _providers(dht: Any, key: str) -> list[str]:
     return [peer.node_id_hex for peer in await dht.find_providers(bytes.fromhex(key))]
 
 
-async def _serve(dhts: list[Any], command: dict[str, Any]) -> dict[str, Any]:
+async def _serve(dhts: list[Any], pubsub: Any, command: dict[str, Any]) -> dict[str, Any]:
     op = command["op"]
+    if op in pubsub.OPS:
+        return await pubsub.serve(command)
     if op == "find":
         return {"found": await _each(dhts, command["ids"], _find)}
     if op == "put":
@@ -286,6 +291,11 @@ async def _main(args: argparse.Namespace) -> None:
     from stt_io.cli.dht import bootstrap_entry
     from stt_proto.identity import Identity
 
+    if __package__:
+        from .pubsub_members import PubSubMembers
+    else:  # run as a program: its own folder is on the path, the project's root need not be
+        from pubsub_members import PubSubMembers
+
     if args.backend == "trio":
         from stt_io.trio import KademliaDHT
     else:
@@ -306,25 +316,40 @@ async def _main(args: argparse.Namespace) -> None:
             for dht in joining:
                 await dht.bootstrap(seeds, timeout=args.timeout)
         _answer({"ok": True, "members": [[d.node_id.hex(), *d.node.address[:2]] for d in dhts]})
-        while True:
-            line = await anyio.to_thread.run_sync(sys.stdin.readline)
-            if not line:
-                return
-            command = json.loads(line)
-            if command.get("op") == "quit":
-                _answer({"ok": True})
-                return
+        # Pull subscriptions are read by tasks that outlive the command that made them.
+        async with anyio.create_task_group() as tasks:
+            pubsub = PubSubMembers(dhts, args.backend, tasks)
             try:
-                with anyio.fail_after(args.timeout):
-                    answer = await _serve(dhts, command)
-            except Exception as exc:  # noqa: BLE001 - the test reads it as a failure
-                answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            else:
-                answer["ok"] = True
-            _answer(answer)
+                await _commands(dhts, pubsub, args.timeout)
+            finally:
+                tasks.cancel_scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    await pubsub.stop()
     finally:
         for dht in reversed(started):
             await dht.stop()
+
+
+async def _commands(dhts: list[Any], pubsub: Any, timeout: float) -> None:
+    """Answer commands from stdin until ``quit`` or its end."""
+    import anyio
+
+    while True:
+        line = await anyio.to_thread.run_sync(sys.stdin.readline)
+        if not line:
+            return
+        command = json.loads(line)
+        if command.get("op") == "quit":
+            _answer({"ok": True})
+            return
+        try:
+            with anyio.fail_after(timeout):
+                answer = await _serve(dhts, pubsub, command)
+        except Exception as exc:  # noqa: BLE001 - the test reads it as a failure
+            answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        else:
+            answer["ok"] = True
+        _answer(answer)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

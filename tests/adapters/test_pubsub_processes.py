@@ -1,0 +1,161 @@
+"""Pub/sub over real UDP: 30 members in six processes on 127.0.0.1, asyncio and trio mixed.
+
+Processes alternate between the asyncio and the trio adapter, five members each
+(``tests/helpers/dht_members.py`` with its pub/sub commands from
+``tests/helpers/pubsub_members.py``), all joined through the first member of the
+first process. All members but two subscribe to one topic, by turns with a
+plain handler, an ``async def`` handler and a pull subscription. Three members
+publish: one asyncio and one trio member that do not subscribe (they reach the
+subscribers by fan-out) and one trio member that does. Issue 15 asks that every
+subscriber gets every message once and in each publisher's order, attributed to
+the verified publisher; that is checked, then checked again while one process
+(five subscribers, one of them publishing too) is killed with SIGKILL in the
+middle of a second round: the survivors must get every message of the live
+publishers with no gap reported, and of the dead one only its own messages,
+once each, in its order. Last, the survivors quit and must stop cleanly.
+
+Every wait is bounded, and the processes are killed whatever happens.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from tests.helpers.dht_members import MemberProcess, ask_all, member_argv
+from tests.helpers.pubsub_members import delivery_failures, received_by
+
+SEED = "pubsub processes test network seed"
+TOPIC = "pubsub processes test topic"
+PROCESSES = 6
+PER_PROCESS = 5
+BACKENDS = ("asyncio", "trio")
+#: (process, member) of each publisher: asyncio and trio, unsubscribed and subscribed
+PUBLISHERS = ((0, 4), (1, 4), (3, 2))
+UNSUBSCRIBED = {(0, 4), (3, 2)}
+#: the process killed in the second round (trio); its member 0 publishes until then
+KILLED = 5
+DOOMED = (KILLED, 0)
+MODES = ("plain", "async", "pull")
+#: messages each publisher publishes per round
+COUNT = 50
+#: seconds between two messages in the second round, so it is under way at the kill
+INTERVAL = 0.04
+COMMAND_TIMEOUT = 20.0
+STEP = COMMAND_TIMEOUT + 10.0
+#: the longest a member program waits for the expected deliveries before answering
+DELIVERY_WAIT = 15.0
+
+
+def start(index: int, bootstrap: str | None, logs: Path) -> MemberProcess:
+    backend = BACKENDS[index % len(BACKENDS)]
+    log = logs / f"process-{index}.log"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(
+            member_argv(backend=backend, host="127.0.0.1", count=PER_PROCESS, seed=SEED,
+                        bootstrap=bootstrap, timeout=COMMAND_TIMEOUT),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    return MemberProcess(process, f"process {index} ({backend})", log)
+
+
+def publish(processes: list[MemberProcess], who: tuple[int, int], prefix: str,
+            interval: float) -> None:
+    """Start member ``who`` publishing a round; its answer is read later."""
+    index, member = who
+    processes[index].send({"op": "publish", "member": member, "topic": TOPIC, "count": COUNT,
+                           "prefix": prefix, "interval": interval})
+
+
+def round_of(prefix: str) -> list[str]:
+    return [f"{prefix}{n}" for n in range(COUNT)]
+
+
+def test_thirty_members_in_six_processes_get_every_message_once_in_order(tmp_path):
+    began = time.monotonic()
+    processes: list[MemberProcess] = []
+    try:
+        first = start(0, None, tmp_path)
+        processes.append(first)
+        first.wait_ready(STEP)
+        processes += [start(i, first.bootstrap, tmp_path) for i in range(1, PROCESSES)]
+        for process in processes[1:]:
+            process.wait_ready(STEP)
+        ids = {(p, m): processes[p].members[m][0]
+               for p in range(PROCESSES) for m in range(PER_PROCESS)}
+        joined = time.monotonic()
+
+        # Most members subscribe, the three kinds of consumer by turns.
+        subscribing = [[[m, MODES[(p * PER_PROCESS + m) % len(MODES)]]
+                        for m in range(PER_PROCESS) if (p, m) not in UNSUBSCRIBED]
+                       for p in range(PROCESSES)]
+        for process, members in zip(processes, subscribing):
+            process.send({"op": "subscribe", "topic": TOPIC, "members": members})
+        meshes = {}
+        for process in processes:
+            meshes.update(process.receive(STEP)["mesh"])
+        subscribers = {ids[key] for key in ids if key not in UNSUBSCRIBED}
+        assert {bytes.fromhex(m) for m in meshes} == subscribers
+        assert all(size >= 1 for size in meshes.values()), meshes
+        subscribed = time.monotonic()
+
+        # Round one: three publishers at once, as fast as publish lets them.
+        published = {ids[who]: round_of(f"one {p}.{m} ") for who in PUBLISHERS
+                     for p, m in [who]}
+        for who in PUBLISHERS:
+            publish(processes, who, f"one {who[0]}.{who[1]} ", 0.0)
+        for who in PUBLISHERS:
+            answer = processes[who[0]].receive(STEP)
+            assert answer == {"ok": True, "publisher": ids[who].hex(), "published": COUNT}
+        received = received_by(processes, TOPIC, {p: COUNT for p in published},
+                               DELIVERY_WAIT, STEP)
+        failures = delivery_failures(received, subscribers, published)
+        assert not failures, f"{len(failures)} failures in round one:\n" + \
+            "\n".join(failures[:20])
+        first_round = time.monotonic()
+
+        # Round two, paced; a process dies without a word halfway, one of its
+        # members publishing, all of them subscribed.
+        for who in (*PUBLISHERS, DOOMED):
+            publish(processes, who, f"two {who[0]}.{who[1]} ", INTERVAL)
+        time.sleep(COUNT * INTERVAL / 2)
+        processes[KILLED].kill()
+        survivors = [p for i, p in enumerate(processes) if i != KILLED]
+        for who in PUBLISHERS:
+            answer = processes[who[0]].receive(STEP)
+            assert answer["published"] == COUNT
+        for who in PUBLISHERS:
+            published[ids[who]] += round_of(f"two {who[0]}.{who[1]} ")
+        received = received_by(survivors, TOPIC, {p: 2 * COUNT for p in published},
+                               DELIVERY_WAIT, STEP)
+        alive = {ids[key] for key in ids if key[0] != KILLED} & subscribers
+        failures = delivery_failures(received, alive, published,
+                                     partial={ids[DOOMED]: round_of(
+                                         f"two {DOOMED[0]}.{DOOMED[1]} ")})
+        assert not failures, f"{len(failures)} failures after the kill:\n" + \
+            "\n".join(failures[:20])
+        assert received.keys() == alive
+        heard_of_doomed = [sum(1 for m in log["messages"] if m[0] == ids[DOOMED].hex())
+                           for log in received.values()]
+        second_round = time.monotonic()
+
+        statistics = {}
+        for answer in ask_all(survivors, {"op": "pubsub_statistics"}, STEP):
+            statistics.update(answer["statistics"])
+        forged = sum(s.get("messages_forged", 0) for s in statistics.values())
+        assert forged == 0
+        for process in survivors:
+            process.send({"op": "quit"})
+        for process in survivors:
+            assert process.receive(STEP) == {"ok": True}
+            assert process.process.wait(timeout=STEP) == 0, process.name
+        ended = time.monotonic()
+        print(f"joined {joined - began:.1f} s, subscribed {subscribed - joined:.1f} s, "
+              f"round one {first_round - subscribed:.1f} s, round two with the kill "
+              f"{second_round - first_round:.1f} s, quit {ended - second_round:.1f} s; "
+              f"total {ended - began:.1f} s; the dead publisher's messages reached "
+              f"{min(heard_of_doomed)}-{max(heard_of_doomed)} of its "
+              f"{COUNT} per survivor")
+    finally:
+        for process in processes:
+            process.kill()
