@@ -76,6 +76,10 @@ class OverlayHost:
         # The session whose pub/sub stream carries each peer's messages.
         self._pubsub_link: dict[bytes, bytes] = {}
         self._pubsub_queries: dict[int, bytes] = {}   # find_providers query -> topic
+        # Flow-control credit the pub/sub engine took from each session's
+        # stream since the last drain (the engine consumes what it receives).
+        self._credit: dict[bytes, int] = {}
+        self._auto_credit = endpoint._config.auto_credit
         self.stats = {"dht_messages_unrouted": 0, "overlay_streams_refused": 0,
                       "pubsub_links_lost": 0}
 
@@ -182,6 +186,11 @@ class OverlayHost:
                             self.pubsub.provided(key, now=now)
                         continue
                     self._events.append(event)
+            if not moved and self._credit:
+                moved = True
+                credit, self._credit = self._credit, {}
+                for session_id, nbytes in credit.items():
+                    endpoint.stream_consumed(session_id, PUBSUB_STREAM_ID, nbytes, now=now)
             if not moved:
                 return
 
@@ -292,9 +301,10 @@ class OverlayHost:
                 # peer may write on another session of the pair than we do;
                 # either proves who it is, so both are read.
                 self._link(peer_id, session_id, now)
-            if not self.endpoint._config.auto_credit:
-                self.endpoint.stream_consumed(session_id, stream_id,
-                                              event.flow_controlled_length, now=now)
+            if not self._auto_credit:
+                # Credit goes back once per drain, not once per message.
+                credit = self._credit
+                credit[session_id] = credit.get(session_id, 0) + event.flow_controlled_length
             pubsub.receive(peer_id, address, event.data, now=now)
         elif kind is StreamWritable:
             self._write(peer_id, now)
