@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from tests.helpers.dht_members import MemberProcess, ask_all, member_argv
-from tests.helpers.pubsub_members import delivery_failures, received_by
+from tests.helpers.pubsub_members import publish_through_a_kill
 
 SEED = "pubsub processes test network seed"
 TOPIC = "pubsub processes test topic"
@@ -59,18 +59,6 @@ def start(index: int, bootstrap: str | None, logs: Path) -> MemberProcess:
     return MemberProcess(process, f"process {index} ({backend})", log)
 
 
-def publish(processes: list[MemberProcess], who: tuple[int, int], prefix: str,
-            interval: float) -> None:
-    """Start member ``who`` publishing a round; its answer is read later."""
-    index, member = who
-    processes[index].send({"op": "publish", "member": member, "topic": TOPIC, "count": COUNT,
-                           "prefix": prefix, "interval": interval})
-
-
-def round_of(prefix: str) -> list[str]:
-    return [f"{prefix}{n}" for n in range(COUNT)]
-
-
 def test_thirty_members_in_six_processes_get_every_message_once_in_order(tmp_path):
     began = time.monotonic()
     processes: list[MemberProcess] = []
@@ -99,63 +87,35 @@ def test_thirty_members_in_six_processes_get_every_message_once_in_order(tmp_pat
         assert all(size >= 1 for size in meshes.values()), meshes
         subscribed = time.monotonic()
 
-        # Round one: three publishers at once, as fast as publish lets them.
-        published = {ids[who]: round_of(f"one {p}.{m} ") for who in PUBLISHERS
-                     for p, m in [who]}
-        for who in PUBLISHERS:
-            publish(processes, who, f"one {who[0]}.{who[1]} ", 0.0)
-        for who in PUBLISHERS:
-            answer = processes[who[0]].receive(STEP)
-            assert answer == {"ok": True, "publisher": ids[who].hex(), "published": COUNT}
-        received = received_by(processes, TOPIC, {p: COUNT for p in published},
-                               DELIVERY_WAIT, STEP)
-        failures = delivery_failures(received, subscribers, published)
-        assert not failures, f"{len(failures)} failures in round one:\n" + \
-            "\n".join(failures[:20])
-        first_round = time.monotonic()
-
-        # Round two, paced; a process dies without a word halfway, one of its
-        # members publishing, all of them subscribed.
-        for who in (*PUBLISHERS, DOOMED):
-            publish(processes, who, f"two {who[0]}.{who[1]} ", INTERVAL)
-        time.sleep(COUNT * INTERVAL / 2)
-        processes[KILLED].kill()
-        survivors = [p for i, p in enumerate(processes) if i != KILLED]
-        for who in PUBLISHERS:
-            answer = processes[who[0]].receive(STEP)
-            assert answer["published"] == COUNT
-        for who in PUBLISHERS:
-            published[ids[who]] += round_of(f"two {who[0]}.{who[1]} ")
-        received = received_by(survivors, TOPIC, {p: 2 * COUNT for p in published},
-                               DELIVERY_WAIT, STEP)
-        alive = {ids[key] for key in ids if key[0] != KILLED} & subscribers
-        failures = delivery_failures(received, alive, published,
-                                     partial={ids[DOOMED]: round_of(
-                                         f"two {DOOMED[0]}.{DOOMED[1]} ")})
-        assert not failures, f"{len(failures)} failures after the kill:\n" + \
-            "\n".join(failures[:20])
-        assert received.keys() == alive
-        heard_of_doomed = [sum(1 for m in log["messages"] if m[0] == ids[DOOMED].hex())
-                           for log in received.values()]
+        # Round one fast, round two paced with a process killed halfway.
+        outcome = publish_through_a_kill(
+            processes, TOPIC, subscribers, PUBLISHERS, DOOMED, (KILLED,), count=COUNT,
+            interval=INTERVAL, wait=DELIVERY_WAIT, timeout=STEP)
+        survivors = outcome["survivors"]
         second_round = time.monotonic()
 
         statistics = {}
         for answer in ask_all(survivors, {"op": "pubsub_statistics"}, STEP):
             statistics.update(answer["statistics"])
-        forged = sum(s.get("messages_forged", 0) for s in statistics.values())
-        assert forged == 0
+        totals = {key: sum(s.get(key, 0) for s in statistics.values())
+                  for key in ("messages_forged", "messages_lost", "handler_overflow",
+                              "messages_delivered", "messages_duplicate", "iwant_sent")}
+        assert totals["messages_forged"] == totals["messages_lost"] == 0, totals
+        assert totals["handler_overflow"] == 0, totals
         for process in survivors:
             process.send({"op": "quit"})
         for process in survivors:
             assert process.receive(STEP) == {"ok": True}
             assert process.process.wait(timeout=STEP) == 0, process.name
         ended = time.monotonic()
+        duplicates = totals["messages_duplicate"] / max(1, totals["messages_delivered"])
         print(f"joined {joined - began:.1f} s, subscribed {subscribed - joined:.1f} s, "
-              f"round one {first_round - subscribed:.1f} s, round two with the kill "
-              f"{second_round - first_round:.1f} s, quit {ended - second_round:.1f} s; "
+              f"round one {outcome['round_one']:.1f} s, round two with the kill "
+              f"{outcome['round_two']:.1f} s, quit {ended - second_round:.1f} s; "
               f"total {ended - began:.1f} s; the dead publisher's messages reached "
-              f"{min(heard_of_doomed)}-{max(heard_of_doomed)} of its "
-              f"{COUNT} per survivor")
+              f"{min(outcome['doomed_reached'])}-{max(outcome['doomed_reached'])} of its "
+              f"{COUNT} per survivor; {duplicates:.2f} duplicates per delivery, "
+              f"{totals['iwant_sent']} IWANTs sent")
     finally:
         for process in processes:
             process.kill()

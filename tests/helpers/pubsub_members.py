@@ -21,15 +21,21 @@ not the defaults' seconds. The program hands these commands to
   Handlers are not told ``seq`` or a gap's reason: those are ``null`` for them.
 * ``{"op": "pubsub_statistics"}`` -> ``{"statistics": {member: {...}}}``.
 
-Imported, it offers the test's side: :func:`received_by` and :func:`delivery_failures`.
+Imported, it offers the test's side: :func:`publish_through_a_kill`, the
+scenario of the multi-process tests, made of :func:`publish_all` (or
+:func:`start_publishing` and :func:`messages`), and :func:`delivery_check`
+(:func:`received_by`, then :func:`delivery_failures`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["OPS", "PUBSUB_TIMINGS", "PubSubMembers", "delivery_failures", "received_by"]
+__all__ = ["OPS", "PUBSUB_TIMINGS", "PubSubMembers", "delivery_check", "delivery_failures",
+           "messages", "publish_all", "publish_through_a_kill", "received_by",
+           "start_publishing"]
 
 #: the commands :class:`PubSubMembers` serves
 OPS = frozenset({"subscribe", "publish", "received", "pubsub_statistics"})
@@ -184,6 +190,113 @@ class PubSubMembers:
 
 
 # -- the test's side ---------------------------------------------------------------------
+
+
+def messages(prefix: str, count: int) -> list[str]:
+    """What ``publish`` with ``prefix`` and ``count`` sends, in order."""
+    return [f"{prefix}{n}" for n in range(count)]
+
+
+def start_publishing(process: Any, member: int, topic: str, count: int, prefix: str,
+                     interval: float = 0.0) -> None:
+    """Have ``member`` of ``process`` publish ``messages(prefix, count)``; the
+    answer is for the caller to ``receive`` (so several publish at once)."""
+    process.send({"op": "publish", "member": member, "topic": topic, "count": count,
+                  "prefix": prefix, "interval": interval})
+
+
+def publish_all(publishers: Sequence[tuple[Any, int, str]], topic: str, count: int,
+                timeout: float, *, interval: float = 0.0,
+                meanwhile: Any = None) -> dict[bytes, list[str]]:
+    """Each ``(process, member, prefix)`` publishes ``messages(prefix, count)``, all at
+    once; ``meanwhile()``, if given, runs while they do (it may kill some). Returns
+    ``{publisher_id: messages}`` of those whose process lived to answer."""
+    for process, member, prefix in publishers:
+        start_publishing(process, member, topic, count, prefix, interval)
+    if meanwhile is not None:
+        meanwhile()
+    published = {}
+    for process, member, prefix in publishers:
+        if process.process.poll() is not None:  # killed meanwhile: no answer comes
+            continue
+        publisher = process.members[member][0]
+        answer = process.receive(timeout)
+        assert answer == {"ok": True, "publisher": publisher.hex(), "published": count}, \
+            f"{process.name}: {answer}"
+        published[publisher] = messages(prefix, count)
+    return published
+
+
+def delivery_check(processes: Sequence[Any], topic: str, subscribers: Iterable[bytes],
+                   published: dict[bytes, list[str]],
+                   partial: dict[bytes, list[str]] | None = None, *, wait: float,
+                   timeout: float) -> tuple[dict[bytes, dict[str, Any]], list[str]]:
+    """:func:`received_by` (expecting all of ``published``) and then
+    :func:`delivery_failures`: returns what was received and the failures."""
+    received = received_by(processes, topic, {p: len(m) for p, m in published.items()},
+                           wait, timeout)
+    return received, delivery_failures(received, subscribers, published, partial)
+
+
+def publish_through_a_kill(processes: Sequence[Any], topic: str, subscribers: set[bytes],
+                           publishers: Sequence[tuple[int, int]], doomed: tuple[int, int],
+                           killed: Sequence[int], *, count: int, interval: float,
+                           wait: float, timeout: float) -> dict[str, Any]:
+    """The scenario both multi-process tests run; fails with the reasons.
+
+    Round one: each ``(process, member)`` of ``publishers`` publishes ``count``
+    messages as fast as ``publish`` lets it; every member of ``subscribers``
+    must get them all, once, in order, without a gap. Round two: they publish
+    ``count`` more, ``interval`` seconds apart, and so does ``doomed``; halfway,
+    the processes ``killed`` (``doomed``'s among them) are SIGKILLed. Every
+    surviving subscriber must get all of both rounds of the live publishers,
+    no gap, and of ``doomed`` only its messages, once each, in its order.
+
+    Returns ``{"survivors": [process, ...], "round_one": s, "round_two": s,
+    "doomed_reached": [messages of doomed each survivor got]}``.
+    """
+    assert doomed[0] in killed and doomed not in publishers
+
+    def prefix(round_name: str, who: tuple[int, int]) -> str:
+        return f"{round_name} {who[0]}.{who[1]} "
+
+    def ids(whos: Iterable[tuple[int, int]]) -> set[bytes]:
+        return {processes[i].members[m][0] for i, m in whos}
+
+    began = time.monotonic()
+    published = publish_all([(processes[i], m, prefix("one", (i, m))) for i, m in publishers],
+                            topic, count, timeout)
+    assert published.keys() == ids(publishers)
+    _, failures = delivery_check(processes, topic, subscribers, published, wait=wait,
+                                 timeout=timeout)
+    assert not failures, f"{len(failures)} failures in round one:\n" + "\n".join(failures[:20])
+    first_round = time.monotonic()
+
+    def kill() -> None:
+        time.sleep(count * interval / 2)
+        for index in killed:
+            processes[index].kill()
+
+    second = publish_all([(processes[i], m, prefix("two", (i, m)))
+                          for i, m in (*publishers, doomed)],
+                         topic, count, timeout, interval=interval, meanwhile=kill)
+    assert second.keys() == published.keys()  # the doomed one never answered
+    for publisher, sent in second.items():
+        published[publisher] += sent
+    survivors = [p for i, p in enumerate(processes) if i not in killed]
+    alive = subscribers & {node_id for p in survivors for node_id, _ in p.members}
+    (doomed_id,) = ids([doomed])
+    received, failures = delivery_check(
+        survivors, topic, alive, published,
+        partial={doomed_id: messages(prefix("two", doomed), count)},
+        wait=wait, timeout=timeout)
+    assert not failures, f"{len(failures)} failures after the kill:\n" + \
+        "\n".join(failures[:20])
+    assert received.keys() == alive
+    return {"survivors": survivors, "round_one": first_round - began,
+            "round_two": time.monotonic() - first_round,
+            "doomed_reached": [sum(1 for m in log["messages"] if m[0] == doomed_id.hex())
+                               for log in received.values()]}
 
 
 def received_by(processes: Sequence[Any], topic: str, expect: dict[bytes, int],
