@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["MemberProcess", "SCRIPT", "ask_all", "get_failures", "lookup_failures",
-           "kill_and_recheck", "member_argv", "providers_seen"]
+           "kill_and_recheck", "member_argv", "providers_seen", "start_on_hosts"]
 
 SCRIPT = Path(__file__).resolve()
 #: lookups one member keeps going at once during ``find``, ``get`` and
@@ -141,6 +141,30 @@ class MemberProcess:
                     pipe.close()
                 except OSError:  # a write the dead reader never took
                     pass
+
+
+def start_on_hosts(hosts: Sequence[Any], processes: list[MemberProcess], *,
+                   backends: Sequence[str], seed: str, timeout: float, step: float,
+                   logs: Path) -> None:
+    """One member program per network-namespace host (``tests/helpers/netns.py``),
+    backends taken in turn, all joining through the first; appended to
+    ``processes`` as they start (so a caller's ``finally`` kills them all) and
+    returned once every one is ready."""
+    for host in hosts:
+        backend = backends[host.index % len(backends)]
+        log = logs / f"host-{host.index}.log"
+        bootstrap = processes[0].bootstrap if processes else None
+        with open(log, "w") as stderr:
+            process = host.popen(
+                member_argv(backend=backend, host=host.address, count=1, seed=seed,
+                            bootstrap=bootstrap, timeout=timeout),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        processes.append(MemberProcess(process, f"host {host.index} {host.address} "
+                                                f"({backend})", log))
+        if host.index == 0:  # the others need its bootstrap string
+            processes[0].wait_ready(step)
+    for process in processes[1:]:
+        process.wait_ready(step)
 
 
 def ask_all(processes: Sequence[MemberProcess], command: dict[str, Any],

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import time
 
 import pytest
@@ -27,8 +26,8 @@ from tests.helpers.dht_members import (
     get_failures,
     kill_and_recheck,
     lookup_failures,
-    member_argv,
     providers_seen,
+    start_on_hosts,
 )
 from tests.helpers.netns import NetnsBed, netns_available
 
@@ -52,22 +51,8 @@ def test_24_hosts_find_each_other_and_share_values_and_providers(tmp_path):
     with NetnsBed(hosts=HOSTS) as bed:
         built = time.monotonic()
         try:
-            for host in bed.hosts:
-                backend = BACKENDS[host.index % len(BACKENDS)]
-                log = tmp_path / f"host-{host.index}.log"
-                bootstrap = processes[0].bootstrap if processes else None
-                with open(log, "w") as stderr:
-                    process = host.popen(
-                        member_argv(backend=backend, host=host.address, count=1, seed=SEED,
-                                    bootstrap=bootstrap, timeout=COMMAND_TIMEOUT),
-                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                        text=True)
-                processes.append(MemberProcess(process, f"host {host.index} {host.address} "
-                                                        f"({backend})", log))
-                if host.index == 0:  # the others need its bootstrap string
-                    processes[0].wait_ready(STEP)
-            for process in processes[1:]:
-                process.wait_ready(STEP)
+            start_on_hosts(bed.hosts, processes, backends=BACKENDS, seed=SEED,
+                           timeout=COMMAND_TIMEOUT, step=STEP, logs=tmp_path)
             members = {node_id: address for p in processes for node_id, address in p.members}
             # Each member is bound to its own host's address, not a shared one.
             assert sorted(address[0] for address in members.values()) == sorted(bed.addresses)

@@ -16,12 +16,11 @@ Root only (network namespaces); skipped with the reason otherwise.
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
 
-from tests.helpers.dht_members import MemberProcess, member_argv
+from tests.helpers.dht_members import MemberProcess, start_on_hosts
 from tests.helpers.netns import NetnsBed, netns_available
 from tests.helpers.pubsub_members import publish_through_a_kill
 
@@ -53,22 +52,8 @@ def test_12_hosts_get_every_message_once_in_order_through_a_kill(tmp_path):
     with NetnsBed(hosts=HOSTS) as bed:
         built = time.monotonic()
         try:
-            for host in bed.hosts:
-                backend = BACKENDS[host.index % len(BACKENDS)]
-                log = tmp_path / f"host-{host.index}.log"
-                bootstrap = processes[0].bootstrap if processes else None
-                with open(log, "w") as stderr:
-                    process = host.popen(
-                        member_argv(backend=backend, host=host.address, count=1, seed=SEED,
-                                    bootstrap=bootstrap, timeout=COMMAND_TIMEOUT),
-                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                        text=True)
-                processes.append(MemberProcess(process, f"host {host.index} {host.address} "
-                                                        f"({backend})", log))
-                if host.index == 0:  # the others need its bootstrap string
-                    processes[0].wait_ready(STEP)
-            for process in processes[1:]:
-                process.wait_ready(STEP)
+            start_on_hosts(bed.hosts, processes, backends=BACKENDS, seed=SEED,
+                           timeout=COMMAND_TIMEOUT, step=STEP, logs=tmp_path)
             ids = [process.members[0][0] for process in processes]
             assert sorted(p.members[0][1][0] for p in processes) == sorted(bed.addresses)
             joined = time.monotonic()
