@@ -249,8 +249,9 @@ class Handlers:
         key = (message.publisher, message.epoch)
         stream = (message.topic, message.publisher, message.epoch)
         if peer.holds.get(stream, 0) >= message.first:
-            # It said it held these: a broken promise (or they expired meanwhile).
-            self._penalise(peer, self.PENALTY_BROKEN_PROMISE)
+            # Its summary gave the highest it holds, which does not promise
+            # every one below (a peer that joined late lacks the older ones):
+            # not a fault, but not a holder of these either.
             peer.holds[stream] = message.first - 1
         want = topic.wants.get(key)
         if want is None or want.peer != peer.peer_id:
@@ -266,14 +267,11 @@ class Handlers:
         wanted = topic.ordering.wanted(message.publisher, message.epoch)
         if wanted is None:
             return
-        if not self._want(topic, message.publisher, message.epoch, wanted, now,
-                          asked=want.asked):
-            # Nobody else holds them: gone for good (or, while we look for where
-            # our messages start, from before our time).
-            self._deliver(topic, topic.ordering.gone(message.publisher, message.epoch,
-                                                     message.last))
-            self._deliver(topic, topic.ordering.expire(now, self.config.repair_window))
-            self._rewant(topic, message.publisher, message.epoch, now)
+        # Ask another peer that says it holds them. If none is left, the next
+        # heartbeats ask again (summaries tell only the highest a peer holds,
+        # not every one below it): a hole is reported lost only when the repair
+        # window has passed, not because the peers we knew of lacked it.
+        self._want(topic, message.publisher, message.epoch, wanted, now, asked=want.asked)
 
     # -- repair -----------------------------------------------------------------------------
 
