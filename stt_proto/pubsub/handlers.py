@@ -248,23 +248,26 @@ class Handlers:
             return
         key = (message.publisher, message.epoch)
         stream = (message.topic, message.publisher, message.epoch)
-        if peer.holds.get(stream, 0) >= message.first:
-            # Its summary gave the highest it holds, which does not promise
-            # every one below (a peer that joined late lacks the older ones):
-            # not a fault, but not a holder of these either.
-            peer.holds[stream] = message.first - 1
+        # Its summary gave the highest it holds, which does not promise every
+        # one below (a peer that joined late lacks the older ones): not a
+        # fault, but it is not asked for these again.
+        peer.lack(stream, message.first, message.last, self.config.max_publishers)
         want = topic.wants.get(key)
         if want is None or want.peer != peer.peer_id:
             return
         del topic.wants[key]
+        wanted = topic.ordering.wanted(message.publisher, message.epoch)
         if topic.ordering.settling(message.publisher, message.epoch):
-            # Looking for where our messages start: what a peer no longer holds
-            # is older than its repair window, so from before our time.
+            if wanted is not None and self._want(topic, message.publisher, message.epoch,
+                                                 wanted, now, asked=want.asked):
+                return
+            # Looking for where our messages start, and no peer that holds the
+            # publisher has these: older than their repair window, so from
+            # before our time.
             self._deliver(topic, topic.ordering.gone(message.publisher, message.epoch,
                                                      message.last))
             self._rewant(topic, message.publisher, message.epoch, now, prefer=peer)
             return
-        wanted = topic.ordering.wanted(message.publisher, message.epoch)
         if wanted is None:
             return
         # Ask another peer that says it holds them. If none is left, the next
@@ -290,13 +293,16 @@ class Handlers:
         asked = set(asked or ()) | (existing.asked if existing is not None else set())
         chosen = None
         if prefer is not None and prefer.linked and prefer.peer_id not in asked and \
-                prefer.holds.get(stream, 0) >= first:
+                prefer.holds.get(stream, 0) >= first and not prefer.lacks_seq(stream, first):
             chosen = prefer
         else:
             holders = [p for p in self._peers.values() if p.linked and not p.banned
-                       and p.peer_id not in asked and p.holds.get(stream, 0) >= first]
+                       and p.peer_id not in asked and p.holds.get(stream, 0) >= first
+                       and not p.lacks_seq(stream, first)]
             if holders:
-                chosen = max(holders, key=lambda p: p.holds[stream])
+                # Not always the one with the highest summary: that may be a
+                # late joiner without the older messages.
+                chosen = self._random.choice(holders)
         if chosen is None:
             topic.wants.pop(key, None)
             return False

@@ -44,8 +44,8 @@ class TokenBucket:
 
 class Peer:
     __slots__ = ("peer_id", "address", "linked", "queue", "queued_bytes", "topics", "score",
-                 "messages", "control", "evictions", "banned", "holds", "summarised", "wanted",
-                 "popped")
+                 "messages", "control", "evictions", "banned", "holds", "lacks", "summarised",
+                 "wanted", "popped")
 
     def __init__(self, peer_id: bytes, address: Address, *, message_rate: float,
                  control_rate: float, now: float) -> None:
@@ -66,6 +66,8 @@ class Peer:
         self.banned = False
         # (topic, publisher, epoch) -> highest seq it said (or showed) it holds.
         self.holds: OrderedDict[tuple[bytes, bytes, int], int] = OrderedDict()
+        # (topic, publisher, epoch) -> the latest range it said GONE for.
+        self.lacks: OrderedDict[tuple[bytes, bytes, int], tuple[int, int]] = OrderedDict()
         # Topics whose summary went out on this link (a summary precedes the
         # first message forwarded, so the peer can set its baselines).
         self.summarised: set[bytes] = set()
@@ -78,12 +80,23 @@ class Peer:
             while len(self.holds) > limit:
                 self.holds.popitem(last=False)
 
+    def lack(self, key: tuple[bytes, bytes, int], first: int, last: int, limit: int) -> None:
+        self.lacks[key] = (first, last)
+        self.lacks.move_to_end(key)
+        while len(self.lacks) > limit:
+            self.lacks.popitem(last=False)
+
+    def lacks_seq(self, key: tuple[bytes, bytes, int], seq: int) -> bool:
+        gone = self.lacks.get(key)
+        return gone is not None and gone[0] <= seq <= gone[1]
+
     def unlink(self) -> None:
         self.linked = False
         self.queue.clear()
         self.queued_bytes = 0
         self.summarised.clear()
         self.holds.clear()
+        self.lacks.clear()
         self.topics.clear()
 
 

@@ -215,3 +215,35 @@ def test_a_copy_we_already_have_is_dropped_before_it_is_decoded():
     assert node.stats["messages_duplicate"] == 1 and node.stats["messages_forged"] == 0
     assert m.publish_slot(bytes(data)) == (TOPIC, author.node_id, 5, 1)
     assert m.publish_slot(b"\x01\x01" + bytes(200)) is None
+
+
+def test_a_gone_from_a_late_joiner_sends_the_iwant_elsewhere_and_reports_nothing_early():
+    node = make(repair_window=30.0)
+    node.subscribe(TOPIC, now=0.0)
+    author = peer_identity(9)
+    epoch = WALL_MS + 5  # begun after the subscription: owed from seq 1
+    a, b = link(node, peer_identity(1)), link(node, peer_identity(2))
+    for peer in (a, b):
+        feed(node, peer, m.IHave(topic=TOPIC, entries=(
+            m.IHaveEntry(publisher=author.node_id, epoch=epoch, high=3),)))
+    asked = {p: [x for x in sent(node, p) if type(x) is m.IWant] for p in (a, b)}
+    first = a if asked[a] else b
+    other = b if first == a else a
+    assert [(w.first, w.last) for w in asked[first]] == [(1, 3)] and not asked[other]
+    # The peer asked joined late: it has 2 and 3, not 1.
+    for seq in (2, 3):
+        feed(node, first, m.sign_publish(author, TOPIC, epoch, seq, b"m",
+                                         published_ms=epoch + seq))
+    feed(node, first, m.Gone(topic=TOPIC, publisher=author.node_id, epoch=epoch,
+                             first=1, last=1))
+    assert node.next_event() is None  # nothing reported lost
+    (again,) = [x for x in sent(node, other) if type(x) is m.IWant]
+    assert (again.first, again.last) == (1, 1)
+    feed(node, other, m.Gone(topic=TOPIC, publisher=author.node_id, epoch=epoch,
+                             first=1, last=1), now=0.2)
+    node.handle_timer(now=5.0)
+    assert node.next_event() is None  # still within the repair window
+    node.handle_timer(now=31.0)
+    gap = node.next_event()
+    assert (gap.first, gap.last) == (1, 1)
+    assert [node.next_event().seq for _ in range(2)] == [2, 3]
