@@ -11,6 +11,8 @@
 * ``stt selfcheck`` checks the installed engine's builds.
 * ``stt node`` runs a DHT member (and the listener's echo/file service);
   ``stt dht put|get|find|providers`` does one DHT operation.
+* ``stt pub TOPIC [MESSAGE|-]`` publishes a message (or each line of stdin);
+  ``stt sub TOPIC`` prints a topic's messages with their publisher.
 
 The network seed comes from ``--seed``, ``--seed-file`` or the ``STT_SEED``
 environment variable; there is no default. ``--backend trio`` (before or after
@@ -20,7 +22,8 @@ asyncio one; it needs the optional dependency (``pip install 'seigr-toolset-tran
 Modules: :mod:`.args` (parsing, checking, the one-line errors),
 :mod:`.backends` (asyncio or trio), :mod:`.transfer` (the file-transfer
 exchange), :mod:`.progress`, and one module per group of commands
-(:mod:`.listen`, :mod:`.client` for ``send`` and ``ping``, :mod:`.dht`, :mod:`.demo`,
+(:mod:`.listen`, :mod:`.client` for ``send`` and ``ping``, :mod:`.dht`,
+:mod:`.pubsub` for ``pub`` and ``sub``, :mod:`.demo`,
 :mod:`.local` for ``keygen``, ``id`` and ``selfcheck``).
 
 Exit status: 0 on success, 1 when a command fails (one ``stt: ...`` line on
@@ -33,7 +36,7 @@ import inspect
 import logging
 
 from ..errors import STTError
-from . import client, demo, dht, listen, local
+from . import client, demo, dht, listen, local, pubsub
 from .args import BACKENDS, ArgumentParser, CommandError, backend_option, stderr_line
 from .backends import load_backend
 
@@ -50,6 +53,7 @@ def build_parser() -> ArgumentParser:
     listen.add_parser(sub)
     client.add_parsers(sub)
     dht.add_parsers(sub)
+    pubsub.add_parsers(sub)
     return parser
 
 
