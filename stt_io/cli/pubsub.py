@@ -11,7 +11,9 @@ bootstrap string it prints).
 is not part of the message and empty lines are skipped; ``--whole`` publishes
 all of stdin as one message instead (bytes as they are). It exits once every
 peer it sent to has acknowledged everything, so a message is not lost with the
-process; status 1 when no subscriber was found for any message.
+process; status 1 when no subscriber was found for any message. ``--timeout``
+bounds each network wait (the bootstrap, each publish, the final
+acknowledgements), never the wait for stdin: a pipe may be quiet for hours.
 
 ``stt sub`` prints one line per message on stdout::
 
@@ -45,7 +47,7 @@ from stt_proto.constants import PUBSUB_STREAM_ID
 from stt_proto.pubsub.messages import topic_key
 
 from .._pubsub import TopicGap
-from ..errors import MessageTooLargeError
+from ..errors import BootstrapError, MessageTooLargeError
 from . import args as cli_args
 from .args import CommandError, UsageError, stderr_line
 from .backends import Backend
@@ -106,8 +108,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             timeout_help="longest wait for the bootstrap, for each publish (room in the "
                          "queues, finding subscribers) and for the final acknowledgements")
     pub.add_argument("message", nargs="?", default="-", metavar="MESSAGE|-",
-                     help="the message as text; - reads stdin, one message per line "
-                          "(empty lines skipped)")
+                     help="the message as text; - (the default) reads stdin, one "
+                          "message per line (empty lines skipped)")
     pub.add_argument("--whole", action="store_true",
                      help="with -, publish all of stdin as one message (bytes as they are) "
                           "instead of one per line")
@@ -152,7 +154,6 @@ def _identity(args: argparse.Namespace) -> Any:
 async def _join(dht: Any, args: argparse.Namespace, io: Backend, timeout: float) -> None:
     if not args.bootstrap:
         return
-    from ..errors import BootstrapError
     try:
         await io.within(timeout, dht.bootstrap(args.bootstrap, timeout=timeout),
                         "answer from --bootstrap")
@@ -184,7 +185,7 @@ async def pub_command(args: argparse.Namespace, io: Backend) -> int:
         whole: bytes | None = args.message.encode("utf-8", "surrogateescape")
         _check_size(len(whole))  # before joining: nothing is sent
     else:
-        messages = _StdinMessages(_StdinReader(sys.stdin.fileno(), MAX_MESSAGE_SIZE),
+        messages = _StdinMessages(_StdinReader(0, MAX_MESSAGE_SIZE),  # fd 0: stdin
                                   args.whole, io)
         # All of stdin is read (and its size checked) before joining.
         whole = await messages.next() if args.whole else None
