@@ -184,7 +184,7 @@ class Node(NodeBase):
                     nursery.start_soon(self._guard, self._read_loop(), "the socket reader")
                     nursery.start_soon(self._guard, self._timer_loop(), "the timer")
                     ready.set()
-        except BaseException as exc:  # noqa: BLE001 - see _guard; never reached in practice
+        except BaseException as exc:  # noqa: BLE001 - see _guard
             if not isinstance(exc, trio.Cancelled):
                 self._report("the node's nursery", exc)
         finally:
@@ -198,6 +198,11 @@ class Node(NodeBase):
         except Exception as exc:  # noqa: BLE001 - logged: one task must not kill the node
             self._report(what, exc)
 
+    # The node's own loops are protected from Ctrl-C: trio then raises
+    # KeyboardInterrupt in the program's main task, which can handle it,
+    # instead of in the middle of a send here, where it would end the node's
+    # nursery and never reach the program.
+    @trio.lowlevel.enable_ki_protection
     async def _read_loop(self) -> None:
         fd = self._sock.fileno()
         wait_readable = trio.lowlevel.wait_readable
@@ -205,6 +210,7 @@ class Node(NodeBase):
             await wait_readable(fd)
             self._on_readable()
 
+    @trio.lowlevel.enable_ki_protection
     async def _timer_loop(self) -> None:
         while True:
             scope = self._timer_scope = trio.CancelScope(deadline=self._timer_deadline)
