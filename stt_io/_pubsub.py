@@ -467,6 +467,19 @@ class PubSubManagerBase:
 
     # -- publishing ----------------------------------------------------------------------
 
+    async def flush(self, *, timeout: float | None = None) -> bool:
+        """Wait until everything this node published or forwarded has been
+        acknowledged by the peers it went to (a node that stops closes its
+        sessions without sending what they still hold). False if ``timeout``
+        seconds passed first.
+
+        Raises:
+            NodeStoppedError: the node or the manager stopped meanwhile.
+        """
+        self._ensure()
+        host = self._dht.node._engine
+        return await self._wait_until(lambda: not host.pubsub_unsettled(), timeout)
+
     async def publish(self, topic: str, data: bytes, *, timeout: float | None = None) -> bytes:
         """Sign ``data`` as this node's next message on ``topic`` and hand it to
         the topic's mesh (when subscribed) or to a few subscribers found in the

@@ -240,6 +240,17 @@ class OverlayHost:
             self._events.append(event)
         return moved
 
+    def pubsub_unsettled(self) -> bool:
+        """Whether pub/sub data is still queued for a peer or written and not yet
+        acknowledged (a node stopping now would lose it)."""
+        if self.pubsub is None:
+            return False
+        if self.pubsub.output_peers():
+            return True
+        buffered = self.endpoint.stream_send_buffered
+        return any(buffered(session_id, PUBSUB_STREAM_ID)
+                   for session_id in self._pubsub_link.values())
+
     def _link(self, peer_id: bytes, session_id: bytes, now: float) -> None:
         if self._pubsub_link.get(peer_id) == session_id:
             return

@@ -43,7 +43,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from stt_proto.constants import PUBSUB_STREAM_ID
 from stt_proto.pubsub.messages import topic_key
 
 from .._pubsub import TopicGap
@@ -68,8 +67,6 @@ READ_AHEAD_LINES = 16
 #: Hex digits of the publisher's id in ``stt sub`` lines (enough to tell
 #: publishers apart by eye; ``stt id`` prints the whole id).
 PUBLISHER_DIGITS = 16
-#: Seconds between two looks at whether everything sent was acknowledged.
-DRAIN_POLL = 0.01
 #: Bytes read at a time while counting an over-long line or stdin.
 CHUNK = 1 << 16
 
@@ -202,7 +199,7 @@ async def pub_command(args: argparse.Namespace, io: Backend) -> int:
                     if line:
                         await publisher.publish(line)
             if publisher.published:
-                await io.within(args.timeout, _drained(pubsub, io),
+                await io.within(args.timeout, pubsub.flush(),
                                 "acknowledgement of every message")
         finally:
             await pubsub.stop()
@@ -413,22 +410,6 @@ class _LoopEvent:
 
     async def wait(self) -> None:
         await self._event.wait()
-
-
-def _unacknowledged(pubsub: Any) -> bool:
-    """Whether some pub/sub data is still queued or not yet acknowledged by the
-    peer it went to (stopping the node now would lose it: sessions are closed
-    without sending what they hold)."""
-    if pubsub.engine.output_peers():
-        return True
-    host = pubsub.dht.node._engine
-    return any(host.endpoint.stream_send_buffered(session_id, PUBSUB_STREAM_ID)
-               for session_id in host._pubsub_link.values())
-
-
-async def _drained(pubsub: Any, io: Backend) -> None:
-    while _unacknowledged(pubsub):
-        await io.sleep(DRAIN_POLL)
 
 
 # ---------------------------------------------------------------------------- stt sub

@@ -329,3 +329,23 @@ async def test_statistics_keys(stt):
             assert stats["topics"] == 1
             await wait_for(lambda: swarm.pubsubs[1].statistics()["mesh_peers"] == 1)
             assert [p.node_id for p in swarm.pubsubs[1].peers("t")] == [swarm.dhts[2].node_id]
+
+
+async def test_flush_waits_until_every_peer_acknowledged(stt):
+    """``flush`` returns once nothing published is queued or unacknowledged;
+    stopping right after it loses nothing."""
+    with anyio.fail_after(20):
+        async with Swarm(stt, 3) as swarm:
+            got = []
+            await swarm.pubsubs[1].subscribe("flush", lambda t, d, p: got.append(d))
+            publisher = swarm.pubsubs[2]
+            for i in range(200):
+                await publisher.publish("flush", b"%d" % i + b"." * 1000)
+            host = swarm.dhts[2].node._engine
+            assert host.pubsub_unsettled()  # 200 kB cannot all be acknowledged yet
+            assert await publisher.flush(timeout=10)
+            assert not host.pubsub_unsettled()
+            await publisher.stop()
+            await swarm.dhts[2].stop()
+            await wait_for(lambda: len(got) == 200)
+            assert got == [b"%d" % i + b"." * 1000 for i in range(200)]
