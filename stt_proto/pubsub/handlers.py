@@ -85,6 +85,7 @@ class Handlers:
             topic.arrivals[peer.peer_id] = topic.arrivals.get(peer.peer_id, 0) + 1
         if publisher != self.own_id:  # it holds that one: no need to push it our copy
             peer.held((topic_key, publisher, epoch), seq, self.config.max_publishers)
+            peer.sent_us((topic_key, publisher, epoch), seq)
         return True
 
     def _on_publish(self: Any, peer: Peer, message: Any, now: float) -> None:
@@ -113,6 +114,7 @@ class Handlers:
             self.stats["messages_duplicate"] += 1
             if not own:  # it holds that one: no need to push it our copy
                 peer.held(stream, message.seq, self.config.max_publishers)
+                peer.sent_us(stream, message.seq)
             return
         if not m.verify_publish(message):
             self.stats["messages_forged"] += 1

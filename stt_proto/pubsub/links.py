@@ -19,6 +19,10 @@ from typing import Any
 
 __all__ = ["Peer", "Topic", "TokenBucket", "Want"]
 
+#: Messages per peer remembered as sent to us (a few seconds of a busy topic),
+#: so a queued copy of one of them is not sent back.
+COPIES_REMEMBERED = 4_096
+
 Address = Any
 
 
@@ -44,8 +48,8 @@ class TokenBucket:
 
 class Peer:
     __slots__ = ("peer_id", "address", "linked", "queue", "queued_bytes", "topics", "score",
-                 "messages", "control", "evictions", "banned", "holds", "lacks", "summarised",
-                 "wanted", "popped")
+                 "messages", "control", "evictions", "banned", "holds", "lacks", "copies",
+                 "summarised", "wanted", "popped")
 
     def __init__(self, peer_id: bytes, address: Address, *, message_rate: float,
                  control_rate: float, now: float) -> None:
@@ -66,6 +70,9 @@ class Peer:
         self.banned = False
         # (topic, publisher, epoch) -> highest seq it said (or showed) it holds.
         self.holds: OrderedDict[tuple[bytes, bytes, int], int] = OrderedDict()
+        # (topic, publisher, epoch, seq) of the latest messages it sent us: it
+        # holds those (a summary's high says nothing of the ones below it).
+        self.copies: OrderedDict[tuple[bytes, bytes, int, int], None] = OrderedDict()
         # (topic, publisher, epoch) -> the latest range it said GONE for.
         self.lacks: OrderedDict[tuple[bytes, bytes, int], tuple[int, int]] = OrderedDict()
         # Topics whose summary went out on this link (a summary precedes the
@@ -79,6 +86,12 @@ class Peer:
             self.holds.move_to_end(key)
             while len(self.holds) > limit:
                 self.holds.popitem(last=False)
+
+    def sent_us(self, key: tuple[bytes, bytes, int], seq: int) -> None:
+        copies = self.copies
+        copies[key + (seq,)] = None
+        if len(copies) > COPIES_REMEMBERED:
+            copies.popitem(last=False)
 
     def lack(self, key: tuple[bytes, bytes, int], first: int, last: int, limit: int) -> None:
         self.lacks[key] = (first, last)
@@ -97,6 +110,7 @@ class Peer:
         self.summarised.clear()
         self.holds.clear()
         self.lacks.clear()
+        self.copies.clear()
         self.topics.clear()
 
 

@@ -288,13 +288,13 @@ class PubSubNode(Handlers, Heartbeat):
         peer = self._peers.get(peer_id)
         if peer is None or not peer.linked:
             return None
-        queue, holds = peer.queue, peer.holds
+        queue, copies = peer.queue, peer.copies
         while queue:
             data, stream, seq = queue.popleft()
             peer.queued_bytes -= len(data)
-            if stream is not None and holds.get(stream, 0) >= seq:
-                # It got the message elsewhere while this copy waited (its
-                # IHAVE said so): a slow peer's link carries each message once.
+            if stream is not None and stream + (seq,) in copies:
+                # It sent us this message while our copy waited: it has it, so
+                # a slow peer's link does not carry it twice.
                 self.stats["pushes_skipped_held"] += 1
                 continue
             peer.popped = (stream, seq)
@@ -394,7 +394,7 @@ class PubSubNode(Handlers, Heartbeat):
         return peer
 
     def _send(self, peer: Peer, message: Any, *, control: bool = False,
-              encoded: bytes | None = None) -> bool:
+              encoded: bytes | None = None, push: bool = False) -> bool:
         """Queue ``message`` for ``peer``. Data waits at ``max_queued_bytes_per_peer``;
         control (small) may use as much again before it is dropped."""
         if peer.banned:
@@ -403,7 +403,9 @@ class PubSubNode(Handlers, Heartbeat):
         if not self._has_room(peer, len(data), 2 if control else 1):
             self.stats["control_dropped" if control else "queue_full"] += 1
             return False
-        if type(message) is m.Publish:
+        if push:
+            # An eager push: skipped if the peer sends us this very message
+            # before it leaves (an answer to its IWANT is never skipped).
             stream: tuple | None = (message.topic, message.publisher, message.epoch)
             seq = message.seq
         else:
@@ -456,7 +458,7 @@ class PubSubNode(Handlers, Heartbeat):
                 topic.backoff[peer_id] = self._now_hint + self.config.prune_backoff
                 self.stats["mesh_pruned_slow"] += 1
                 continue
-            if self._send(peer, message, encoded=encoded):
+            if self._send(peer, message, encoded=encoded, push=True):
                 self.stats["messages_forwarded"] += 0 if own else 1
 
     _now_hint = 0.0  # the latest ``now`` seen, for backoffs set deep in a call
