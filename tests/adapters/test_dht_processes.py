@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import time
-from pathlib import Path
 
 from tests.helpers.dht_members import (
     MemberProcess,
     get_failures,
     kill_and_recheck,
     lookup_failures,
-    member_argv,
     providers_seen,
+    start_on_loopback,
 )
 
 SEED = "dht processes test network seed"
@@ -46,27 +44,12 @@ COMMAND_TIMEOUT = 20.0
 STEP = COMMAND_TIMEOUT + 10.0
 
 
-def start(index: int, bootstrap: str | None, logs: Path) -> MemberProcess:
-    backend = BACKENDS[index % len(BACKENDS)]
-    log = logs / f"process-{index}.log"
-    with open(log, "w") as stderr:
-        process = subprocess.Popen(
-            member_argv(backend=backend, host="127.0.0.1", count=PER_PROCESS, seed=SEED,
-                        bootstrap=bootstrap, timeout=COMMAND_TIMEOUT),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
-    return MemberProcess(process, f"process {index} ({backend})", log)
-
-
 def test_fifty_members_in_ten_processes_survive_losing_two(tmp_path):
     began = time.monotonic()
     processes: list[MemberProcess] = []
     try:
-        first = start(0, None, tmp_path)
-        processes.append(first)
-        first.wait_ready(STEP)
-        processes += [start(i, first.bootstrap, tmp_path) for i in range(1, PROCESSES)]
-        for process in processes[1:]:
-            process.wait_ready(STEP)
+        start_on_loopback(PROCESSES, processes, per_process=PER_PROCESS, backends=BACKENDS,
+                          seed=SEED, timeout=COMMAND_TIMEOUT, step=STEP, logs=tmp_path)
         members = {node_id: address for p in processes for node_id, address in p.members}
         assert len(members) == PROCESSES * PER_PROCESS
         assert len(set(members.values())) == len(members)  # a socket each

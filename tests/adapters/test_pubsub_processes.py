@@ -19,11 +19,9 @@ Every wait is bounded, and the processes are killed whatever happens.
 
 from __future__ import annotations
 
-import subprocess
 import time
-from pathlib import Path
 
-from tests.helpers.dht_members import MemberProcess, ask_all, member_argv
+from tests.helpers.dht_members import MemberProcess, ask_all, start_on_loopback
 from tests.helpers.pubsub_members import publish_through_a_kill
 
 SEED = "pubsub processes test network seed"
@@ -48,27 +46,12 @@ STEP = COMMAND_TIMEOUT + 10.0
 DELIVERY_WAIT = 15.0
 
 
-def start(index: int, bootstrap: str | None, logs: Path) -> MemberProcess:
-    backend = BACKENDS[index % len(BACKENDS)]
-    log = logs / f"process-{index}.log"
-    with open(log, "w") as stderr:
-        process = subprocess.Popen(
-            member_argv(backend=backend, host="127.0.0.1", count=PER_PROCESS, seed=SEED,
-                        bootstrap=bootstrap, timeout=COMMAND_TIMEOUT),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
-    return MemberProcess(process, f"process {index} ({backend})", log)
-
-
 def test_thirty_members_in_six_processes_get_every_message_once_in_order(tmp_path):
     began = time.monotonic()
     processes: list[MemberProcess] = []
     try:
-        first = start(0, None, tmp_path)
-        processes.append(first)
-        first.wait_ready(STEP)
-        processes += [start(i, first.bootstrap, tmp_path) for i in range(1, PROCESSES)]
-        for process in processes[1:]:
-            process.wait_ready(STEP)
+        start_on_loopback(PROCESSES, processes, per_process=PER_PROCESS, backends=BACKENDS,
+                          seed=SEED, timeout=COMMAND_TIMEOUT, step=STEP, logs=tmp_path)
         ids = {(p, m): processes[p].members[m][0]
                for p in range(PROCESSES) for m in range(PER_PROCESS)}
         joined = time.monotonic()

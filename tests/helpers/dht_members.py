@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["MemberProcess", "SCRIPT", "ask_all", "get_failures", "lookup_failures",
-           "kill_and_recheck", "member_argv", "providers_seen", "start_on_hosts"]
+           "kill_and_recheck", "member_argv", "providers_seen", "start_on_hosts",
+           "start_on_loopback"]
 
 SCRIPT = Path(__file__).resolve()
 #: lookups one member keeps going at once during ``find``, ``get`` and
@@ -141,6 +142,31 @@ class MemberProcess:
                     pipe.close()
                 except OSError:  # a write the dead reader never took
                     pass
+
+
+def start_on_loopback(count: int, processes: list[MemberProcess], *, per_process: int,
+                      backends: Sequence[str], seed: str, timeout: float, step: float,
+                      logs: Path) -> None:
+    """``count`` member programs of ``per_process`` members each on 127.0.0.1,
+    backends taken in turn, all joining through the first member of the first;
+    appended to ``processes`` as they start (so a caller's ``finally`` kills them
+    all) and returned once every one is ready."""
+    def start(index: int, bootstrap: str | None) -> MemberProcess:
+        backend = backends[index % len(backends)]
+        log = logs / f"process-{index}.log"
+        with open(log, "w") as stderr:
+            process = subprocess.Popen(
+                member_argv(backend=backend, host="127.0.0.1", count=per_process, seed=seed,
+                            bootstrap=bootstrap, timeout=timeout),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        return MemberProcess(process, f"process {index} ({backend})", log)
+
+    processes.append(start(0, None))
+    processes[0].wait_ready(step)
+    for index in range(1, count):
+        processes.append(start(index, processes[0].bootstrap))
+    for process in processes[1:]:
+        process.wait_ready(step)
 
 
 def start_on_hosts(hosts: Sequence[Any], processes: list[MemberProcess], *,
