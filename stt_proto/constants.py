@@ -22,6 +22,7 @@ __all__ = [
     "PATH_DATA_SIZE",
     "FIRST_OVERLAY_STREAM_ID",
     "PUBSUB_STREAM_ID",
+    "CONTENT_STREAM_ID",
 ]
 
 #: Largest value a variable-length integer can carry (RFC 9000 section 16: 62 bits).
@@ -33,6 +34,8 @@ FIRST_OVERLAY_STREAM_ID = (1 << 62) - 256
 #: The one stream of a session that carries pub/sub messages, both ways. Ids
 #: are rendezvous points (7.2), so either side may start it.
 PUBSUB_STREAM_ID = (1 << 62) - 2
+#: The one stream of a session that carries content requests and chunks, both ways.
+CONTENT_STREAM_ID = (1 << 62) - 3
 
 
 class PacketKind(enum.IntEnum):

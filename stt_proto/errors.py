@@ -32,6 +32,10 @@ __all__ = [
     "DhtBusyError",
     "ValueTooLargeError",
     "PubSubError",
+    "ContentError",
+    "ProofError",
+    "StoreFullError",
+    "ContentNotFoundError",
 ]
 
 
@@ -136,3 +140,21 @@ class ValueTooLargeError(DhtError, ValueError):
 class PubSubError(STTError):
     """A pub/sub operation could not be carried out (``max_topics`` topics in use,
     the node stopped, ...)."""
+
+
+class ContentError(STTError):
+    """A content-distribution operation could not be carried out."""
+
+
+class ProofError(ContentError, ValueError):
+    """A chunk or its proof does not match the content id (a flipped bit in
+    either, a chunk of the wrong size, a proof of the wrong length)."""
+
+
+class StoreFullError(ContentError):
+    """The content store has no room for that much more (``max_bytes`` or
+    ``max_entries``)."""
+
+
+class ContentNotFoundError(ContentError):
+    """No provider of the content could be found, or none of them could serve it."""
