@@ -2,8 +2,8 @@
 
 :class:`OverlayHost` has the endpoint's I/O surface (``receive_datagram``,
 ``datagrams_to_send``, ``get_timer``, ``handle_timer``, ``next_event``) and
-composes it with the overlays (the DHT now; pub/sub and content distribution
-attach the same way):
+composes it with the overlays (the DHT; pub/sub and content distribution,
+each with a stream of its own in every session):
 
 * DHT frames that arrive on a session go to the DHT with the session's proven
   peer id; they never reach the application.
@@ -19,13 +19,14 @@ attach the same way):
   the RESPONSE (``docs/protocol.md`` 6.9), by the DHT's
   :meth:`~stt_proto.dht.node.DhtNode.answer_early`, which keeps the sender,
   not yet proven a member, out of its routing table.
-* Pub/sub messages travel on the pub/sub stream of each session
-  (:data:`~stt_proto.constants.PUBSUB_STREAM_ID`): the host gives what arrives
-  on it to the pub/sub engine, writes the engine's per-peer queues into it
-  while the stream takes data (the rest waits for ``StreamWritable``), opens
-  the sessions the engine asks for, and runs its DHT operations (announcing a
-  topic, finding its subscribers). No event of an overlay stream reaches the
-  application; a node without pub/sub stops such a stream.
+* Pub/sub and content messages travel on their overlay's stream of each
+  session (:data:`~stt_proto.constants.PUBSUB_STREAM_ID`,
+  :data:`~stt_proto.constants.CONTENT_STREAM_ID`); an
+  :class:`~stt_proto.overlay_channel.OverlayChannel` per overlay moves them
+  between the stream and the engine, opens the sessions the engine asks for
+  and runs its DHT operations (announcements, provider lookups). No event of
+  an overlay stream reaches the application; a node without that overlay
+  stops such a stream.
 
 Commands (``connect``, ``send_message``, ...) stay on :attr:`endpoint`.
 """
@@ -34,24 +35,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from .constants import FIRST_OVERLAY_STREAM_ID, PUBSUB_STREAM_ID, ErrorCode
+from .constants import CONTENT_STREAM_ID, FIRST_OVERLAY_STREAM_ID, PUBSUB_STREAM_ID, ErrorCode
 from .endpoint import Endpoint
-from .errors import DhtBusyError, LocalProtocolError, SendBufferFullError
+from .errors import LocalProtocolError
 from .events import (
     DhtMessageReceived,
     DhtQueryCompleted,
     Event,
-    MessageReceived,
     SessionClosed,
     SessionEstablished,
-    StreamClosed,
-    StreamDataReceived,
-    StreamEnded,
     StreamOpened,
-    StreamReset,
-    StreamStopped,
-    StreamWritable,
 )
+from .overlay_channel import OverlayChannel
 from .pool import SessionPool
 
 __all__ = ["OverlayHost"]
@@ -70,18 +65,11 @@ class OverlayHost:
         self.endpoint = endpoint
         self.pool = pool if pool is not None else SessionPool(endpoint)
         self.dht: Any = None
-        self.pubsub: Any = None
         self._events: list[Event] = []
         self._now = 0.0  # the latest ``now`` the adapter gave (next_event takes none)
-        # The session whose pub/sub stream carries each peer's messages.
-        self._pubsub_link: dict[bytes, bytes] = {}
-        self._pubsub_queries: dict[int, bytes] = {}   # find_providers query -> topic
-        # Flow-control credit the pub/sub engine took from each session's
-        # stream since the last drain (the engine consumes what it receives).
-        self._credit: dict[bytes, int] = {}
-        self._auto_credit = endpoint._config.auto_credit
-        self.stats = {"dht_messages_unrouted": 0, "overlay_streams_refused": 0,
-                      "pubsub_links_lost": 0}
+        self.stats = {"dht_messages_unrouted": 0, "overlay_streams_refused": 0}
+        # The overlays with a stream in every session, by stream id.
+        self._channels: dict[int, OverlayChannel] = {}
 
     def attach_dht(self, dht: Any) -> None:
         """Route DHT frames to ``dht`` (a :class:`~stt_proto.dht.node.DhtNode`)."""
@@ -94,19 +82,44 @@ class OverlayHost:
         self.dht = None
         self.endpoint.set_early_dht_handler(None)
 
+    def _attach(self, engine: Any, stream_id: int, name: str) -> None:
+        if stream_id in self._channels:
+            raise ValueError(f"a {name} engine is attached already")
+        if self.dht is None:
+            raise ValueError(f"attach the DHT first: {name} finds its peers through it")
+        self._channels[stream_id] = OverlayChannel(
+            engine, stream_id, name, endpoint=self.endpoint, pool=self.pool, dht=self.dht,
+            stats=self.stats)
+
+    def _engine_of(self, stream_id: int) -> Any:
+        channel = self._channels.get(stream_id)
+        return channel.engine if channel is not None else None
+
     def attach_pubsub(self, pubsub: Any) -> None:
         """Route the pub/sub stream to ``pubsub`` (a
         :class:`~stt_proto.pubsub.node.PubSubNode`); needs the DHT attached."""
-        if self.pubsub is not None:
-            raise ValueError("a pub/sub engine is attached already")
-        if self.dht is None:
-            raise ValueError("attach the DHT first: pub/sub finds subscribers through it")
-        self.pubsub = pubsub
+        self._attach(pubsub, PUBSUB_STREAM_ID, "pubsub")
 
     def detach_pubsub(self) -> None:
-        self.pubsub = None
-        self._pubsub_link.clear()
-        self._pubsub_queries.clear()
+        self._channels.pop(PUBSUB_STREAM_ID, None)
+
+    @property
+    def pubsub(self) -> Any:
+        """The attached pub/sub engine, or None."""
+        return self._engine_of(PUBSUB_STREAM_ID)
+
+    def attach_content(self, content: Any) -> None:
+        """Route the content stream to ``content`` (a
+        :class:`~stt_proto.content.node.ContentNode`); needs the DHT attached."""
+        self._attach(content, CONTENT_STREAM_ID, "content")
+
+    def detach_content(self) -> None:
+        self._channels.pop(CONTENT_STREAM_ID, None)
+
+    @property
+    def content(self) -> Any:
+        """The attached content engine, or None."""
+        return self._engine_of(CONTENT_STREAM_ID)
 
     def _answer_early(self, peer_id: bytes, address: Address, request: bytes, max_bytes: int,
                       now: float) -> bytes | None:
@@ -133,8 +146,8 @@ class OverlayHost:
         timers = [self.endpoint.get_timer(), self.pool.get_timer()]
         if self.dht is not None:
             timers.append(self.dht.get_timer())
-        if self.pubsub is not None:
-            timers.append(self.pubsub.get_timer())
+        for channel in self._channels.values():
+            timers.append(channel.engine.get_timer())
         timers = [t for t in timers if t is not None]
         return min(timers) if timers else None
 
@@ -143,8 +156,8 @@ class OverlayHost:
         self.pool.handle_timer(now=now)
         if self.dht is not None:
             self.dht.handle_timer(now=now)
-        if self.pubsub is not None:
-            self.pubsub.handle_timer(now=now)
+        for channel in list(self._channels.values()):
+            channel.engine.handle_timer(now=now)
         self._drain(now)
 
     def next_event(self) -> Event | None:
@@ -167,135 +180,41 @@ class OverlayHost:
             while (event := endpoint.next_event()) is not None:
                 moved = True
                 self._route(event, now)
-            if self.pubsub is not None and self._pubsub_step(now):
-                moved = True
+            for channel in list(self._channels.values()):
+                if channel.step(now, self._events):
+                    moved = True
             if dht is not None:
                 for peer_id, address, data in dht.messages_to_send():
                     moved = True
                     if not self.pool.send_dht(peer_id, address, data, now=now):
                         dht.peer_unreachable(peer_id, now=now)
                 while (event := dht.next_event()) is not None:
-                    if type(event) is DhtQueryCompleted and event.query_id in self._pubsub_queries:
+                    if type(event) is DhtQueryCompleted and self._overlay_query(event, now):
                         moved = True
-                        key = self._pubsub_queries.pop(event.query_id)
-                        if self.pubsub is None:
-                            continue
-                        if event.kind == "find_providers":
-                            self.pubsub.providers_found(key, event.result, now=now)
-                        else:
-                            self.pubsub.provided(key, now=now)
                         continue
                     self._events.append(event)
-            if not moved and self._credit:
-                moved = True
-                credit, self._credit = self._credit, {}
-                for session_id, nbytes in credit.items():
-                    endpoint.stream_consumed(session_id, PUBSUB_STREAM_ID, nbytes, now=now)
+            if not moved:
+                for channel in self._channels.values():
+                    if channel.return_credit(now):
+                        moved = True
             if not moved:
                 return
 
-    # -- pub/sub ----------------------------------------------------------------------------
-
-    def _pubsub_step(self, now: float) -> bool:
-        """Run what the pub/sub engine asked for; True if anything moved."""
-        pubsub, dht, pool = self.pubsub, self.dht, self.pool
-        moved = False
-        for action, key in pubsub.dht_actions():
-            moved = True
-            if dht is None:
-                continue
-            try:
-                if action == "provide":
-                    self._pubsub_queries[dht.provide(key, now=now)] = key
-                elif action == "stop_providing":
-                    dht.stop_providing(key)
-                else:
-                    self._pubsub_queries[dht.find_providers(key, now=now)] = key
-            except DhtBusyError:
-                # The application's lookups fill the DHT: the topic asks again
-                # at a later heartbeat.
-                if action == "find_providers":
-                    pubsub.providers_found(key, [], now=now)
-                elif action == "provide":
-                    pubsub.provided(key, now=now, stored=False)
-        for peer_id, address in pubsub.connects_wanted():
-            moved = True
-            session_id = pool.reach(peer_id, address, now=now)
-            if session_id is False:
-                pubsub.peer_unlinked(peer_id, now=now, unreachable=True)
-            elif session_id is not None:
-                self._link(peer_id, session_id, now)
-        for peer_id in pubsub.take_banned():
-            session_id = self._pubsub_link.pop(peer_id, None)
-            if session_id is not None:
-                try:
-                    self.endpoint.stop_stream(session_id, PUBSUB_STREAM_ID,
-                                              ErrorCode.PROTOCOL_VIOLATION, now=now)
-                except (KeyError, LocalProtocolError):
-                    pass
-        for peer_id in pubsub.output_peers():
-            if self._write(peer_id, now):
-                moved = True
-        while (event := pubsub.next_event()) is not None:
-            self._events.append(event)
-        return moved
+    def _overlay_query(self, event: DhtQueryCompleted, now: float) -> bool:
+        return any(channel.dht_completed(event, now) for channel in self._channels.values())
 
     def pubsub_unsettled(self) -> bool:
         """Whether pub/sub data is still queued for a peer or written and not yet
         acknowledged (a node stopping now would lose it)."""
-        if self.pubsub is None:
-            return False
-        if self.pubsub.output_peers():
-            return True
-        buffered = self.endpoint.stream_send_buffered
-        return any(buffered(session_id, PUBSUB_STREAM_ID)
-                   for session_id in self._pubsub_link.values())
-
-    def _link(self, peer_id: bytes, session_id: bytes, now: float) -> None:
-        if self._pubsub_link.get(peer_id) == session_id:
-            return
-        if peer_id in self._pubsub_link:
-            # A newer session replaces the link: what was queued on the old
-            # stream's side is the engine's to send again (repair).
-            self.pubsub.peer_unlinked(peer_id, now=now)
-        known = self.pool.peer_of(session_id)
-        self._pubsub_link[peer_id] = session_id
-        self.pubsub.peer_linked(peer_id, known[1] if known else None, now=now)
-
-    def _write(self, peer_id: bytes, now: float) -> bool:
-        """Write the peer's queue into its pub/sub stream until the stream is full."""
-        session_id = self._pubsub_link.get(peer_id)
-        if session_id is None:
-            return False
-        pubsub, endpoint = self.pubsub, self.endpoint
-        limit = pubsub.config.max_stream_buffered
-        wrote = False
-        while endpoint.stream_send_buffered(session_id, PUBSUB_STREAM_ID) < limit and \
-                (data := pubsub.pop_output(peer_id)) is not None:
-            try:
-                endpoint.send_message(session_id, PUBSUB_STREAM_ID, data, now=now)
-            except SendBufferFullError:
-                pubsub.push_back(peer_id, data)
-                break
-            except (KeyError, LocalProtocolError, ValueError):
-                self._unlink(peer_id, now)
-                break
-            wrote = True
-        if wrote:
-            self.pool.touch(session_id, now)
-        return wrote
-
-    def _unlink(self, peer_id: bytes, now: float) -> None:
-        if self._pubsub_link.pop(peer_id, None) is not None:
-            self.stats["pubsub_links_lost"] += 1
-            self.pubsub.peer_unlinked(peer_id, now=now)
+        channel = self._channels.get(PUBSUB_STREAM_ID)
+        return channel is not None and channel.unsettled()
 
     def _overlay_stream_event(self, event: Any, now: float) -> None:
-        """An event of an overlay stream: the pub/sub engine's, never the application's."""
+        """An event of an overlay stream: an overlay engine's, never the application's."""
         session_id, stream_id = event.session_id, event.stream_id
-        pubsub = self.pubsub
+        channel = self._channels.get(stream_id)
         known = self.pool.peer_of(session_id)
-        if stream_id != PUBSUB_STREAM_ID or pubsub is None or known is None:
+        if channel is None or known is None:
             if type(event) is StreamOpened:
                 self.stats["overlay_streams_refused"] += 1
                 try:
@@ -304,27 +223,7 @@ class OverlayHost:
                 except (KeyError, LocalProtocolError):
                     pass
             return
-        peer_id, address = known
-        kind = type(event)
-        if kind is MessageReceived:
-            if peer_id not in self._pubsub_link:
-                # The peer started pub/sub with us: answer on this session. A
-                # peer may write on another session of the pair than we do;
-                # either proves who it is, so both are read.
-                self._link(peer_id, session_id, now)
-            if not self._auto_credit:
-                # Credit goes back once per drain, not once per message.
-                credit = self._credit
-                credit[session_id] = credit.get(session_id, 0) + event.flow_controlled_length
-            pubsub.receive(peer_id, address, event.data, now=now)
-        elif kind is StreamWritable:
-            self._write(peer_id, now)
-        elif kind in (StreamStopped, StreamReset, StreamEnded, StreamClosed,
-                      StreamDataReceived):
-            # The peer left pub/sub on this session (or broke its framing): the
-            # id never opens again in it, so the link is gone with it.
-            if self._pubsub_link.get(peer_id) == session_id:
-                self._unlink(peer_id, now)
+        channel.stream_event(event, known[0], known[1], now)
 
     def _route(self, event: Event, now: float) -> None:
         kind = type(event)
@@ -345,18 +244,12 @@ class OverlayHost:
                 # The peer proved it is a member: a request it made inside the
                 # handshake now counts as contact.
                 self.dht.peer_confirmed(event.peer_id, event.peer_address, now=now)
-            if self.pubsub is not None and self.pubsub.expects(event.peer_id):
-                self._link(event.peer_id, event.session_id, now)
+            for channel in self._channels.values():
+                channel.session_established(event.peer_id, event.session_id, now)
         elif kind is SessionClosed:
             unreachable = self.pool.on_closed(event.session_id)
-            if self.pubsub is not None:
-                if unreachable is not None:
-                    self.pubsub.peer_unlinked(unreachable, now=now, unreachable=True)
-                elif self._pubsub_link.get(event.peer_id) == event.session_id:
-                    self._unlink(event.peer_id, now)
-                    newer = self.pool.session_of(event.peer_id)
-                    if newer is not None and self.pubsub.expects(event.peer_id):
-                        self._link(event.peer_id, newer, now)
+            for channel in list(self._channels.values()):
+                channel.session_closed(event.peer_id, event.session_id, unreachable, now)
             if unreachable is not None:
                 if self.dht is not None:
                     self.dht.peer_unreachable(unreachable, now=now)
