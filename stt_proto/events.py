@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "ContentProgress",
+    "ContentProviderDropped",
+    "ContentRetrieved",
+    "ContentRetrievalFailed",
     "Event",
     "CloseReason",
     "SessionEstablished",
@@ -238,6 +242,51 @@ class PubSubGap(Event):
     @property
     def count(self) -> int:
         return self.last - self.first + 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContentProgress(Event):
+    """A retrieval moved: ``done_bytes`` of ``total_bytes`` are verified and
+    written (``total_bytes`` is 0 until the first chunk told the length), with
+    ``providers`` in use. At most one per ``progress_interval`` per retrieval."""
+
+    retrieval_id: int
+    content_id: bytes
+    done_bytes: int
+    total_bytes: int
+    providers: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContentProviderDropped(Event):
+    """A retrieval stopped using ``provider``: ``reason`` is ``"bad_chunk"`` (a
+    chunk that did not match the content id: it is never asked again),
+    ``"refused"``, ``"stalled"`` or ``"unreachable"``."""
+
+    retrieval_id: int
+    content_id: bytes
+    provider: bytes
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContentRetrieved(Event):
+    """Every chunk of the content is verified and stored."""
+
+    retrieval_id: int
+    content_id: bytes
+    length: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContentRetrievalFailed(Event):
+    """A retrieval gave up: ``reason`` is ``"no_providers"`` (none found, or
+    none left that could serve it), ``"store_full"`` or ``"cancelled"``. The
+    chunks verified so far stay in the store; retrieving again resumes."""
+
+    retrieval_id: int
+    content_id: bytes
+    reason: str
 
 
 #: Events whose data counts against flow control (see ``auto_credit``).

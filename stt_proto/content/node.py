@@ -1,0 +1,428 @@
+"""The content engine of one node: it serves its store, runs retrievals and
+announces what it provides.
+
+Theory of operation
+-------------------
+:class:`ContentNode` is the sans-I/O engine an
+:class:`~stt_proto.overlay.OverlayHost` drives through an
+:class:`~stt_proto.overlay_channel.OverlayChannel`: every session has one
+content stream (:data:`~stt_proto.constants.CONTENT_STREAM_ID`) that carries
+both sides' requests and chunks (``docs/content-wire.md``). Per peer the node
+keeps a small queue of control messages (requests, cancels, refusals), sent
+before anything else so that a peer's requests never wait behind the chunks
+it is being served; then the :class:`~stt_proto.content.serving.Server`'s
+answers, read from the store one chunk at a time as the stream takes them.
+
+Retrievals (:class:`~stt_proto.content.retrieval.Retrieval`) share the node's
+request ids, which map every answer back to the retrieval and provider that
+asked. An answer to a request that was cancelled (an endgame copy, a dropped
+provider) is expected now and then and ignored; a chunk nobody asked for at
+all counts against the peer, which is banned past ``max_unsolicited``.
+
+Content the node provides is announced in the DHT (``provide``); the DHT
+republishes the announcement while the node keeps providing. At most
+``_MAX_ANNOUNCING`` announcements run at once, so a restart with a large store
+does not fill the DHT's lookup slots.
+
+The store is the one piece of I/O: synchronous reads and writes of one chunk
+(an injected object, in memory for tests).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from typing import Any
+
+from ..errors import DecodeError, StoreFullError
+from ..events import (
+    ContentProgress,
+    ContentProviderDropped,
+    ContentRetrievalFailed,
+    ContentRetrieved,
+    Event,
+)
+from .config import ContentConfig
+from .messages import Cancel, Chunk, Refuse, Request, decode
+from .retrieval import DONE, FAILED, RangeSink, Retrieval
+from .serving import Server
+
+__all__ = ["ContentNode"]
+
+Address = Any
+
+#: DHT announcements running at once.
+_MAX_ANNOUNCING = 8
+#: Seconds before an announcement the DHT was too busy for is tried again.
+_ANNOUNCE_RETRY = 5.0
+#: Cancelled request ids remembered (their late answers are not the peer's fault).
+_MAX_CANCELLED = 4_096
+
+
+class _Peer:
+    __slots__ = ("address", "linked", "wanted", "control", "unsolicited")
+
+    def __init__(self, address: Address) -> None:
+        self.address = address
+        self.linked = False
+        self.wanted = False
+        self.control: deque[bytes] = deque()
+        self.unsolicited = 0
+
+
+class ContentNode:
+    """Serves ``store``, retrieves into it, announces what it provides (see the
+    module docstring).
+
+    :param node_id: this node's id (never used as a provider of its own retrievals).
+    :param store: a :class:`~stt_proto.content.store.ContentStore`.
+    """
+
+    def __init__(self, node_id: bytes, store: Any, config: ContentConfig | None = None, *,
+                 now: float = 0.0) -> None:
+        self.own_id = bytes(node_id)
+        self.store = store
+        self.config = config if config is not None else ContentConfig()
+        self.stats: dict[str, int] = dict.fromkeys((
+            "messages_malformed", "chunks_received", "chunks_late", "chunks_unsolicited",
+            "bad_chunks", "retrievals_started", "retrievals_done", "retrievals_failed",
+            "announcements"), 0)
+        self.server = Server(store, self.config, self.stats)
+        self._peers: dict[bytes, _Peer] = {}
+        self._connects: dict[bytes, Address] = {}
+        self._banned: list[bytes] = []
+        self._events: list[Event] = []
+        self._dht: list[tuple[str, bytes]] = []
+        self._now = now
+        # Retrievals by id, the requests they have out, and who looks for providers.
+        self._retrievals: dict[int, Retrieval] = {}
+        self._next_retrieval = 1
+        self._requests: dict[int, tuple[Retrieval, bytes]] = {}
+        self._next_request = 0
+        self._cancelled: OrderedDict[int, None] = OrderedDict()
+        self._finding: dict[bytes, list[int]] = {}
+        # Announcements: content provided, waiting to be announced, being announced.
+        self._provided: set[bytes] = set()
+        self._announce: deque[bytes] = deque()
+        self._announcing: set[bytes] = set()
+        self._announce_at: float | None = None
+
+    # -- providing ---------------------------------------------------------------------
+
+    def publish(self, content_id: bytes) -> None:
+        """Provide ``content_id`` (complete in the store) and announce it."""
+        content_id = bytes(content_id)
+        if not self.store.has(content_id):
+            raise KeyError("publish content the store has complete")
+        if content_id not in self._provided:
+            self._provided.add(content_id)
+            self._announce.append(content_id)
+
+    def unpublish(self, content_id: bytes) -> bool:
+        """Stop providing ``content_id`` and announcing it (records at other nodes
+        expire on their own); the store keeps it unless the caller removes it."""
+        content_id = bytes(content_id)
+        if content_id not in self._provided:
+            return False
+        self._provided.discard(content_id)
+        if content_id in self._announce:
+            self._announce.remove(content_id)
+        self._dht.append(("stop_providing", content_id))
+        return True
+
+    def published(self) -> list[bytes]:
+        return sorted(self._provided)
+
+    def provided(self, key: bytes, *, now: float, stored: bool = True) -> None:
+        self._announcing.discard(key)
+        if stored:
+            self.stats["announcements"] += 1
+        elif key in self._provided:
+            self._announce.append(key)
+            self._announce_at = now + _ANNOUNCE_RETRY
+
+    # -- retrieving --------------------------------------------------------------------
+
+    def retrieve(self, content_id: bytes, *, now: float, path: str | None = None,
+                 provide: bool = True, first: int = 0, last: int | None = None,
+                 whole: bool = True) -> Retrieval:
+        """Start retrieving ``content_id`` (``whole``: into the store, at ``path``
+        if given, then provided unless ``provide`` is False; else the bytes
+        ``first..last`` into memory). The retrieval reports with events."""
+        content_id = bytes(content_id)
+        if len(content_id) != 32:
+            raise ValueError("a content id is 32 bytes")
+        if len(self._retrievals) >= self.config.max_retrievals:
+            raise StoreFullError(f"{self.config.max_retrievals} retrievals are running already")
+        sink = None
+        if whole:
+            length = self.store.length(content_id) if self.store.has(content_id) else \
+                self.store.partial_length(content_id)
+            if length is not None:
+                sink = self.store.begin(content_id, length, path=path)
+        elif self.store.has(content_id):
+            sink = _StoreRange(self.store, content_id)
+        retrieval = Retrieval(self._next_retrieval, content_id, self, self.config, now=now,
+                              sink=sink, first=first, last=last)
+        retrieval.whole = whole
+        retrieval.path = path
+        retrieval.provide = provide
+        self._next_retrieval += 1
+        self._retrievals[retrieval.id] = retrieval
+        self.stats["retrievals_started"] += 1
+        retrieval.start(now)
+        return retrieval
+
+    def cancel(self, retrieval_id: int, *, now: float) -> None:
+        retrieval = self._retrievals.get(retrieval_id)
+        if retrieval is not None:
+            retrieval.cancel(now)
+
+    # What a retrieval calls.
+
+    def _send_request(self, retrieval: Retrieval, peer_id: bytes, index: int,
+                      now: float) -> int:
+        request_id = self._next_request
+        self._next_request = (request_id + 1) & 0xFFFFFFFF
+        self._requests[request_id] = (retrieval, peer_id)
+        self._control(peer_id, Request(request_id=request_id, content_id=retrieval.content_id,
+                                      index=index).encode())
+        return request_id
+
+    def _send_cancel(self, peer_id: bytes, request_id: int) -> None:
+        if self._requests.pop(request_id, None) is None:
+            return
+        self._cancelled[request_id] = None
+        if len(self._cancelled) > _MAX_CANCELLED:
+            self._cancelled.popitem(last=False)
+        peer = self._peers.get(peer_id)
+        if peer is not None and peer.linked:
+            self._control(peer_id, Cancel(request_id=request_id).encode())
+
+    def _find_providers(self, retrieval: Retrieval) -> None:
+        waiting = self._finding.setdefault(retrieval.content_id, [])
+        if not waiting:
+            self._dht.append(("find_providers", retrieval.content_id))
+        waiting.append(retrieval.id)
+
+    def _want_link(self, peer_id: bytes, address: Address) -> None:
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            peer = self._peers[peer_id] = _Peer(address)
+        if peer.linked:
+            for retrieval in list(self._retrievals.values()):
+                retrieval.provider_linked(peer_id, self._now)
+            return
+        peer.wanted = True
+        self._connects[peer_id] = address
+
+    def _open_sink(self, retrieval: Retrieval, length: int) -> Any:
+        if not retrieval.whole:
+            return RangeSink(retrieval.content_id, length)
+        try:
+            return self.store.begin(retrieval.content_id, length, path=retrieval.path)
+        except StoreFullError:
+            retrieval.fail_no_room(self._now)
+            return None
+
+    def _report(self, retrieval: Retrieval, kind: str, **fields: Any) -> None:
+        content_id = retrieval.content_id
+        if kind == "progress":
+            self._events.append(ContentProgress(
+                retrieval_id=retrieval.id, content_id=content_id,
+                done_bytes=retrieval.done_bytes, total_bytes=retrieval.length or 0,
+                providers=sum(1 for p in retrieval.providers.values() if p.linked)))
+        elif kind == "dropped":
+            if fields["reason"] == "bad_chunk":
+                self.stats["bad_chunks"] += 1
+            self._events.append(ContentProviderDropped(
+                retrieval_id=retrieval.id, content_id=content_id, **fields))
+        elif kind == "retrieved":
+            self._end(retrieval)
+            if retrieval.whole and not isinstance(retrieval.sink, _StoreRange):
+                retrieval.sink.complete()
+            if retrieval.whole and retrieval.provide:
+                self.publish(content_id)
+            self.stats["retrievals_done"] += 1
+            self._events.append(ContentRetrieved(retrieval_id=retrieval.id,
+                                                 content_id=content_id,
+                                                 length=retrieval.length or 0))
+        else:
+            self._end(retrieval)
+            self.stats["retrievals_failed"] += 1
+            self._events.append(ContentRetrievalFailed(retrieval_id=retrieval.id,
+                                                       content_id=content_id, **fields))
+
+    def _end(self, retrieval: Retrieval) -> None:
+        self._retrievals.pop(retrieval.id, None)
+        waiting = self._finding.get(retrieval.content_id)
+        if waiting is not None and retrieval.id in waiting:
+            waiting.remove(retrieval.id)
+
+    def providers_found(self, key: bytes, providers: list[tuple[bytes, Address]], *,
+                        now: float) -> None:
+        self._now = max(self._now, now)
+        for retrieval_id in self._finding.pop(key, []):
+            retrieval = self._retrievals.get(retrieval_id)
+            if retrieval is not None:
+                retrieval.providers_found(providers, now)
+
+    # -- the channel's interface -------------------------------------------------------
+
+    def receive(self, peer_id: bytes, address: Address, data: bytes, *, now: float) -> None:
+        self._now = max(self._now, now)
+        if self.server.is_banned(peer_id, now):
+            return
+        try:
+            message = decode(data)
+        except DecodeError:
+            self.stats["messages_malformed"] += 1
+            self._ban(peer_id, now)
+            return
+        kind = type(message)
+        if kind is Chunk:
+            self._on_chunk(peer_id, message, now)
+        elif kind is Request:
+            refusal = self.server.request(peer_id, message, now)
+            if refusal is not None:
+                self._control(peer_id, refusal)
+            elif self.server.is_banned(peer_id, now):  # that request passed the bound
+                self._ban(peer_id, now)
+        elif kind is Refuse:
+            entry = self._requests.pop(message.request_id, None)
+            if entry is not None and entry[1] == peer_id:
+                entry[0].on_refuse(peer_id, message.request_id, message.reason,
+                                   message.retry_after_ms / 1000, now)
+        elif kind is Cancel:
+            self.server.cancel(peer_id, message.request_id)
+
+    def _on_chunk(self, peer_id: bytes, chunk: Chunk, now: float) -> None:
+        entry = self._requests.get(chunk.request_id)
+        if entry is None or entry[1] != peer_id:
+            if chunk.request_id in self._cancelled:
+                self.stats["chunks_late"] += 1
+                return
+            self.stats["chunks_unsolicited"] += 1
+            peer = self._peers.get(peer_id)
+            if peer is not None:
+                peer.unsolicited += 1
+                if peer.unsolicited > self.config.max_unsolicited:
+                    self._ban(peer_id, now)
+            return
+        del self._requests[chunk.request_id]
+        self.stats["chunks_received"] += 1
+        entry[0].on_chunk(peer_id, chunk, now)
+
+    def _ban(self, peer_id: bytes, now: float) -> None:
+        self.server.ban(peer_id, now)
+        self._banned.extend(self.server.take_banned())
+        self._forget(peer_id, now, reason="refused")
+
+    def _control(self, peer_id: bytes, data: bytes) -> None:
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            return
+        peer.control.append(data)
+
+    def peer_linked(self, peer_id: bytes, address: Address, *, now: float) -> None:
+        self._now = max(self._now, now)
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            peer = self._peers[peer_id] = _Peer(address)
+        peer.linked = True
+        peer.wanted = False
+        if address is not None:
+            peer.address = address
+        self._connects.pop(peer_id, None)
+        for retrieval in list(self._retrievals.values()):
+            retrieval.provider_linked(peer_id, now)
+
+    def peer_unlinked(self, peer_id: bytes, *, now: float, unreachable: bool = False) -> None:
+        self._now = max(self._now, now)
+        self._forget(peer_id, now, reason="unreachable")
+
+    def _forget(self, peer_id: bytes, now: float, *, reason: str) -> None:
+        self._connects.pop(peer_id, None)
+        self.server.forget(peer_id)
+        if self._peers.pop(peer_id, None) is None:
+            return
+        for retrieval in list(self._retrievals.values()):
+            retrieval.provider_lost(peer_id, now, reason)
+
+    def expects(self, peer_id: bytes) -> bool:
+        peer = self._peers.get(peer_id)
+        return peer is not None and (peer.wanted or peer.linked)
+
+    def connects_wanted(self) -> list[tuple[bytes, Address]]:
+        wanted, self._connects = list(self._connects.items()), {}
+        return wanted
+
+    def take_banned(self) -> list[bytes]:
+        banned = self._banned + self.server.take_banned()
+        self._banned = []
+        return banned
+
+    def dht_actions(self) -> list[tuple[str, bytes]]:
+        actions, self._dht = self._dht, []
+        if self._announce_at is None or self._announce_at <= self._now:
+            self._announce_at = None
+            while self._announce and len(self._announcing) < _MAX_ANNOUNCING:
+                key = self._announce.popleft()
+                if key in self._provided and key not in self._announcing:
+                    self._announcing.add(key)
+                    actions.append(("provide", key))
+        return actions
+
+    def output_peers(self) -> list[bytes]:
+        has_work = self.server.has_work
+        return [peer_id for peer_id, peer in self._peers.items()
+                if peer.linked and (peer.control or has_work(peer_id))]
+
+    def pop_output(self, peer_id: bytes) -> bytes | None:
+        peer = self._peers.get(peer_id)
+        if peer is None or not peer.linked:
+            return None
+        if peer.control:
+            return peer.control.popleft()
+        return self.server.next_message(peer_id)
+
+    def push_back(self, peer_id: bytes, data: bytes) -> None:
+        peer = self._peers.get(peer_id)
+        if peer is not None:
+            peer.control.appendleft(data)
+
+    def next_event(self) -> Event | None:
+        return self._events.pop(0) if self._events else None
+
+    def get_timer(self) -> float | None:
+        timers = [t for r in self._retrievals.values() if (t := r.get_timer()) is not None]
+        if self._announce_at is not None:
+            timers.append(self._announce_at)
+        return min(timers) if timers else None
+
+    def handle_timer(self, *, now: float) -> None:
+        self._now = max(self._now, now)
+        for retrieval in list(self._retrievals.values()):
+            if retrieval.state not in (DONE, FAILED):
+                retrieval.handle_timer(now)
+
+    def retrievals(self) -> list[Retrieval]:
+        return list(self._retrievals.values())
+
+
+class _StoreRange:
+    """A range of content the store has complete: the retrieval is done at once."""
+
+    def __init__(self, store: Any, content_id: bytes) -> None:
+        self.store = store
+        self.content_id = content_id
+        self.length = store.length(content_id)
+
+    def have(self, index: int) -> bool:
+        return True
+
+    def read_chunk(self, index: int) -> bytes | None:
+        return self.store.read_chunk(self.content_id, index)
+
+    @property
+    def done_bytes(self) -> int:
+        return self.length
