@@ -13,6 +13,9 @@
   ``stt dht put|get|find|providers`` does one DHT operation.
 * ``stt pub TOPIC [MESSAGE|-]`` publishes a message (or each line of stdin);
   ``stt sub TOPIC`` prints a topic's messages with their publisher.
+* ``stt publish FILE`` publishes a file and serves it; ``stt fetch CONTENT_ID
+  -o FILE`` retrieves one from every provider at once (``stt node --store``
+  serves a content store).
 
 The network seed comes from ``--seed``, ``--seed-file`` or the ``STT_SEED``
 environment variable; there is no default. ``--backend trio`` (before or after
@@ -23,7 +26,8 @@ Modules: :mod:`.args` (parsing, checking, the one-line errors),
 :mod:`.backends` (asyncio or trio), :mod:`.transfer` (the file-transfer
 exchange), :mod:`.progress`, and one module per group of commands
 (:mod:`.listen`, :mod:`.client` for ``send`` and ``ping``, :mod:`.dht`,
-:mod:`.pubsub` for ``pub`` and ``sub``, :mod:`.demo`,
+:mod:`.pubsub` for ``pub`` and ``sub``, :mod:`.content` for ``publish``
+and ``fetch``, :mod:`.demo`,
 :mod:`.local` for ``keygen``, ``id`` and ``selfcheck``).
 
 Exit status: 0 on success, 1 when a command fails (one ``stt: ...`` line on
@@ -36,7 +40,7 @@ import inspect
 import logging
 
 from ..errors import STTError
-from . import client, demo, dht, listen, local, pubsub
+from . import client, content, demo, dht, listen, local, pubsub
 from .args import BACKENDS, ArgumentParser, CommandError, backend_option, stderr_line
 from .backends import load_backend
 
@@ -54,6 +58,7 @@ def build_parser() -> ArgumentParser:
     client.add_parsers(sub)
     dht.add_parsers(sub)
     pubsub.add_parsers(sub)
+    content.add_parsers(sub)
     return parser
 
 

@@ -4,7 +4,9 @@
 (repeatable; none for the first node), serves the DHT and the listener's
 echo/file service on the same socket, prints a status line every
 ``--status-interval`` seconds, and with ``--state-file`` saves its routing table
-on exit and rejoins from it next time.
+on exit and rejoins from it next time. With ``--store DIR`` it also serves the
+content of that content store (what ``stt publish`` and ``stt fetch`` keep
+there: see :mod:`.content`) and announces itself as its provider.
 
 ``stt dht ...`` runs a short-lived member: it joins through ``--bootstrap``,
 does one operation, prints the result and exits (status 1 when nothing was found).
@@ -70,6 +72,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     node.add_argument("--save-dir", metavar="DIR",
                       help="existing directory where files sent to the node go "
                            "(default: files are verified and not kept)")
+    from .content import store_option  # content imports this module
+    store_option(node, optional_value=True)
     node.set_defaults(command=node_command)
 
     dht = sub.add_parser("dht", help="one DHT operation: put, get, find or providers",
@@ -119,16 +123,30 @@ async def node_command(args: argparse.Namespace, io: Backend) -> int:
         async def handle(session) -> None:
             await serve_session(session, save_dir, log=lambda line: print(line, flush=True))
 
+        content = None
+        if args.store is not None:
+            from .content import open_content  # content imports this module
+            content = open_content(io, dht, args.store)
         if args.bootstrap:
             count = await _join(dht, args, io)
             print(f"joined: {count} contacts", flush=True)
+        if content is not None:
+            # Started after the bootstrap, so its announcements reach the network.
+            await content.start()
+            print(f"serving {len(content.published())} contents of the store "
+                  f"{args.store}", flush=True)
         while True:
             await io.sleep(args.status_interval)
             stats = dht.statistics()
-            print(f"status: {len(dht.contacts())} contacts, "
-                  f"{stats['values_records']} values stored, "
-                  f"{stats['requests_answered']} requests answered, "
-                  f"{stats['pool_sessions']} sessions", flush=True)
+            line = (f"status: {len(dht.contacts())} contacts, "
+                    f"{stats['values_records']} values stored, "
+                    f"{stats['requests_answered']} requests answered, "
+                    f"{stats['pool_sessions']} sessions")
+            if content is not None:
+                served = content.statistics()
+                line += (f", {len(content.published())} contents provided, "
+                         f"{served.get('bytes_served', 0):,} content bytes served")
+            print(line, flush=True)
 
 
 async def dht_command(args: argparse.Namespace, io: Backend) -> int:
