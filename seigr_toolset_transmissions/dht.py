@@ -1,10 +1,17 @@
 """The DHT names as the original STT manual imports them::
 
-    from seigr_toolset_transmissions.dht import KademliaDHT, PubSubManager
-
-``ContentDistribution`` joins this module when its overlay lands.
+    from seigr_toolset_transmissions.dht import KademliaDHT, ContentDistribution
 """
 
-from stt import DHTNode, KademliaDHT, PubSubManager, Subscription, TopicGap, TopicMessage
+from stt import (
+    ContentDistribution,
+    DHTNode,
+    KademliaDHT,
+    PubSubManager,
+    Subscription,
+    TopicGap,
+    TopicMessage,
+)
 
-__all__ = ["KademliaDHT", "DHTNode", "PubSubManager", "Subscription", "TopicMessage", "TopicGap"]
+__all__ = ["KademliaDHT", "DHTNode", "PubSubManager", "Subscription", "TopicMessage", "TopicGap",
+           "ContentDistribution"]

@@ -26,11 +26,12 @@ from ._bytestream import ByteStreamBase
 from ._core import MAX_QUEUED_DATAGRAMS, NodeBase, Session, loopback_datagram_size, run_handler
 from ._core import Stream as _CoreStream
 from ._dht import DHTNode, KademliaDHTBase
+from ._content import ContentDistributionBase
 from ._pubsub import PubSubManagerBase, Subscription, TopicGap, TopicMessage
 from .errors import NodeStoppedError
 
 __all__ = ["Node", "Session", "Stream", "ByteStream", "KademliaDHT", "DHTNode",
-           "PubSubManager", "Subscription", "TopicMessage", "TopicGap",
+           "PubSubManager", "ContentDistribution", "Subscription", "TopicMessage", "TopicGap",
            "MAX_QUEUED_DATAGRAMS",
            "loopback_datagram_size"]
 
@@ -459,3 +460,13 @@ class PubSubManager(PubSubManagerBase):
 
     async def _sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+class ContentDistribution(ContentDistributionBase):
+    __doc__ = ContentDistributionBase.__doc__
+
+    async def _sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)

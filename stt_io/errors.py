@@ -10,6 +10,10 @@ everything STT raises on purpose.
 from __future__ import annotations
 
 from stt_proto.errors import (
+    ContentError,
+    ContentNotFoundError,
+    ProofError,
+    StoreFullError,
     DhtBusyError,
     DhtError,
     MessageTooLargeError,
@@ -37,6 +41,10 @@ __all__ = [
     "MissingSigningKeyError",
     "BootstrapError",
     "PubSubError",
+    "ContentError",
+    "ContentNotFoundError",
+    "ProofError",
+    "StoreFullError",
 ]
 
 

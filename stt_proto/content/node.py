@@ -105,6 +105,7 @@ class ContentNode:
         self._announce: deque[bytes] = deque()
         self._announcing: set[bytes] = set()
         self._announce_at: float | None = None
+        self._announced: set[bytes] = set()   # announced at least once since published
 
     # -- providing ---------------------------------------------------------------------
 
@@ -124,10 +125,15 @@ class ContentNode:
         if content_id not in self._provided:
             return False
         self._provided.discard(content_id)
+        self._announced.discard(content_id)
         if content_id in self._announce:
             self._announce.remove(content_id)
         self._dht.append(("stop_providing", content_id))
         return True
+
+    def announced(self, content_id: bytes) -> bool:
+        """Whether the DHT took an announcement of ``content_id`` since it was published."""
+        return content_id in self._announced
 
     def published(self) -> list[bytes]:
         return sorted(self._provided)
@@ -136,6 +142,8 @@ class ContentNode:
         self._announcing.discard(key)
         if stored:
             self.stats["announcements"] += 1
+            if key in self._provided:
+                self._announced.add(key)
         elif key in self._provided:
             self._announce.append(key)
             self._announce_at = now + _ANNOUNCE_RETRY

@@ -139,8 +139,8 @@ class Retrieval:
     # -- providers -----------------------------------------------------------------------
 
     def start(self, now: float) -> None:
-        if self.state == FETCHING and self._wanted_left == 0:
-            self._finish(now)
+        if self.sink is not None and self._wanted_left == 0:
+            self._finish(now)  # the store had every chunk wanted
             return
         self._lookup(now)
 

@@ -1,0 +1,118 @@
+"""ContentDistribution on both adapters, over real UDP sockets on 127.0.0.1.
+
+Each test runs on asyncio and on trio (anyio's pytest plugin) with the same body.
+"""
+
+from __future__ import annotations
+
+import os
+
+import anyio
+import pytest
+
+import stt_io.asyncio
+import stt_io.trio
+from stt_io.errors import ContentNotFoundError
+from stt_proto.content.tree import CHUNK_SIZE, HashTree
+from stt_proto.identity import Identity
+
+SEED = b"content adapter test network seed"
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request):
+    return request.param
+
+
+@pytest.fixture
+def stt(anyio_backend):
+    return stt_io.trio if anyio_backend == "trio" else stt_io.asyncio
+
+
+class Swarm:
+    """``count`` DHT members on loopback, bootstrapped through the first, each with
+    a ContentDistribution on a memory store (``stores`` may name directories)."""
+
+    def __init__(self, stt, count: int, stores=None, **content) -> None:
+        self.dhts = [stt.KademliaDHT(identity=Identity.generate(), shared_seed=SEED,
+                                     host="127.0.0.1", port=0) for _ in range(count)]
+        stores = stores or [None] * count
+        self.cds = [stt.ContentDistribution(dht=dht, store=store, **content)
+                    for dht, store in zip(self.dhts, stores)]
+
+    async def __aenter__(self):
+        for dht in self.dhts:
+            await dht.start()
+        first = self.dhts[0]
+        for dht in self.dhts[1:]:
+            await dht.bootstrap([(first.node.address, first.node_id)], timeout=10)
+        return self
+
+    async def __aexit__(self, *exc_info):
+        for cd in self.cds:
+            await cd.stop()
+        for dht in self.dhts:
+            await dht.stop()
+
+
+async def test_manual_pattern_as_written(stt):
+    with anyio.fail_after(30):
+        async with Swarm(stt, 3) as swarm:
+            dht = swarm.dhts[1]
+            my_node_id = dht.node_id
+            my_data = os.urandom(3 * CHUNK_SIZE + 77)
+
+            content_dist = stt.ContentDistribution(dht=dht, node_id=my_node_id)
+            content_id = await content_dist.publish_content(my_data)
+            assert content_id == HashTree.of_bytes(my_data).content_id
+
+            retrieved_data = await content_dist.retrieve_content(content_id)
+            assert retrieved_data == my_data
+
+            # And from another node, which fetches it over the network.
+            other = swarm.cds[2]
+            assert await other.retrieve_content(content_id) == my_data
+            assert other.statistics()["chunks_received"] == 4
+            assert content_id in other.published()
+            await content_dist.stop()
+
+
+async def test_a_file_from_two_providers_with_progress_and_a_range(stt, tmp_path):
+    with anyio.fail_after(60):
+        async with Swarm(stt, 4) as swarm:
+            source = tmp_path / "source.bin"
+            data = os.urandom(10 * CHUNK_SIZE + 5)
+            source.write_bytes(data)
+            content_id = await swarm.cds[1].publish_content(str(source))
+            assert await swarm.cds[2].retrieve_content(content_id) == data
+            seen = []
+            target = tmp_path / "copy.bin"
+            length = await swarm.cds[3].retrieve_to_file(
+                content_id, target, progress=lambda done, total, providers:
+                seen.append((done, total, providers)))
+            assert length == len(data)
+            assert target.read_bytes() == data
+            assert seen and seen[-1][:2] == (len(data), len(data))
+            part = await swarm.cds[0].retrieve_range(content_id, CHUNK_SIZE - 3, 10)
+            assert part == data[CHUNK_SIZE - 3:CHUNK_SIZE + 7]
+            tail = await swarm.cds[0].retrieve_range(content_id, len(data) - 2, 100)
+            assert tail == data[-2:]
+            assert swarm.cds[0].statistics()["chunks_received"] >= 3
+
+
+async def test_unknown_content_is_not_found(stt):
+    with anyio.fail_after(30):
+        async with Swarm(stt, 2, provider_lookups=1) as swarm:
+            with pytest.raises(ContentNotFoundError):
+                await swarm.cds[1].retrieve_content(bytes(32))
+
+
+async def test_node_id_must_be_the_dhts(stt):
+    dht = stt.KademliaDHT(identity=Identity.generate(), shared_seed=SEED,
+                          host="127.0.0.1", port=0)
+    with pytest.raises(ValueError):
+        stt.ContentDistribution(dht=dht, node_id=bytes(32))
+    with pytest.raises(TypeError):
+        stt.ContentDistribution(dht=object())
