@@ -92,6 +92,15 @@ def test_pubsub():
     assert out.rstrip().endswith("pub/sub OK")
 
 
+def test_content_distribution():
+    out = run_example("content_distribution.py", "--size-mib", "4")
+    assert "published 4 MiB, content id " in out
+    assert out.count("member retrieved 4194304 bytes and now provides them") == 4
+    assert "late member: 4194304 bytes to disk in " in out
+    assert "copy identical to the original: True" in out
+    assert out.rstrip().endswith("content distribution OK")
+
+
 @pytest.mark.skipif(os.name != "posix", reason="kills a child process with SIGKILL")
 def test_keepalive_monitor():
     out = run_example("keepalive_monitor.py", "--idle-timeout", "1.0")
