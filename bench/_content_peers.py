@@ -7,6 +7,9 @@ on stdout each. Every command may ask for ``{"op": "stats"}`` (the child's
 counters and CPU seconds so far) and ``{"op": "stop"}`` (the last stats; the
 child then exits). Besides those:
 
+Providers and retrievers take ``--config JSON``: ``ContentConfig`` fields for
+their ``ContentDistribution``.
+
 * **provider** (``--file PATH``): a ``KademliaDHT`` member on a node of its own
   with a ``ContentDistribution`` over a memory store, bootstrapped by nobody:
   the retriever will reach it. ``{"op": "publish", "announce": [host, port] |
@@ -113,13 +116,13 @@ def _content_id_of_file(path: str) -> bytes:
 
 
 class _Member:
-    def __init__(self) -> None:
+    def __init__(self, config: dict) -> None:
         import stt
         from stt_proto.identity import Identity
 
         self.dht = stt.KademliaDHT(identity=Identity.generate(), shared_seed=SEED, host=HOST,
                                    port=0)
-        self.content = stt.ContentDistribution(dht=self.dht, provide=False)
+        self.content = stt.ContentDistribution(dht=self.dht, provide=False, **config)
         self.cpu_start = _cpu()
 
     async def start(self) -> None:
@@ -137,8 +140,8 @@ class _Member:
         await self.dht.stop()
 
 
-async def _provider(path: str) -> None:
-    member = _Member()
+async def _provider(path: str, config: dict) -> None:
+    member = _Member(config)
     await member.start()
     async for command in _commands():
         op = command["op"]
@@ -195,8 +198,8 @@ async def _retrieve(member: _Member, command: dict) -> dict:
     return dict(best, runs_mb_s=[round(r["mb_s"], 1) for r in runs], verified=verified)
 
 
-async def _retriever() -> None:
-    member = _Member()
+async def _retriever(config: dict) -> None:
+    member = _Member(config)
     await member.start()
     async for command in _commands():
         op = command["op"]
@@ -350,11 +353,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rate", type=float)
     parser.add_argument("--burst", type=int)
     parser.add_argument("--queue", type=int)
+    parser.add_argument("--config", default="{}", help="ContentConfig fields, as JSON")
     args = parser.parse_args(argv)
     if args.role == "provider":
-        asyncio.run(_provider(args.file))
+        asyncio.run(_provider(args.file, json.loads(args.config)))
     elif args.role == "retriever":
-        asyncio.run(_retriever())
+        asyncio.run(_retriever(json.loads(args.config)))
     else:
         asyncio.run(_relay(args.retriever, args.provider, args.rate, args.burst, args.queue))
     return 0

@@ -124,7 +124,9 @@ class Child:
         return last
 
 
-def _start(stack: contextlib.ExitStack, role: str, *argv: str) -> Child:
+def _start(stack: contextlib.ExitStack, role: str, *argv: str, config: dict) -> Child:
+    if role != "relay":
+        argv += ("--config", json.dumps(config))
     child = Child(role, *argv)
     stack.callback(child.stop)
     return child
@@ -159,8 +161,8 @@ def bulk_stream(args) -> dict:
 def single_provider(args, path: str, workdir: str) -> dict:
     size = args.size * MIB
     with contextlib.ExitStack() as stack:
-        provider = _start(stack, "provider", "--file", path)
-        retriever = _start(stack, "retriever")
+        provider = _start(stack, "provider", "--file", path, config=args.config)
+        retriever = _start(stack, "retriever", config=args.config)
         provider.ready(), retriever.ready()
         published = provider.ask({"op": "publish", "announce": None, "hashlib": True},
                                  60 + size / 20e6)
@@ -187,12 +189,14 @@ def fan_in(args, path: str, workdir: str, count: int) -> dict:
     burst = max(64 * 1024, int(rate * 0.005))
     queue = max(64 * 1024, int(rate * args.queue_ms / 1000))
     with contextlib.ExitStack() as stack:
-        retriever = _start(stack, "retriever")
-        providers = [_start(stack, "provider", "--file", path) for _ in range(count)]
+        retriever = _start(stack, "retriever", config=args.config)
+        providers = [_start(stack, "provider", "--file", path, config=args.config)
+                     for _ in range(count)]
         target = "%s:%d" % tuple(retriever.address)
         relays = [_start(stack, "relay", "--retriever", target,
                          "--provider", "%s:%d" % tuple(p.address), "--rate", str(rate),
-                         "--burst", str(burst), "--queue", str(queue)) for p in providers]
+                         "--burst", str(burst), "--queue", str(queue), config={})
+                  for p in providers]
         for provider, relay in zip(providers, relays):
             provider.send({"op": "publish", "announce": relay.address, "hashlib": False})
         ids = {p.receive(60 + count * size / 20e6)["content_id"] for p in providers}
@@ -239,32 +243,37 @@ def _report(results: dict, args) -> str:
     out.append(f"content benchmark: {args.size} MiB of random bytes, 127.0.0.1, every peer a "
                f"process of its own, {os.cpu_count()} CPUs"
                + (f" (load average {load:.2f} at start)" if load is not None else ""))
+    if args.config:
+        out.append("ContentConfig of every provider and retriever: "
+                   + ", ".join(f"{k}={v}" for k, v in args.config.items()))
     out.append("")
     single, bulk = results.get("single", {}), results.get("bulk", {})
     out.append(f"1. one provider, no relay (best of {args.repeat})")
-    width = 34
-    out.append(" " * width + f"{'STT content':>16}{'STT bulk stream':>18}{'ratio':>8}")
+    width = 36
+    out.append(" " * width + f"{'STT content':>20}{'STT bulk stream':>20}{'ratio':>8}")
     got = single.get("retrieved") or {}
     content_cell = f"{got['mb_s']:.1f}" if "mb_s" in got else "error" if single else "skipped"
     bulk_cell = f"{bulk['mb_s']:.1f}" if "mb_s" in bulk else "error" if bulk else "skipped"
     ratio = got["mb_s"] / bulk["mb_s"] if "mb_s" in got and "mb_s" in bulk else None
-    out.append("   MB/s".ljust(width) + f"{content_cell:>16}{bulk_cell:>18}"
+    out.append("   MB/s".ljust(width) + f"{content_cell:>20}{bulk_cell:>20}"
                + (f"{ratio:>8.2f}  ({_verdict(ratio, SINGLE_TARGET)})" if ratio else
                   f"{'n/a':>8}"))
     for name, failed in (("one provider", single), ("bulk stream", bulk)):
         if "error" in failed:
             out.append(f"   {name} failed: {failed['error']}")
     if "mb_s" in got and "mb_s" in bulk:
-        out.append("   what".ljust(width) + f"{'retrieve_to_file':>16}"
-                   f"{'one stream':>18}")
-        out.append("   size MiB".ljust(width) + f"{args.size:>16}{bulk['mib']:>18g}")
+        def runs(rates: list) -> str:
+            return " ".join(f"{rate:.0f}" for rate in rates)
+
+        out.append("   what".ljust(width) + f"{'retrieve_to_file':>20}{'one stream':>20}")
+        out.append("   size MiB".ljust(width) + f"{args.size:>20}{bulk['mib']:>20g}")
         out.append("   MB/s of every run".ljust(width)
-                   + f"{str(got['runs_mb_s']):>16}{str(bulk['runs_mb_s']):>18}")
-        out.append("   CPU receiver / sender".ljust(width)
-                   + f"{got['cpu']:>9.0%} / {got['provider_cpu']:<4.0%}"
-                   + f"{bulk['client_cpu']:>11.0%} / {bulk['server_cpu']:<4.0%}")
+                   + f"{runs(got['runs_mb_s']):>20}{runs(bulk['runs_mb_s']):>20}")
+        cpu = (f"{got['cpu']:.0%} / {got['provider_cpu']:.0%}",
+               f"{bulk['client_cpu']:.0%} / {bulk['server_cpu']:.0%}")
+        out.append("   CPU receiver / sender".ljust(width) + f"{cpu[0]:>20}{cpu[1]:>20}")
         out.append("   providers in use / file re-hashed".ljust(width)
-                   + f"{got['providers']:>9} / {'ok' if got['verified'] else 'BAD':<4}")
+                   + f"{got['providers']:>15} / {'ok' if got['verified'] else 'BAD'}")
         if got["counters"]:
             shown = {k: v for k, v in got["counters"].items()
                      if k in ("chunks_received", "chunks_late", "bad_chunks")}
@@ -334,6 +343,9 @@ def main() -> int:
                                       "copies (default: a temporary one)")
     parser.add_argument("--skip", action="append", default=[],
                         choices=["single", "bulk", "fan-in"], help="leave a part out")
+    parser.add_argument("--content", action="append", default=[], metavar="NAME=VALUE",
+                        help="a ContentConfig setting of every provider and retriever, e.g. "
+                             "initial_depth=16 (VALUE is read as JSON when it parses)")
     parser.add_argument("--quick", action="store_true", help="a short run (see --size, --repeat)")
     parser.add_argument("--json", help="also write the raw results to this file")
     args = parser.parse_args()
@@ -342,6 +354,7 @@ def main() -> int:
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
     counts = [int(c) for c in args.providers.split(",") if c.strip()]
+    args.config = bench_transport._stt_config(args.content)
     if args.size < 1 or args.repeat < 1 or args.rate <= 0 or not counts or min(counts) < 1:
         parser.error("--size, --repeat, --rate and the provider counts must be positive")
 
