@@ -55,7 +55,7 @@ def scenario(*, seed: int, retrievers: int, size: int, loss: float):
     return net, data, content_id, members, corrupt, late, retrieval, ends
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_twenty_retrieve_then_provide_and_a_late_node_fetches_from_many(seed):
     size = 24 * CHUNK_SIZE + 1234
     net, data, content_id, members, corrupt, late, retrieval, ends = scenario(
@@ -77,3 +77,34 @@ def test_twenty_retrieve_then_provide_and_a_late_node_fetches_from_many(seed):
     assert corrupt.content.stats["requests_served"] >= 1
     drops = {(m.node_id, d.provider) for m, d in bad_drops}
     assert len(drops) == len(bad_drops)  # never asked again after its bad chunk
+
+
+def fan_in_rate(providers: int, *, seed: int, rate_bytes: float, size: int) -> float:
+    """Bytes/s one retriever gets from ``providers`` providers whose links to it
+    each carry ``rate_bytes`` per second, from its first chunk to its last."""
+    net = ContentNet(seed, rtt=RTT)
+    first = net.add()
+    sources = [first] + [net.add(bootstrap=first) for _ in range(providers - 1)]
+    retriever = net.add(bootstrap=first)
+    data = random.Random(seed).randbytes(size)
+    for source in sources:
+        content_id = net.publish(source, data)
+        net.net.route(source.node, retriever.node,
+                      Link(latency=RTT / 2, bandwidth=8 * rate_bytes, queue_bytes=256_000))
+    net.run(2.0)
+    end = net.wait(retriever, net.retrieve(retriever, content_id))
+    assert type(end) is ContentRetrieved
+    assert retriever.store.read(content_id) == data
+    elapsed = net.net.now - retriever.progress_at[0]
+    return (size - CHUNK_SIZE) / elapsed   # the first chunk came before the clock started
+
+
+def test_fan_in_four_rate_limited_providers_give_at_least_three_and_a_half_times_one():
+    rate = 2_000_000  # bytes/s per provider link
+    size = 80 * CHUNK_SIZE
+    one = fan_in_rate(1, seed=3, rate_bytes=rate, size=size)
+    four = fan_in_rate(4, seed=3, rate_bytes=rate, size=size)
+    print(f"fan-in: one provider {one / 1e6:.2f} MB/s, four {four / 1e6:.2f} MB/s, "
+          f"ratio {four / one:.2f} (link rate {rate / 1e6:.2f} MB/s)")
+    assert one <= rate * 1.01
+    assert four >= 3.5 * one

@@ -43,6 +43,7 @@ class Member:
     done: dict[int, Any] = field(default_factory=dict)       # retrieval id -> end event
     dropped: list[ContentProviderDropped] = field(default_factory=list)
     progress: list[ContentProgress] = field(default_factory=list)
+    progress_at: list[float] = field(default_factory=list)   # simulated time of each
 
     @property
     def node_id(self) -> bytes:
@@ -59,6 +60,7 @@ def _on_event(member_of: dict[Any, Member]):
             member.dropped.append(event)
         elif kind is ContentProgress:
             member.progress.append(event)
+            member.progress_at.append(node.network.now)
     return on_event
 
 
