@@ -29,7 +29,10 @@ processes are ``bench/_content_peers.py``; nothing but the driver runs here):
    is the address the retriever knows it by and every byte passes a relay
    (the relays' counters show it; a byte that went around them would show as
    aggregate above the sum of the relays). Aggregate MB/s over X is the
-   figure; the issue's target with 4 providers is at least 3.5.
+   figure; the issue's target with 4 providers is at least 3.5. On loopback
+   STT sends datagrams of up to 64 KiB, so at 20 MB/s the 20 ms queue holds
+   about six of them, and the relays' drop counts (both ways) show how often
+   the senders' congestion control ran into that coarse link.
 3. **Publishing.** The provider of step 1 times ``hashlib.blake2b(digest_size=32)``
    and ``hashlib.sha256`` over the same file read in 1 MiB pieces, then
    ``publish_content`` of the file (the content tree, hashed streaming in a
