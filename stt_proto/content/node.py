@@ -196,14 +196,15 @@ class ContentNode:
                                       index=index).encode())
         return request_id
 
-    def _send_cancel(self, peer_id: bytes, request_id: int) -> None:
+    def _send_cancel(self, peer_id: bytes, request_id: int, *, tell: bool = True) -> None:
+        """Forget a request; ``tell``: and send the provider a CANCEL."""
         if self._requests.pop(request_id, None) is None:
             return
         self._cancelled[request_id] = None
         if len(self._cancelled) > _MAX_CANCELLED:
             self._cancelled.popitem(last=False)
         peer = self._peers.get(peer_id)
-        if peer is not None and peer.linked:
+        if tell and peer is not None and peer.linked:
             self._control(peer_id, Cancel(request_id=request_id).encode())
 
     def _find_providers(self, retrieval: Retrieval) -> None:

@@ -102,7 +102,7 @@ class Retrieval:
     """The state machine of one retrieval (see the module docstring).
 
     :param owner: sends for it: ``_send_request(retrieval, peer, index, now) ->
-        request id``, ``_send_cancel(peer, request id)``, ``_find_providers(retrieval)``,
+        request id``, ``_send_cancel(peer, request id, tell=True)``, ``_find_providers(retrieval)``,
         ``_want_link(peer, address)``, ``_open_sink(retrieval, length) -> sink``
         and ``_report(retrieval, event kind, **fields)``.
     :param first, last: the byte range wanted (``last=None``: to the end).
@@ -187,8 +187,9 @@ class Retrieval:
             self.bad.add(provider.peer_id)
         self.dropped.add(provider.peer_id)
         for index, (request_id, _) in provider.outstanding.items():
-            if reason != "bad_chunk":
-                self.owner._send_cancel(provider.peer_id, request_id)
+            # A bad provider is not worth a CANCEL; its late answers are ignored.
+            self.owner._send_cancel(provider.peer_id, request_id,
+                                    tell=reason != "bad_chunk")
             self._unask(index, provider.peer_id)
         provider.outstanding.clear()
         self.owner._report(self, "dropped", provider=provider.peer_id, reason=reason)

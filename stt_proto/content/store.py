@@ -459,6 +459,12 @@ class ContentStore(ABC):
         entry = self._entries.get(_key(content_id))  # type: ignore[arg-type]
         return None if entry is None else entry.length
 
+    def path_of(self, content_id: bytes) -> str | None:
+        """The file a complete content is served from in place, or ``None`` (owned
+        data, or unknown)."""
+        entry = self._entries.get(_key(content_id))  # type: ignore[arg-type]
+        return None if entry is None else entry.path
+
     def entries(self) -> list[bytes]:
         """The ids of the complete contents."""
         return list(self._entries)

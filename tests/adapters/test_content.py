@@ -116,3 +116,21 @@ async def test_node_id_must_be_the_dhts(stt):
         stt.ContentDistribution(dht=dht, node_id=bytes(32))
     with pytest.raises(TypeError):
         stt.ContentDistribution(dht=object())
+
+
+async def test_retrieving_to_a_file_what_the_store_has_copies_it_locally(stt, tmp_path):
+    with anyio.fail_after(30):
+        async with Swarm(stt, 2) as swarm:
+            data = os.urandom(2 * CHUNK_SIZE + 9)
+            cd = swarm.cds[1]
+            content_id = await cd.publish_content(data)
+            target = tmp_path / "out.bin"
+            assert await cd.retrieve_to_file(content_id, target) == len(data)
+            assert target.read_bytes() == data
+            assert cd.statistics()["chunks_received"] == 0
+            # The file it serves in place, retrieved onto itself, is left alone.
+            source = tmp_path / "in.bin"
+            source.write_bytes(data[:100])
+            small = await cd.publish_content(str(source))
+            assert await cd.retrieve_to_file(small, source) == 100
+            assert source.read_bytes() == data[:100]
