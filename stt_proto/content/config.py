@@ -31,7 +31,9 @@ class ContentConfig:
     ban_time: float = 60.0
     """How long a banned peer stays banned, and the window ``max_refusals`` counts in."""
     max_serving_peers: int = 1_024
-    """Peers with requests queued at once; a new one beyond it is refused BUSY."""
+    """Peers this provider keeps request state for (queue, rate, refusals); when
+    full, an idle one is forgotten to make room, and if none is idle a new peer
+    is refused BUSY."""
     max_stream_buffered: int = 4 << 20
     """Bytes written to a peer's content stream and not yet acknowledged before
     the host stops writing (the rest waits, unread, in the request queue): with
