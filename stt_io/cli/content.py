@@ -347,6 +347,7 @@ async def fetch_command(args: argparse.Namespace, io: Backend) -> int:
         content = open_content(io, dht, args.store)
         _check_output(path, content, args.content, args.overwrite)
         await _join(dht, args, io, join_timeout)
+        await content.start()   # the engine is used below even if nothing is fetched
         before = content.statistics()
 
         def resumed_bytes(total: int) -> int:
@@ -390,6 +391,8 @@ def _summary(name: str, length: int, elapsed: float, progress: FetchProgress,
         return after.get(key, 0) - before.get(key, 0)
 
     resumed = delta("store_resume_chunks_kept")
+    if delta("chunks_received") == 0:  # complete in the store at that path already
+        return f"{name}: all {length:,} bytes were in the store already; nothing fetched"
     resumed_bytes = min(resumed * CHUNK_SIZE, length)
     fetched = length - resumed_bytes
     rate = fetched / max(elapsed, 1e-9) / 1e6
