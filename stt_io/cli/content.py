@@ -39,12 +39,13 @@ from typing import Any, TextIO
 from stt_proto.content.tree import CHUNK_SIZE, chunk_count
 from stt_proto.errors import ContentNotFoundError
 
-from ..errors import BootstrapError
 from . import args as cli_args
-from .args import CommandError, UsageError, stderr_line
+from .args import CommandError, stderr_line
 from .backends import Backend
 from .dht import bootstrap_entry
 from .progress import PLAIN_INTERVAL, Progress
+# The same joining and naming as pub/sub's commands, which wrote them first.
+from .pubsub import _identity, _join, _plural, _shown_address
 
 __all__ = ["add_parsers", "content_id", "default_store_dir", "store_option",
            "content_class", "open_content", "FetchProgress", "JOIN_TIMEOUT",
@@ -176,38 +177,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        help="replace FILE if it exists and is not a fetch of this "
                             "content to resume")
     fetch.set_defaults(command=fetch_command)
-
-
-# ---------------------------------------------------------------------------- shared
-
-
-def _identity(args: argparse.Namespace) -> Any:
-    identity = cli_args.identity(args.identity)
-    if identity is None:
-        from stt_proto.identity import Identity
-        identity = Identity.generate()
-    return identity
-
-
-async def _join(dht: Any, args: argparse.Namespace, io: Backend, timeout: float) -> None:
-    if not args.bootstrap:
-        return
-    try:
-        await io.within(timeout, dht.bootstrap(args.bootstrap, timeout=timeout),
-                        "answer from --bootstrap")
-    except BootstrapError as exc:
-        raise CommandError(f"--bootstrap: {exc}") from None
-
-
-def _shown_address(dht: Any) -> str:
-    host, port = dht.node.address
-    if host in ("0.0.0.0", "::"):  # bound to every address: loopback reaches it here
-        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 # ---------------------------------------------------------------------------- stt publish

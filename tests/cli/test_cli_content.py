@@ -94,6 +94,11 @@ def test_publish_then_fetch_a_multi_chunk_file(backend, tmp_path):
             done = summary(fetched.stderr)
             assert done["name"] == str(out) and done["bytes"] == f"{len(data):,}"
             assert done["providers"] == "1" and done["bad"] == "0" and not done["resumed"]
+            # Again: the store knows that file holds the content; nothing is fetched.
+            again = run("fetch", content_id, "-o", str(out), "--bootstrap", node.bootstrap,
+                        "--store", str(tmp_path / "fetch-store"), "--backend", backend)
+            assert one_line(again, 0) == \
+                f"stt: {out}: all {len(data):,} bytes were in the store already; nothing fetched\n"
             status, out_text, err = publisher.interrupt()
         assert status == 130 and "Traceback" not in err, err
     # Published in place: the store has the file's leaves, no copy of its data.
