@@ -316,7 +316,6 @@ async def fetch_command(args: argparse.Namespace, io: Backend) -> int:
         content = open_content(io, dht, args.store)
         _check_output(path, content, args.content, args.overwrite)
         await _join(dht, args, io, join_timeout)
-        await content.start()   # the engine is used below even if nothing is fetched
         before = content.statistics()
 
         def resumed_bytes(total: int) -> int:
@@ -331,10 +330,12 @@ async def fetch_command(args: argparse.Namespace, io: Backend) -> int:
             length = await content.retrieve_to_file(
                 args.content, path, progress=progress.report, timeout=args.timeout,
                 provide=not args.no_provide)
-            if not args.no_provide:
-                # Kept in the store for a node serving it; this process exits now,
-                # so it must not announce itself (see the module docstring).
-                content.engine.unpublish(args.content)
+            # What the store holds stays there for a node serving it; this
+            # process exits now, so it stops announcing itself as its provider
+            # (see the module docstring). Nothing is provided when the content
+            # was copied from the store without the engine.
+            for provided in content.published():
+                content.engine.unpublish(provided)
         except ContentNotFoundError:
             progress.abort()
             raise CommandError(f"content {hex_id} not found: no provider of it could be "

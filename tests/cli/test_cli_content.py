@@ -99,6 +99,12 @@ def test_publish_then_fetch_a_multi_chunk_file(backend, tmp_path):
                         "--store", str(tmp_path / "fetch-store"), "--backend", backend)
             assert one_line(again, 0) == \
                 f"stt: {out}: all {len(data):,} bytes were in the store already; nothing fetched\n"
+            # To another file: copied from the store, still not fetched.
+            copy = tmp_path / "copy.bin"
+            copied = run("fetch", content_id, "-o", str(copy), "--bootstrap", node.bootstrap,
+                         "--store", str(tmp_path / "fetch-store"), "--backend", backend)
+            assert "nothing fetched" in one_line(copied, 0)
+            assert copy.read_bytes() == data
             status, out_text, err = publisher.interrupt()
         assert status == 130 and "Traceback" not in err, err
     # Published in place: the store has the file's leaves, no copy of its data.
