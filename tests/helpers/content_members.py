@@ -14,7 +14,9 @@ these commands of its own:
 * ``{"op": "publish_bytes", "size": n, "seed": s}`` -> ``{"content_id": hex}``: the
   manual's pattern as written (``ContentDistribution(dht=dht, node_id=my_node_id)``,
   ``publish_content``, ``retrieve_content`` of its own content, compared) on
-  :func:`pattern_bytes` ``(n, s)``.
+  :func:`pattern_bytes` ``(n, s)``. That ``ContentDistribution`` (the manual's:
+  a memory store, default settings) is the member's from then on, so this must
+  be its first content command; any other makes one of ``--store`` and ``--config``.
 * ``{"op": "retrieve", "content_id": hex}`` -> ``{"length": n, "blake2b": hex,
   "seconds": s}``: ``retrieve_content``; the answer carries a digest of what came.
 * ``{"op": "retrieve_to_file", "content_id": hex, "path": p, "provide": bool,
@@ -30,8 +32,8 @@ peak and current resident memory of the program.
 
 Imported, it offers the test's side: :func:`content_argv`, :func:`start_content_members`
 (starting programs on loopback or on the hosts of a ``NetnsBed``) and
-:func:`content_id_of_file`, the content id of a file computed independently of
-the store (``TreeBuilder`` over the file, a MiB at a time).
+:func:`tree_of_file` and :func:`content_id_of_file`, computed from a file on disk
+independently of any store (``TreeBuilder`` over the file, a MiB at a time).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from stt_proto.content.tree import CHUNK_SIZE, TreeBuilder
+from stt_proto.content.tree import CHUNK_SIZE, HashTree, TreeBuilder
 
 if __package__:
     from .dht_members import MemberProcess
@@ -56,7 +58,7 @@ else:  # run as a program: its own folder is on the path
     from dht_members import MemberProcess
 
 __all__ = ["OPS", "ContentProcess", "Member", "content_argv", "content_id_of_file",
-           "pattern_bytes", "start_content_members", "write_random_file"]
+           "pattern_bytes", "start_content_members", "tree_of_file", "write_random_file"]
 
 SCRIPT = Path(__file__).resolve()
 #: the commands this program adds to those of ``dht_members.py``
@@ -90,13 +92,19 @@ def write_random_file(path: Path, size: int, block: int = 64 << 20) -> None:
             written += len(piece)
 
 
-def content_id_of_file(path: Path) -> bytes:
-    """The content id of the file at ``path``, hashed streaming by ``TreeBuilder``."""
+def tree_of_file(path: Path) -> HashTree:
+    """The hash tree of the file at ``path``, hashed streaming by ``TreeBuilder``
+    (independently of any store)."""
     builder = TreeBuilder()
     with open(path, "rb") as f:
         while block := f.read(READ_SIZE):
             builder.update(block)
-    return builder.finish().content_id
+    return builder.finish()
+
+
+def content_id_of_file(path: Path) -> bytes:
+    """The content id of the file at ``path`` (see :func:`tree_of_file`)."""
+    return tree_of_file(path).content_id
 
 
 def content_argv(*, backend: str, host: str, seed: str, bootstrap: str | None = None,
@@ -201,41 +209,55 @@ class ContentMembers:
         self._stt = stt
         self._dht = dht
         self._answer = answer
-        self.cd = stt.ContentDistribution(dht=dht, node_id=dht.node_id, store=store, **config)
+        self._store = store
+        self._config = config
+        #: the member's ContentDistribution, made by the first command that needs one
+        #: (``publish_bytes`` makes it as the manual does)
+        self.cd: Any = None
+
+    async def content(self) -> Any:
+        """The member's ContentDistribution, started (attached to the node)."""
+        if self.cd is None:
+            self.cd = self._stt.ContentDistribution(dht=self._dht, store=self._store,
+                                                    **self._config)
+            await self.cd.start()
+        return self.cd
 
     async def serve(self, command: dict[str, Any]) -> dict[str, Any]:
         op = command["op"]
         began = time.monotonic()
-        if op == "publish_file":
-            content_id = await self.cd.publish_content(command["path"])
-            return {"content_id": content_id.hex(), "seconds": time.monotonic() - began}
         if op == "publish_bytes":
             return {"content_id": (await self._manual(command["size"],
                                                       command["seed"])).hex()}
+        cd = await self.content()
+        if op == "publish_file":
+            content_id = await cd.publish_content(command["path"])
+            return {"content_id": content_id.hex(), "seconds": time.monotonic() - began}
         if op == "retrieve":
-            data = await self.cd.retrieve_content(bytes.fromhex(command["content_id"]))
+            data = await cd.retrieve_content(bytes.fromhex(command["content_id"]))
             return {"length": len(data), "seconds": time.monotonic() - began,
                     "blake2b": hashlib.blake2b(data, digest_size=32).hexdigest()}
         if op == "retrieve_to_file":
-            return await self._retrieve_to_file(command, began)
+            return await self._retrieve_to_file(cd, command, began)
         if op == "statistics":
-            return {"statistics": self.cd.statistics(), "memory": _memory()}
+            return {"statistics": cd.statistics(), "memory": _memory()}
         raise ValueError(f"unknown op {op!r}")
 
     async def _manual(self, size: int, seed: int) -> bytes:
-        # The original manual's lines, as written there.
+        if self.cd is not None:
+            raise ValueError("publish_bytes makes the member's ContentDistribution: it must "
+                             "be the member's first content command")
         dht, my_node_id = self._dht, self._dht.node_id
         my_data = pattern_bytes(size, seed)
-        # One ContentDistribution attaches to a node: the program built this member's as
-        # the manual does, ``ContentDistribution(dht=dht, node_id=my_node_id)``.
-        content_dist = self.cd
-        assert content_dist.dht is dht
+        # The original manual's lines, as written there.
+        content_dist = self.cd = self._stt.ContentDistribution(dht=dht, node_id=my_node_id)
         content_id = await content_dist.publish_content(my_data)
         retrieved_data = await content_dist.retrieve_content(content_id)
         assert retrieved_data == my_data
         return content_id
 
-    async def _retrieve_to_file(self, command: dict[str, Any], began: float) -> dict[str, Any]:
+    async def _retrieve_to_file(self, cd: Any, command: dict[str, Any],
+                                began: float) -> dict[str, Any]:
         report_at = command.get("report_at")
         most = [0]
         reported = [report_at is None]
@@ -247,14 +269,15 @@ class ContentMembers:
                 self._answer({"ok": True, "progress": done, "total": total,
                               "providers": providers})
 
-        length = await self.cd.retrieve_to_file(
+        length = await cd.retrieve_to_file(
             bytes.fromhex(command["content_id"]), command["path"], progress=progress,
             provide=command.get("provide", True))
         return {"length": length, "seconds": time.monotonic() - began, "providers": most[0],
-                "statistics": self.cd.statistics(), "memory": _memory()}
+                "statistics": cd.statistics(), "memory": _memory()}
 
     async def stop(self) -> None:
-        await self.cd.stop()
+        if self.cd is not None:
+            await self.cd.stop()
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -281,7 +304,8 @@ async def _main(args: argparse.Namespace) -> None:
             if args.bootstrap is not None:
                 await dht.bootstrap([bootstrap_entry(args.bootstrap)], timeout=args.timeout)
         content = ContentMembers(stt, dht, args.store, json.loads(args.config), _answer)
-        await content.cd.start()
+        if args.store is not None:  # a store's complete content is provided from the start
+            await content.content()
         _answer({"ok": True, "members": [[dht.node_id.hex(), *dht.node.address[:2]]]})
         await _commands([dht], content, args.timeout)
     finally:
