@@ -26,9 +26,9 @@ from stt_proto.content.tree import CHUNK_SIZE  # noqa: E402
 #: The vectors' content: 786,432 zero bytes and "hello" (docs/content-wire.md section 6).
 REQUEST_ID = 70000
 LENGTH = 786437
-CONTENT_ID = bytes.fromhex("ff45bb20fd1391a057941483dae447d8f9d2763ea1d02b3f1e9c18ec69cbfe92")
-PROOF = (bytes.fromhex("55c7725eb711b0c7b6b416ec43d5bb8e5d598199f2aa268b27b503e8ca0d4721"),
-         bytes.fromhex("f4ca0dc94ef9d7b8964495d7117e083b1041e46fa4b9e77ce1073edaf8536a22"))
+CONTENT_ID = bytes.fromhex("5b95f25557cf2b6849b78e0228fb54bfabd6e766a798772ac7901f6f062e5539")
+PROOF = (bytes.fromhex("b27a032984ea8a6bec700c3d6f63f8fcfbf8ff8ef87e972891feda4eea4aad0c"),
+         bytes.fromhex("ff615919584993d2148b436e1b6da71a464f51954fc755fb9e522839731b4f8d"))
 
 #: Target byte flags.
 MUTATE = 1

@@ -22,11 +22,16 @@ path that has one, bottom-up; a carried-up node has none, so in a tree of
 ``n`` leaves some proofs are shorter than ``ceil(log2(n))`` (with 5 leaves,
 the last leaf's proof is one hash).
 
-**Domain separation.** Leaves hash ``0x00 || chunk``, parents ``0x01 || left
-|| right``, and the content id ``0x02 || length (u64) || top``. A leaf can
-therefore never pass for a parent (the second-preimage attack on plain Merkle
-trees, where a 64-byte chunk equal to two child hashes would verify as an
-interior node), and neither can stand for an id.
+**Domain separation.** H is SHA-256. Leaves hash ``0x00 || chunk``, parents
+``0x01 || left || right``, and the content id ``0x02 || b"stt-content-v1" ||
+length (u64) || top``. A leaf can therefore never pass for a parent (the
+second-preimage attack on plain Merkle trees, where a 64-byte chunk equal to
+two child hashes would verify as an interior node), and neither can stand for
+an id. The label makes the id name this version of the tree (its hash,
+chunk size and layout) and costs nothing: the id's input is 55 bytes, still
+one SHA-256 block. A later version gets its own label, so none of its ids can
+be taken for one of these, even for a content whose tree comes out the same
+(a one-chunk content, under a larger chunk size).
 
 **Why the id commits to the length.** From the length follow the chunk count,
 hence the tree's shape, every chunk's size, and how many hashes each proof
@@ -39,18 +44,29 @@ is refused before any hashing, and no chunk can be taken for a full one when
 it is the short last one or the other way round. ``CHUNK`` messages carry
 the length, so this costs 8 bytes per chunk and nothing to look up.
 
-**Why BLAKE2b-256 with a personalisation.** hashlib's BLAKE2b runs at about
-1.0 GB/s on one core here, with 256 KiB chunks or larger, on any x86-64 or
-ARM64 CPU (it needs no special instructions). SHA-256 is faster on CPUs with
-SHA extensions (1.85 GB/s on this machine) but drops to 0.51 GB/s here when
-OpenSSL is told not to use them, as on CPUs that lack them; BLAKE2b's speed is
-the one we can promise everywhere, and at 1 GB/s hashing is not what limits a
-transfer (checking a 12-hash proof adds about 8 us to the 250 us of hashing
-a chunk). The personalisation string ``b"stt-content-v1"`` separates these
-hashes from every other BLAKE2b use in STT (a DHT immutable key is the plain
-BLAKE2b-256 of its value, a topic key hashes a prefixed name): the same bytes
-never hash to the same key in two roles, and a later tree version gets its
-own string.
+**Why SHA-256.** A retriever verifies every chunk on the core that receives
+it, so the hash's speed caps a retrieval: receiving at ``B`` and hashing at
+``H`` on one core give at most ``1 / (1/B + 1/H)``. Measured with hashlib on
+one core of the reference machine (a Xeon with SHA extensions; 256 KiB
+inputs, best of 7 rounds of 50 MiB), the cap taken against the 631 MB/s of
+the bulk stream in a run of ``bench/bench_content.py`` (where content reached
+279 MB/s, the hash being one cost among several):
+
+======================================  =========  ==================
+hash                                    rate       cap on a retrieval
+======================================  =========  ==================
+SHA-256, with the SHA extensions        2.02 GB/s  0.76 of bulk
+BLAKE2b-256 (needs no special opcodes)  1.10 GB/s  0.64 of bulk
+SHA-256, without them                   0.57 GB/s  0.47 of bulk
+======================================  =========  ==================
+
+The last row tells OpenSSL not to use them (``OPENSSL_ia32cap=":~0x20000000"``),
+as on a CPU that lacks them. x86 CPUs have them since AMD Zen (2017) and
+Intel Goldmont (2016) and Ice Lake (2019), and most ARMv8 cores do (the
+cryptography extension is optional there: a Raspberry Pi 4 lacks it). So
+SHA-256 is the faster hash where STT will mostly run, and an older CPU pays
+(0.57 against 1.10 GB/s): that is the trade taken. hashlib's SHA-256 is
+OpenSSL's, which finds the extensions by itself.
 
 **Why 256 KiB chunks.** The chunk is the unit of requesting, verifying,
 storing and resuming, and each such unit costs a fixed amount of work in the
@@ -104,17 +120,15 @@ MAX_CHUNKS = 2**32
 #: The longest content, in bytes (1 PiB).
 MAX_LENGTH = MAX_CHUNKS * CHUNK_SIZE
 
-_PERSON = b"stt-content-v1"
+#: What the content id commits to besides the length and the top: this
+#: version of the tree (the module docstring, "Domain separation").
+_ID_LABEL = b"stt-content-v1"
 
-# Keyed-up hashers to copy: ``copy()`` is cheaper than passing the parameters
-# to a new object each time, which matters for the 2n hashes of a big tree.
-_BASE = hashlib.blake2b(digest_size=HASH_SIZE, person=_PERSON)
-_LEAF = _BASE.copy()
-_LEAF.update(b"\x00")
-_PARENT = _BASE.copy()
-_PARENT.update(b"\x01")
-_ID = _BASE.copy()
-_ID.update(b"\x02")
+# Hashers with their prefix already fed, to copy: ``copy()`` is cheaper than
+# building a new object and feeding the prefix, for the 2n hashes of a big tree.
+_LEAF = hashlib.sha256(b"\x00")
+_PARENT = hashlib.sha256(b"\x01")
+_ID = hashlib.sha256(b"\x02" + _ID_LABEL)
 
 
 def _check_length(length: int) -> int:
@@ -170,7 +184,7 @@ def parent_hash(left: bytes, right: bytes) -> bytes:
 
 
 def content_id_of(length: int, top: bytes) -> bytes:
-    """The content id: ``H(0x02 || length as u64 big-endian || top)``.
+    """The content id: ``H(0x02 || "stt-content-v1" || length as u64 big-endian || top)``.
 
     Raises:
         ValueError: ``length`` is out of range or ``top`` is not 32 bytes.

@@ -65,14 +65,14 @@ REQUEST_ID = 70000
 def _h(data: bytes) -> bytes:
     """The content hash as docs/protocol.md 11.1 defines it, written out here so
     that the vectors are checked independently of ``tree.py``."""
-    return hashlib.blake2b(data, digest_size=32, person=b"stt-content-v1").digest()
+    return hashlib.sha256(data).digest()
 
 
 ZERO_LEAF = _h(b"\x00" + bytes(CHUNK_SIZE))
 HELLO_LEAF = _h(b"\x00hello")
 LEFT = _h(b"\x01" + ZERO_LEAF + ZERO_LEAF)
 TOP = _h(b"\x01" + LEFT + _h(b"\x01" + ZERO_LEAF + HELLO_LEAF))
-CONTENT_ID = _h(b"\x02" + len(CONTENT).to_bytes(8, "big") + TOP)
+CONTENT_ID = _h(b"\x02stt-content-v1" + len(CONTENT).to_bytes(8, "big") + TOP)
 PROOF = (ZERO_LEAF, LEFT)
 
 VALID = {

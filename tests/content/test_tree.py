@@ -34,7 +34,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
 
 def ref_hash(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=32, person=b"stt-content-v1").digest()
+    return hashlib.sha256(data).digest()
 
 
 def ref_split(n: int) -> int:
@@ -63,7 +63,7 @@ def ref_proof(index: int, leaves: list[bytes]) -> list[bytes]:
 
 
 def ref_content_id(length: int, leaves: list[bytes]) -> bytes:
-    return ref_hash(b"\x02" + length.to_bytes(8, "big") + ref_root(leaves))
+    return ref_hash(b"\x02" + b"stt-content-v1" + length.to_bytes(8, "big") + ref_root(leaves))
 
 
 def ref_tree_of_bytes(data: bytes) -> tuple[list[bytes], bytes]:
