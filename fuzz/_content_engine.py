@@ -232,10 +232,7 @@ class Run:
     # -- the program ---------------------------------------------------------------------
 
     def receive(self, peer_id: bytes, address, data: bytes) -> None:
-        # The channel links a peer that writes first before it hands over its message.
-        peer = self.node._peers.get(peer_id)
-        if peer is None or not peer.linked:
-            self.node.peer_linked(peer_id, address, now=self.now)
+        self.link_sender(peer_id, address)
         try:
             message = decode(data)
         except DecodeError:
@@ -245,10 +242,18 @@ class Run:
                 (message.content_id, message.index))
         self.node.receive(peer_id, address, data, now=self.now)
 
+    def link_sender(self, peer_id: bytes, address) -> None:
+        # The channel links a peer that writes first before it hands over its
+        # message (which may start the requests of a retrieval that waited for it).
+        peer = self.node._peers.get(peer_id)
+        if peer is None or not peer.linked:
+            self.node.peer_linked(peer_id, address, now=self.now)
+
     def send_chunk(self, peer_id: bytes, address, chunk: Chunk) -> None:
         """Send a CHUNK and check what the node did with it: a bad answer to a
         live request marks its sender bad, a genuine one never does."""
         node = self.node
+        self.link_sender(peer_id, address)
         entry = node._requests.get(chunk.request_id)
         # A banned peer's messages are dropped unread.
         live = entry is not None and entry[1] == peer_id and \

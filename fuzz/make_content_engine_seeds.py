@@ -8,7 +8,10 @@ programs that reaches it, so the fuzzer starts inside the deep paths
 (retrievals, proofs, refusals, bans) rather than at the codec's front door;
 and a few programs written by hand (:func:`_hand_seeds`). A program that
 breaks an invariant the engine does not keep yet (``KNOWN_FINDINGS``) is not
-taken: the corpus replays strictly.
+taken: the corpus replays strictly. The corpus also keeps the long runs'
+inputs that broke the harness itself as ``regress_*`` files (copied by hand,
+never by this script): ``regress_answer_as_the_sender_links`` is a chunk whose
+sender's link, made as it arrives, first sends the request it then answers.
 """
 
 from __future__ import annotations
