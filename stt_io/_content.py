@@ -30,6 +30,8 @@ __all__ = ["ContentDistributionBase"]
 _THREAD_THRESHOLD = 4 * CHUNK_SIZE
 #: Default bound of a memory store.
 _MEMORY_STORE_BYTES = 1 << 30
+#: Default bound of a directory store.
+_DIRECTORY_STORE_BYTES = 16 << 30
 
 
 class _Wait:
@@ -70,8 +72,7 @@ class ContentDistributionBase:
         if store is None:
             store = MemoryStore(max_bytes=max_store_bytes or _MEMORY_STORE_BYTES)
         elif isinstance(store, (str, os.PathLike)):
-            store = DirectoryStore(store, **({"max_bytes": max_store_bytes}
-                                             if max_store_bytes else {}))
+            store = DirectoryStore(store, max_bytes=max_store_bytes or _DIRECTORY_STORE_BYTES)
         elif not isinstance(store, ContentStore):
             raise TypeError("store must be a directory path, a ContentStore or None")
         self._config = ContentConfig(**content_config)
