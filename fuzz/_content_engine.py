@@ -240,7 +240,26 @@ class Run:
         if type(message) is Request:
             self.requested.setdefault((peer_id, message.request_id), set()).add(
                 (message.content_id, message.index))
+        elif type(message) is Chunk:
+            self.judge(peer_id, message)   # raw or edited bytes may make a CHUNK too
         self.node.receive(peer_id, address, data, now=self.now)
+
+    def judge(self, peer_id: bytes, chunk: Chunk):
+        """The retrieval whose live request ``chunk`` answers (None if none),
+        and whether it is the genuine chunk; a sender of a bad answer is a liar."""
+        node = self.node
+        entry = node._requests.get(chunk.request_id)
+        # A banned peer's messages are dropped unread.
+        if entry is None or entry[1] != peer_id or node.server.is_banned(peer_id, self.now):
+            return None, True
+        retrieval = entry[0]
+        try:
+            verify_chunk(retrieval.content_id, chunk.length, chunk.index, chunk.data,
+                         list(chunk.proof))
+        except ProofError:
+            self.liars.setdefault(retrieval.id, set()).add(peer_id)
+            return retrieval, False
+        return retrieval, True
 
     def link_sender(self, peer_id: bytes, address) -> None:
         # The channel links a peer that writes first before it hands over its
@@ -254,22 +273,10 @@ class Run:
         live request marks its sender bad, a genuine one never does."""
         node = self.node
         self.link_sender(peer_id, address)
-        entry = node._requests.get(chunk.request_id)
-        # A banned peer's messages are dropped unread.
-        live = entry is not None and entry[1] == peer_id and \
-            not node.server.is_banned(peer_id, self.now)
-        retrieval = entry[0] if live else None
-        genuine = True
-        if live:
-            try:
-                verify_chunk(retrieval.content_id, chunk.length, chunk.index, chunk.data,
-                             list(chunk.proof))
-            except ProofError:
-                genuine = False
-            asked = self.asked.get((peer_id, chunk.request_id))
-            index_right = asked is not None and asked[1] == chunk.index
-            if not genuine:
-                self.liars.setdefault(retrieval.id, set()).add(peer_id)
+        retrieval, genuine = self.judge(peer_id, chunk)
+        live = retrieval is not None
+        asked = self.asked.get((peer_id, chunk.request_id))
+        index_right = asked is not None and asked[1] == chunk.index
         bad_before = node.stats["bad_chunks"]
         self.receive(peer_id, address, chunk.encode())
         if not live:
