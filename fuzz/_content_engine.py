@@ -760,7 +760,7 @@ def drain(run: Run) -> None:
             name = "retrieval_hangs_with_every_chunk" if all(
                 r.sink is not None and r.length is not None and all(
                     r.sink.have(i) for i in range(len(BY_ID[r.content_id].chunks))
-                    if r._in_range(i)) for r in stuck) else "retrieval_hangs"
+                    if i in r._wanted) for r in stuck) else "retrieval_hangs"
             # Narrowly: a chunk still counted as asked of a provider that owes it
             # no more (an answer under its request id named another index).
             if name == "retrieval_hangs" and all(any(

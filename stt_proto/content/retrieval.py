@@ -214,6 +214,7 @@ class Retrieval:
         first = min(self.first_byte // CHUNK_SIZE, count - 1)
         end = length if self.last_byte is None else min(self.last_byte, length)
         last = max(first, (max(end, 1) - 1) // CHUNK_SIZE)
+        self._wanted = range(first, last + 1)
         askers = self._askers
         self._pending = [i for i in range(first, last + 1)
                          if not self.sink.have(i) and i not in askers]
@@ -317,7 +318,7 @@ class Retrieval:
             rival = self.providers.get(other)
             if rival is not None and chunk.index in rival.outstanding:
                 self.owner._send_cancel(other, rival.outstanding.pop(chunk.index)[0])
-        if not self.sink.have(chunk.index) and self._in_range(chunk.index):
+        if not self.sink.have(chunk.index) and chunk.index in self._wanted:
             self.sink.write(chunk.index, chunk.data, leaf)
             self._wanted_left -= 1
         if self._wanted_left <= 0:
@@ -325,11 +326,6 @@ class Retrieval:
             return
         self._progress(now)
         self.schedule(now)
-
-    def _in_range(self, index: int) -> bool:
-        first = self.first_byte // CHUNK_SIZE
-        end = self.length if self.last_byte is None else min(self.last_byte, self.length)
-        return first <= index <= max(first, (max(end, 1) - 1) // CHUNK_SIZE)
 
     def _measure(self, provider: _Provider, size: int, latency: float, now: float) -> None:
         provider.received += size
