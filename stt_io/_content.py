@@ -81,6 +81,9 @@ class ContentDistributionBase:
         self._provide = bool(provide)
         self._engine: ContentNode | None = None
         self._waits: dict[int, _Wait] = {}
+        # Calls retrieving each content into the store now: one that does not
+        # provide it removes it only when it is the last (the others read it).
+        self._retrieving: dict[bytes, int] = {}
         self._counters = dict.fromkeys(("published", "retrieved", "retrievals_failed"), 0)
 
     # -- life cycle --------------------------------------------------------------------
@@ -253,9 +256,13 @@ class ContentDistributionBase:
         """
         content_id = _check_key(content_id, "content_id")
         keep = self._store.has(content_id)
-        await self._retrieve(content_id, timeout=timeout, provide=provide)
-        data = self._store.read(content_id)
-        if not keep and not self._wants_provide(provide):
+        self._retrieving[content_id] = self._retrieving.get(content_id, 0) + 1
+        try:
+            await self._retrieve(content_id, timeout=timeout, provide=provide)
+            data = self._store.read(content_id)
+        finally:
+            last = self._last_retrieving(content_id)
+        if not keep and not self._wants_provide(provide) and last:
             self._store.remove(content_id)
         return data
 
@@ -281,9 +288,13 @@ class ContentDistributionBase:
             if progress is not None:
                 self._call(progress, length, length, 0)
             return length
-        end = await self._retrieve(content_id, timeout=timeout, provide=provide, path=path,
-                                   progress=progress)
-        if not self._wants_provide(provide):
+        self._retrieving[content_id] = self._retrieving.get(content_id, 0) + 1
+        try:
+            end = await self._retrieve(content_id, timeout=timeout, provide=provide, path=path,
+                                       progress=progress)
+        finally:
+            last = self._last_retrieving(content_id)
+        if not self._wants_provide(provide) and last:
             self._forget_file(content_id, path)
         return end.length
 
@@ -333,6 +344,16 @@ class ContentDistributionBase:
                     return False
                 f.write(data)
         return True
+
+    def _last_retrieving(self, content_id: bytes) -> bool:
+        """One call retrieving ``content_id`` is over: whether it was the last
+        one and nobody provides the content (so a call that does not provide it
+        may drop it from the store)."""
+        count = self._retrieving.pop(content_id) - 1
+        if count:
+            self._retrieving[content_id] = count
+            return False
+        return self._engine is None or content_id not in self._engine.published()
 
     def _wants_provide(self, provide: bool | None) -> bool:
         return self._provide if provide is None else bool(provide)
@@ -388,6 +409,9 @@ class ContentDistributionBase:
             reason = end.reason
             if reason == "store_full":
                 raise StoreFullError(f"no room in the store for content {content_id.hex()}")
+            if reason == "store_error":
+                raise ContentError(f"content {content_id.hex()}: the store could not open "
+                                   f"{path or 'its entry'} for writing")
             raise ContentNotFoundError(f"content {content_id.hex()}: {reason.replace('_', ' ')}")
         self._counters["retrieved"] += 1
         return retrieval if want_retrieval else end

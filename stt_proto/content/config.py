@@ -28,6 +28,10 @@ class ContentConfig:
     max_refusals: int = 256
     """Refused requests a peer may make within ``ban_time`` before it is banned:
     its content stream is stopped and its requests are ignored until then."""
+    max_queued_refusals: int = 16
+    """Refusals waiting to be sent to one peer; a peer that asks again while
+    this many wait unread (it asks without reading its stream) is banned
+    (``peers_banned_unread``)."""
     ban_time: float = 60.0
     """How long a banned peer stays banned, and the window ``max_refusals`` counts in."""
     max_serving_peers: int = 1_024

@@ -19,6 +19,11 @@ asked. An answer to a request that was cancelled (an endgame copy, a dropped
 provider) is expected now and then and ignored; a chunk nobody asked for at
 all counts against the peer, which is banned past ``max_unsolicited``.
 
+Retrievals of one content into the store do not fetch side by side (each
+would miss the chunks the other wrote into the one partial entry): the first
+fetches and the others wait for it, ending as it ends, or starting when it
+is cancelled or wrote to another file (``_hand_over``).
+
 Content the node provides is announced in the DHT (``provide``); the DHT
 republishes the announcement while the node keeps providing. At most
 ``_MAX_ANNOUNCING`` announcements run at once, so a restart with a large store
@@ -42,7 +47,7 @@ from ..events import (
     Event,
 )
 from .config import ContentConfig
-from .messages import Cancel, Chunk, Refuse, Request, decode
+from .messages import Cancel, Chunk, MessageType, Refuse, Request, decode
 from .retrieval import DONE, FAILED, RangeSink, Retrieval
 from .serving import Server
 
@@ -54,18 +59,20 @@ Address = Any
 _MAX_ANNOUNCING = 8
 #: Seconds before an announcement the DHT was too busy for is tried again.
 _ANNOUNCE_RETRY = 5.0
+_REFUSE = bytes([MessageType.REFUSE])
 #: Cancelled request ids remembered (their late answers are not the peer's fault).
 _MAX_CANCELLED = 4_096
 
 
 class _Peer:
-    __slots__ = ("address", "linked", "wanted", "control", "unsolicited")
+    __slots__ = ("address", "linked", "wanted", "control", "refusals", "unsolicited")
 
     def __init__(self, address: Address) -> None:
         self.address = address
         self.linked = False
         self.wanted = False
-        self.control: deque[bytes] = deque()
+        self.control: deque[bytes] = deque()    # our requests and cancels
+        self.refusals: deque[bytes] = deque()   # our refusals of its requests
         self.unsolicited = 0
 
 
@@ -85,7 +92,7 @@ class ContentNode:
         self.stats: dict[str, int] = dict.fromkeys((
             "messages_malformed", "chunks_received", "chunks_late", "chunks_unsolicited",
             "bad_chunks", "retrievals_started", "retrievals_done", "retrievals_failed",
-            "announcements"), 0)
+            "retrievals_joined", "announcements", "peers_banned_unread"), 0)
         self.server = Server(store, self.config, self.stats)
         self._peers: dict[bytes, _Peer] = {}
         self._connects: dict[bytes, Address] = {}
@@ -96,10 +103,13 @@ class ContentNode:
         # Retrievals by id, the requests they have out, and who looks for providers.
         self._retrievals: dict[int, Retrieval] = {}
         self._next_retrieval = 1
-        self._requests: dict[int, tuple[Retrieval, bytes]] = {}
+        self._requests: dict[int, tuple[Retrieval, bytes, int]] = {}   # -> (.., peer, index)
         self._next_request = 0
         self._cancelled: OrderedDict[int, None] = OrderedDict()
         self._finding: dict[bytes, list[int]] = {}
+        # One retrieval of a content into the store fetches; the others wait for it.
+        self._leading: dict[bytes, Retrieval] = {}
+        self._followers: dict[int, list[Retrieval]] = {}
         # Announcements: content provided, waiting to be announced, being announced.
         self._provided: set[bytes] = set()
         self._announce: deque[bytes] = deque()
@@ -161,24 +171,69 @@ class ContentNode:
             raise ValueError("a content id is 32 bytes")
         if len(self._retrievals) >= self.config.max_retrievals:
             raise StoreFullError(f"{self.config.max_retrievals} retrievals are running already")
-        sink = None
-        if whole:
-            length = self.store.length(content_id) if self.store.has(content_id) else \
-                self.store.partial_length(content_id)
-            if length is not None:
-                sink = self.store.begin(content_id, length, path=path)
-        elif self.store.has(content_id):
-            sink = _StoreRange(self.store, content_id)
         retrieval = Retrieval(self._next_retrieval, content_id, self, self.config, now=now,
-                              sink=sink, first=first, last=last)
-        retrieval.whole = whole
-        retrieval.path = path
-        retrieval.provide = provide
+                              first=first, last=last, whole=whole, path=path, provide=provide)
         self._next_retrieval += 1
         self._retrievals[retrieval.id] = retrieval
         self.stats["retrievals_started"] += 1
-        retrieval.start(now)
+        leader = self._leading.get(content_id) if whole else None
+        if leader is not None:
+            # Two fetches into one partial would each miss what the other wrote:
+            # this one waits for the running one (see ``_hand_over``).
+            self.stats["retrievals_joined"] += 1
+            retrieval.leader = leader
+            self._followers.setdefault(leader.id, []).append(retrieval)
+            return retrieval
+        try:
+            self._begin(retrieval, now)
+        except BaseException:
+            self._end(retrieval)
+            raise
         return retrieval
+
+    def _begin(self, retrieval: Retrieval, now: float) -> None:
+        """Open the retrieval's sink if the store knows the length, and start it.
+        Raises what ``store.begin`` raises (no room, a path that cannot be made)."""
+        content_id, sink = retrieval.content_id, None
+        if retrieval.whole:
+            self._leading[content_id] = retrieval
+            length = self.store.length(content_id) if self.store.has(content_id) else \
+                self.store.partial_length(content_id)
+            if length is not None:
+                sink = self.store.begin(content_id, length, path=retrieval.path)
+        elif self.store.has(content_id):
+            sink = _StoreRange(self.store, content_id)
+        retrieval.begin(now, sink)
+
+    def _hand_over(self, leader: Retrieval, kind: str, reason: str | None) -> None:
+        """The retrieval others waited for has ended: those writing to the same
+        place end as it did, unless it was cancelled; the rest start, the first
+        fetching and the others waiting for it."""
+        followers = self._followers.pop(leader.id, [])
+        starting = []
+        for follower in followers:
+            follower.leader = None
+            if follower.path != leader.path or (kind == "failed" and reason == "cancelled"):
+                starting.append(follower)
+            elif kind == "retrieved":
+                follower.sink, follower.length, follower.state = leader.sink, leader.length, DONE
+                self._report(follower, "progress")
+                self._report(follower, "retrieved")
+            else:
+                follower.state = FAILED
+                self._report(follower, "failed", reason=reason)
+        if not starting:
+            return
+        first = starting[0]
+        for follower in starting[1:]:
+            follower.leader = first
+        self._followers[first.id] = starting[1:]
+        try:
+            self._begin(first, self._now)
+        except StoreFullError:
+            first.fail_no_room(self._now)
+        except (OSError, ValueError):
+            first.fail_store_error(self._now)
 
     def cancel(self, retrieval_id: int, *, now: float) -> None:
         retrieval = self._retrievals.get(retrieval_id)
@@ -191,7 +246,7 @@ class ContentNode:
                       now: float) -> int:
         request_id = self._next_request
         self._next_request = (request_id + 1) & 0xFFFFFFFF
-        self._requests[request_id] = (retrieval, peer_id)
+        self._requests[request_id] = (retrieval, peer_id, index)
         self._control(peer_id, Request(request_id=request_id, content_id=retrieval.content_id,
                                       index=index).encode())
         return request_id
@@ -225,21 +280,26 @@ class ContentNode:
         self._connects[peer_id] = address
 
     def _open_sink(self, retrieval: Retrieval, length: int) -> Any:
+        """The sink for the retrieval's chunks, or None with the retrieval failed."""
         if not retrieval.whole:
             return RangeSink(retrieval.content_id, length)
         try:
             return self.store.begin(retrieval.content_id, length, path=retrieval.path)
         except StoreFullError:
             retrieval.fail_no_room(self._now)
-            return None
+        except OSError:
+            retrieval.fail_store_error(self._now)
+        return None
 
     def _report(self, retrieval: Retrieval, kind: str, **fields: Any) -> None:
         content_id = retrieval.content_id
         if kind == "progress":
-            self._events.append(ContentProgress(
-                retrieval_id=retrieval.id, content_id=content_id,
-                done_bytes=retrieval.done_bytes, total_bytes=retrieval.length or 0,
-                providers=sum(1 for p in retrieval.providers.values() if p.linked)))
+            providers = sum(1 for p in retrieval.providers.values() if p.linked)
+            for each in [retrieval, *self._followers.get(retrieval.id, ())]:
+                self._events.append(ContentProgress(
+                    retrieval_id=each.id, content_id=content_id,
+                    done_bytes=retrieval.done_bytes, total_bytes=retrieval.length or 0,
+                    providers=providers))
         elif kind == "dropped":
             if fields["reason"] == "bad_chunk":
                 self.stats["bad_chunks"] += 1
@@ -255,14 +315,21 @@ class ContentNode:
             self._events.append(ContentRetrieved(retrieval_id=retrieval.id,
                                                  content_id=content_id,
                                                  length=retrieval.length or 0))
+            self._hand_over(retrieval, kind, None)
         else:
             self._end(retrieval)
             self.stats["retrievals_failed"] += 1
             self._events.append(ContentRetrievalFailed(retrieval_id=retrieval.id,
                                                        content_id=content_id, **fields))
+            self._hand_over(retrieval, kind, fields["reason"])
 
     def _end(self, retrieval: Retrieval) -> None:
         self._retrievals.pop(retrieval.id, None)
+        if self._leading.get(retrieval.content_id) is retrieval:
+            del self._leading[retrieval.content_id]
+        if retrieval.leader is not None:
+            self._followers[retrieval.leader.id].remove(retrieval)
+            retrieval.leader = None
         waiting = self._finding.get(retrieval.content_id)
         if waiting is not None and retrieval.id in waiting:
             waiting.remove(retrieval.id)
@@ -270,6 +337,8 @@ class ContentNode:
     def providers_found(self, key: bytes, providers: list[tuple[bytes, Address]], *,
                         now: float) -> None:
         self._now = max(self._now, now)
+        # A peer this node banned drops what it sends unread: no use asking it.
+        providers = [(p, a) for p, a in providers if not self.server.is_banned(p, now)]
         for retrieval_id in self._finding.pop(key, []):
             retrieval = self._retrievals.get(retrieval_id)
             if retrieval is not None:
@@ -293,13 +362,14 @@ class ContentNode:
         elif kind is Request:
             refusal = self.server.request(peer_id, message, now)
             if refusal is not None:
-                self._control(peer_id, refusal)
+                self._refuse(peer_id, refusal, now)
             elif self.server.is_banned(peer_id, now):  # that request passed the bound
                 self._ban(peer_id, now)
         elif kind is Refuse:
-            entry = self._requests.pop(message.request_id, None)
+            entry = self._requests.get(message.request_id)
             if entry is not None and entry[1] == peer_id:
-                entry[0].on_refuse(peer_id, message.request_id, message.reason,
+                del self._requests[message.request_id]
+                entry[0].on_refuse(peer_id, message.request_id, entry[2], message.reason,
                                    message.retry_after_ms / 1000, now)
         elif kind is Cancel:
             self.server.cancel(peer_id, message.request_id)
@@ -319,12 +389,24 @@ class ContentNode:
             return
         del self._requests[chunk.request_id]
         self.stats["chunks_received"] += 1
-        entry[0].on_chunk(peer_id, chunk, now)
+        entry[0].on_chunk(peer_id, chunk, entry[2], now)
 
     def _ban(self, peer_id: bytes, now: float) -> None:
         self.server.ban(peer_id, now)
         self._banned.extend(self.server.take_banned())
         self._forget(peer_id, now, reason="refused")
+
+    def _refuse(self, peer_id: bytes, refusal: bytes, now: float) -> None:
+        """Queue a refusal; a peer that asks again while ``max_queued_refusals``
+        wait for it, unread, is banned (it asks without reading)."""
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            return
+        if len(peer.refusals) >= self.config.max_queued_refusals:
+            self.stats["peers_banned_unread"] += 1
+            self._ban(peer_id, now)
+            return
+        peer.refusals.append(refusal)
 
     def _control(self, peer_id: bytes, data: bytes) -> None:
         peer = self._peers.get(peer_id)
@@ -384,7 +466,7 @@ class ContentNode:
     def output_peers(self) -> list[bytes]:
         has_work = self.server.has_work
         return [peer_id for peer_id, peer in self._peers.items()
-                if peer.linked and (peer.control or has_work(peer_id))]
+                if peer.linked and (peer.control or peer.refusals or has_work(peer_id))]
 
     def pop_output(self, peer_id: bytes) -> bytes | None:
         peer = self._peers.get(peer_id)
@@ -392,12 +474,15 @@ class ContentNode:
             return None
         if peer.control:
             return peer.control.popleft()
+        if peer.refusals:
+            return peer.refusals.popleft()
         return self.server.next_message(peer_id)
 
     def push_back(self, peer_id: bytes, data: bytes) -> None:
         peer = self._peers.get(peer_id)
         if peer is not None:
-            peer.control.appendleft(data)
+            queue = peer.refusals if data[:1] == _REFUSE else peer.control
+            queue.appendleft(data)
 
     def next_event(self) -> Event | None:
         return self._events.pop(0) if self._events else None

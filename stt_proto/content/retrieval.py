@@ -25,10 +25,11 @@ id commits to, so nothing a provider says is taken on trust.
   most ``endgame_copies`` askers per chunk. The first copy to arrive wins; the
   others are cancelled. Copying only overdue chunks keeps a small content,
   whose chunks all fit in the first pipelines, from being fetched twice.
-* **Bad providers.** A chunk that fails its proof drops its provider for good
-  (``bad_chunk``) and its chunks go back to the others. A refusal ``BUSY``
-  rests the provider for the time it asked and halves its depth; other
-  refusals drop it. A provider that owes chunks and sends nothing for
+* **Bad providers.** A chunk that fails its proof, or answers a request for
+  another index, drops its provider for good (``bad_chunk``) and its chunks
+  go back to the others. A refusal ``BUSY`` rests the provider for the time
+  it asked and halves its depth; other refusals drop it. A provider that owes
+  chunks and sends nothing for
   ``stall_timeout`` (or eight of its request-to-chunk times, if longer) is
   dropped as ``stalled``.
 * **Running out.** With no provider left and chunks missing, the DHT is
@@ -47,7 +48,7 @@ import heapq
 import math
 from typing import Any
 
-from ..errors import ProofError
+from ..errors import LocalProtocolError, ProofError
 from .messages import Chunk, RefuseReason
 from .tree import CHUNK_SIZE, chunk_count, verify_chunk
 
@@ -106,17 +107,23 @@ class Retrieval:
         ``_want_link(peer, address)``, ``_open_sink(retrieval, length) -> sink``
         and ``_report(retrieval, event kind, **fields)``.
     :param first, last: the byte range wanted (``last=None``: to the end).
+    :param whole: into the store's partial (at ``path`` if given), else a range into memory.
     """
 
     def __init__(self, retrieval_id: int, content_id: bytes, owner: Any, config: Any, *,
-                 now: float, sink: Any = None, first: int = 0, last: int | None = None) -> None:
+                 now: float, first: int = 0, last: int | None = None, whole: bool = True,
+                 path: str | None = None, provide: bool = True) -> None:
         self.id = retrieval_id
         self.content_id = content_id
+        self.whole = whole          # into the store (else a range, into memory)
+        self.path = path            # the file it is written to in place, if any
+        self.provide = provide      # provided once retrieved
+        self.leader: Retrieval | None = None   # the retrieval this one waits for
         self.owner = owner
         self.config = config
         self.state = FINDING
-        self.sink = sink                      # set once the length is known
-        self.length: int | None = sink.length if sink is not None else None
+        self.sink: Any = None                 # set once the length is known
+        self.length: int | None = None
         self.first_byte = first
         self.last_byte = last
         self.providers: dict[bytes, _Provider] = {}
@@ -127,21 +134,25 @@ class Retrieval:
         self._askers: dict[int, set[bytes]] = {}  # outstanding chunk -> providers asked
         self._due: dict[int, float] = {}          # outstanding chunk -> when it is overdue
         self._endgame_at: float | None = None
-        self._wanted_left = 0                     # chunks wanted and not yet verified
+        self._wanted = range(0)
+        self._missing: set[int] = set()           # chunks wanted and not in the sink
         self._probe_index = first // CHUNK_SIZE
         self._lookups = 0
         self._lookup_at: float | None = None
         self._progress_at = -math.inf
         self.started = now
-        if self.length is not None:
-            self._plan(self.length)
 
     # -- providers -----------------------------------------------------------------------
 
-    def start(self, now: float) -> None:
-        if self.sink is not None and self._wanted_left == 0:
-            self._finish(now)  # the store had every chunk wanted
-            return
+    def begin(self, now: float, sink: Any = None) -> None:
+        """Start: with ``sink`` when the length is known already (the store has
+        the content, or part of it), else the first chunk tells it."""
+        if sink is not None:
+            self.sink = sink
+            self._plan(sink.length)
+            if not self._missing:
+                self._finish(now)  # the store had every chunk wanted
+                return
         self._lookup(now)
 
     def _lookup(self, now: float) -> None:
@@ -215,11 +226,10 @@ class Retrieval:
         end = length if self.last_byte is None else min(self.last_byte, length)
         last = max(first, (max(end, 1) - 1) // CHUNK_SIZE)
         self._wanted = range(first, last + 1)
-        askers = self._askers
-        self._pending = [i for i in range(first, last + 1)
-                         if not self.sink.have(i) and i not in askers]
+        have = self.sink.have
+        self._missing = {i for i in self._wanted if not have(i)}
+        self._pending = [i for i in self._missing if i not in self._askers]
         heapq.heapify(self._pending)
-        self._wanted_left = sum(1 for i in range(first, last + 1) if not self.sink.have(i))
 
     def _unask(self, index: int, peer_id: bytes) -> None:
         askers = self._askers.get(index)
@@ -229,9 +239,8 @@ class Retrieval:
         if not askers:
             del self._askers[index]
             self._due.pop(index, None)
-            if self.sink is None or not self.sink.have(index):
-                if self.length is not None:
-                    heapq.heappush(self._pending, index)
+            if index in self._missing:
+                heapq.heappush(self._pending, index)
 
     def schedule(self, now: float) -> None:
         """Fill the free pipeline slots of every linked, rested provider."""
@@ -246,7 +255,7 @@ class Retrieval:
             if not provider.linked or provider.resting_until > now:
                 continue
             while len(provider.outstanding) < provider.depth:
-                while pending and (pending[0] in askers or self.sink.have(pending[0])):
+                while pending and (pending[0] in askers or pending[0] not in self._missing):
                     heapq.heappop(pending)
                 if pending:
                     index = heapq.heappop(pending)
@@ -291,18 +300,24 @@ class Retrieval:
 
     # -- answers -----------------------------------------------------------------------------
 
-    def on_chunk(self, peer_id: bytes, chunk: Chunk, now: float) -> None:
+    def on_chunk(self, peer_id: bytes, chunk: Chunk, index: int, now: float) -> None:
+        """``chunk`` came from ``peer_id`` under the id of its request for chunk
+        ``index``; anything else under that id (another index, a failed proof)
+        is a bad chunk."""
         provider = self.providers.get(peer_id)
         if provider is None or self.state != FETCHING:
             return
-        sent = provider.outstanding.pop(chunk.index, None)
+        sent = provider.outstanding.get(index)
         if sent is None or sent[0] != chunk.request_id:
             return
+        del provider.outstanding[index]
         try:
-            leaf = verify_chunk(self.content_id, chunk.length, chunk.index, chunk.data,
+            if chunk.index != index:
+                raise ProofError(f"chunk {chunk.index} sent for chunk {index}")
+            leaf = verify_chunk(self.content_id, chunk.length, index, chunk.data,
                                 list(chunk.proof))
         except ProofError:
-            self._unask(chunk.index, peer_id)
+            self._unask(index, peer_id)
             self._drop(provider, "bad_chunk", now)
             return
         self._measure(provider, len(chunk.data), now - sent[1], now)
@@ -312,20 +327,36 @@ class Retrieval:
                 return  # the owner failed the retrieval (no room)
             self.sink = sink
             self._plan(chunk.length)
-        askers = self._askers.pop(chunk.index, set())
-        self._due.pop(chunk.index, None)
+        askers = self._askers.pop(index, set())
+        self._due.pop(index, None)
         for other in askers - {peer_id}:
             rival = self.providers.get(other)
-            if rival is not None and chunk.index in rival.outstanding:
-                self.owner._send_cancel(other, rival.outstanding.pop(chunk.index)[0])
-        if not self.sink.have(chunk.index) and chunk.index in self._wanted:
-            self.sink.write(chunk.index, chunk.data, leaf)
-            self._wanted_left -= 1
-        if self._wanted_left <= 0:
+            if rival is not None and index in rival.outstanding:
+                self.owner._send_cancel(other, rival.outstanding.pop(index)[0])
+        if index in self._missing and not self._write(index, chunk.data, leaf, now):
+            return
+        if not self._missing:
             self._finish(now)
             return
         self._progress(now)
         self.schedule(now)
+
+    def _write(self, index: int, data: Any, leaf: bytes, now: float) -> bool:
+        """Write a verified chunk into the sink; False if the retrieval failed.
+        The store may have dropped the sink meanwhile (the content was removed,
+        or added whole): then the sink is opened again and the plan follows it."""
+        try:
+            self.sink.write(index, data, leaf)
+        except LocalProtocolError:
+            sink = self.owner._open_sink(self, self.length)
+            if sink is None:
+                return False
+            self.sink = sink
+            self._plan(self.length)
+            if index in self._missing:
+                sink.write(index, data, leaf)
+        self._missing.discard(index)
+        return True
 
     def _measure(self, provider: _Provider, size: int, latency: float, now: float) -> None:
         provider.received += size
@@ -340,13 +371,13 @@ class Retrieval:
                 bdp = 2 * provider.rate * provider.latency / CHUNK_SIZE
                 provider.depth = max(2, min(self.config.max_depth, math.ceil(bdp) + 1))
 
-    def on_refuse(self, peer_id: bytes, request_id: int, reason: int, retry_after: float,
-                  now: float) -> None:
+    def on_refuse(self, peer_id: bytes, request_id: int, index: int, reason: int,
+                  retry_after: float, now: float) -> None:
         provider = self.providers.get(peer_id)
         if provider is None:
             return
-        index = next((i for i, (r, _) in provider.outstanding.items() if r == request_id), None)
-        if index is None:
+        sent = provider.outstanding.get(index)
+        if sent is None or sent[0] != request_id:
             return
         del provider.outstanding[index]
         self._unask(index, peer_id)
@@ -430,3 +461,6 @@ class Retrieval:
 
     def fail_no_room(self, now: float) -> None:
         self._fail("store_full", now)
+
+    def fail_store_error(self, now: float) -> None:
+        self._fail("store_error", now)

@@ -18,6 +18,8 @@ What a peer can push against, and what it gets:
   past the content's last chunk: REFUSE ``OUT_OF_RANGE``;
 * more than ``max_refusals`` refused requests within ``ban_time``: banned for
   ``ban_time`` (the host stops its stream; its requests are dropped unread).
+  (:class:`~stt_proto.content.node.ContentNode` also bans a peer that asks
+  while ``max_queued_refusals`` refusals wait for it unread.)
 
 A CANCEL removes a request that has not been answered yet; one for a request
 already answered (the chunk is on its way) is ignored.

@@ -134,3 +134,25 @@ async def test_retrieving_to_a_file_what_the_store_has_copies_it_locally(stt, tm
             small = await cd.publish_content(str(source))
             assert await cd.retrieve_to_file(small, source) == 100
             assert source.read_bytes() == data[:100]
+
+
+async def test_concurrent_retrievals_of_one_content_fetch_it_once(stt):
+    """Three calls at once, none providing afterwards: one fetch, three
+    answers, and the store forgets the content only once the last has read it."""
+    with anyio.fail_after(30):
+        async with Swarm(stt, 3) as swarm:
+            data = os.urandom(5 * CHUNK_SIZE + 1)
+            content_id = await swarm.cds[1].publish_content(data)
+            cd = swarm.cds[2]
+            results = []
+
+            async def retrieve():
+                results.append(await cd.retrieve_content(content_id, provide=False))
+
+            async with anyio.create_task_group() as tasks:
+                for _ in range(3):
+                    tasks.start_soon(retrieve)
+            assert results == [data] * 3
+            stats = cd.statistics()
+            assert stats["chunks_received"] == 6 and stats["retrievals_joined"] == 2
+            assert not cd.store.has(content_id) and cd.published() == []

@@ -1,7 +1,7 @@
 """The content engine fuzz program without atheris: the checked-in corpus and a
 batch of seeded random programs replayed through ``fuzz/_content_engine.py``
 (the same checks ``fuzz/fuzz_content_engine.py`` runs), and the findings of the
-long runs as regressions, strict expected failures until the engine is fixed."""
+long runs as regressions."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from stt_proto.content.config import ContentConfig
-from stt_proto.content.messages import Chunk, Request, decode
+from stt_proto.content.messages import Request, decode
 from stt_proto.content.node import ContentNode
 from stt_proto.content.store import MemoryStore
 from stt_proto.events import ContentRetrieved
@@ -31,10 +31,10 @@ def test_corpus_program_keeps_every_invariant(seed):
 
 
 def test_seeded_random_programs_keep_every_invariant():
-    """Not strict: the known findings are let through (narrowly), anything else fails."""
+    """Strict: no finding is let through."""
     rng = random.Random(1616)
     for _ in range(300):
-        _content_engine.run_input(rng.randbytes(rng.randrange(1, 500)))
+        _content_engine.run_input(rng.randbytes(rng.randrange(1, 500)), strict=True)
 
 
 def test_corpus_reaches_the_deep_paths():
@@ -76,7 +76,7 @@ def test_a_broken_invariant_is_reported():
         _content_engine.check(run)
 
 
-# -- findings of fuzz_content_engine, expected to fail until the engine is fixed ---------
+# -- findings of fuzz_content_engine, kept as regressions --------------------------------
 
 CONTENT = _content_engine.CONTENTS[0]      # three chunks
 PEER, ADDRESS = _content_engine.PEER_IDS[0], _content_engine.ADDRESSES[0]
@@ -130,18 +130,12 @@ def _serve_honestly(node: ContentNode, retrievals: list, until: float = 60.0) ->
     return now
 
 
-@pytest.mark.xfail(strict=True, reason="finding: two retrievals of one content share the "
-                   "store's partial; chunks one of them writes are never counted by the "
-                   "other, which waits forever with no timer")
 def test_two_retrievals_of_one_content_both_end():
     """Found by fuzz_content_engine. The application retrieves one content twice
-    at once (two ``retrieve_content`` calls, say). The first chunk opens the
-    store's partial for the first retrieval; the second gets the same partial
-    back from ``store.begin`` (resume), so every chunk the first writes is
-    ``have()`` for the second, whose ``on_chunk`` then neither writes nor
-    decrements ``_wanted_left``. It ends up with no request out, no timer and no
-    lookup: its caller waits forever (or for its timeout), though the content is
-    complete in the store."""
+    at once (two ``retrieve_content`` calls, say). Both used to fetch into the
+    store's one partial, each blind to the chunks the other wrote: the second
+    ended with no request out, no timer and no lookup, and waited forever. Now
+    the second waits for the first and ends with it; the chunks are fetched once."""
     node = _node(max_providers=2, initial_depth=2, max_depth=3)
     first, second = _retrieving(node, 2)
     _serve_honestly(node, [first, second])
@@ -152,21 +146,16 @@ def test_two_retrievals_of_one_content_both_end():
             ended.append(event.retrieval_id)
     assert sorted(ended) == [first.id, second.id]
     assert node.retrievals() == []
+    assert node.stats["chunks_received"] == len(CONTENT.chunks)
+    assert node.stats["retrievals_joined"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="finding: a CHUNK answering one request with "
-                   "another index is ignored, yet pops the provider's request for that "
-                   "index; the chunk stays asked of it forever and the retrieval hangs")
-def test_a_chunk_under_another_index_does_not_hang_the_retrieval():
+def test_a_chunk_under_another_index_drops_its_provider_as_bad():
     """Found by fuzz_content_engine. One provider answers the request for chunk 1
-    with chunk 2 (genuine data and proof, the wrong index). ``on_chunk`` pops
-    ``outstanding[2]`` (request 2's entry), sees another request id and returns:
-    the provider is not dropped, request 1 stays outstanding, and request 2 is
-    still in the node's table with nothing of the retrieval waiting for it, so
-    its genuine answer is ignored too. Chunk 2 is left in ``_askers`` with this
-    provider, who never owes it again: with no other provider, nobody may copy
-    it, and once chunk 1 is fetched again (after a stall and a new lookup) the
-    retrieval waits forever with no timer."""
+    with chunk 2 (genuine data and proof, the wrong index). That used to pop
+    request 2's entry and leave chunk 1 asked of it forever: the retrieval hung.
+    An answer that is not the chunk asked for is now a bad chunk: the provider
+    is dropped for good and the retrieval goes on with another."""
     node = _node(max_providers=2, initial_depth=2, max_depth=3, stall_timeout=3.0)
     (retrieval,) = _retrieving(node)
     (probe,) = _output(node)
@@ -174,70 +163,94 @@ def test_a_chunk_under_another_index_does_not_hang_the_retrieval():
     one, two = _output(node)
     assert (one.index, two.index) == (1, 2)
     node.receive(PEER, ADDRESS, CONTENT.chunk(one.request_id, 2).encode(), now=0.2)
-    node.receive(PEER, ADDRESS, CONTENT.chunk(two.request_id, 2).encode(), now=0.2)
-    _serve_honestly(node, [retrieval])
-    assert retrieval.state in ("done", "failed")
+    assert PEER in retrieval.bad and PEER not in retrieval.providers
+    assert node.stats["bad_chunks"] == 1
+    # An honest provider found by the next lookup finishes it.
+    now = 0.2
+    while retrieval.state == "fetching" and now < 30:
+        now = max(now, node.get_timer())
+        node.handle_timer(now=now)
+        for action, key in node.dht_actions():
+            node.providers_found(key, [(OTHER, OTHER_ADDRESS), (PEER, ADDRESS)], now=now)
+        for peer, address in node.connects_wanted():
+            assert peer == OTHER
+            node.peer_linked(peer, address, now=now)
+        for message in _output(node, OTHER):
+            if type(message) is Request:
+                node.receive(OTHER, OTHER_ADDRESS, CONTENT.chunk(
+                    message.request_id, message.index).encode(), now=now)
+    assert retrieval.state == "done"
+    assert node.store.read(CONTENT.id) == CONTENT.data
 
 
-@pytest.mark.xfail(strict=True, reason="finding: refusals to a peer whose stream takes "
-                   "nothing pile up in its control queue without bound (BUSY for "
-                   "max_serving_peers is not even counted towards a ban)")
 def test_refusals_to_a_peer_that_reads_nothing_stay_bounded():
     """Found by fuzz_content_engine. A peer that never reads its stream (no
     flow-control credit, so the host pops nothing) keeps asking. Each refusal
-    goes into the peer's control queue. The ban after ``max_refusals`` counts
-    within ``ban_time`` only, so one refusal short of the ban per window piles up
-    window after window; and a peer refused because ``max_serving_peers`` others
-    have requests queued gets its BUSY without any count at all (``_refuse`` with
-    no requester), so it is never banned and its queue grows with every request."""
-    node = _node(max_serving_peers=1, max_refusals=5, ban_time=6.0)
+    used to join its queue without bound: the ban counts within ``ban_time``
+    only, and BUSY for ``max_serving_peers`` (no request state for the peer)
+    counted nothing. Now a peer that asks while ``max_queued_refusals`` wait
+    for it is banned, and what waited goes with it."""
+    node = _node(max_serving_peers=1, max_refusals=5, ban_time=6.0, max_queued_refusals=4)
     node.store.add_bytes(CONTENT.data)
     for peer, address in ((PEER, ADDRESS), (OTHER, OTHER_ADDRESS)):
         node.peer_linked(peer, address, now=0.0)
-    # OTHER has a request queued: PEER is refused BUSY, uncounted, every time.
+    # OTHER has a request queued: PEER is refused BUSY, with no request state.
     node.receive(OTHER, OTHER_ADDRESS, Request(request_id=1, content_id=CONTENT.id,
                                                index=0).encode(), now=0.0)
     for request_id in range(1_000):
         node.receive(PEER, ADDRESS, Request(request_id=request_id, content_id=CONTENT.id,
                                             index=0).encode(), now=0.0)
-    assert len(node._peers[PEER].control) <= 5
+        peer = node._peers.get(PEER)
+        assert peer is None or len(peer.refusals) <= 4
+    assert node.take_banned() == [PEER]
+    assert node.stats["peers_banned_unread"] == 1
+    assert node.stats["requests_refused_busy"] == 5   # then its messages went unread
+    assert _output(node) == []
 
 
-@pytest.mark.xfail(strict=True, reason="finding: the refusal budget counts within "
-                   "ban_time only, so refusals to a peer that reads nothing pile up window "
-                   "after window")
 def test_refusals_within_the_budget_of_each_window_stay_bounded():
     """The other path of the finding above: a peer keeps one refusal short of
-    the ban in every ``ban_time`` window and never reads; its queue grows by
-    ``max_refusals`` per window."""
-    node = _node(max_refusals=5, ban_time=6.0)
+    the ``max_refusals`` ban in every ``ban_time`` window and never reads; its
+    queue used to grow by ``max_refusals`` per window."""
+    node = _node(max_refusals=5, ban_time=6.0, max_queued_refusals=16)
     node.peer_linked(PEER, ADDRESS, now=0.0)
-    for window in range(10):
+    windows = 0
+    while PEER in node._peers and windows < 10:
         for request_id in range(5):
             node.receive(PEER, ADDRESS, Request(request_id=request_id, content_id=bytes(32),
-                                                index=0).encode(), now=7.0 * window)
+                                                index=0).encode(), now=7.0 * windows)
+        windows += 1
+        assert PEER not in node._peers or len(node._peers[PEER].refusals) <= 16
+    assert windows == 4 and node.take_banned() == [PEER]
+
+
+def test_a_peer_that_reads_its_refusals_is_not_banned_for_them():
+    """The bound is on refusals waiting unread: a peer refused now and then
+    that reads them is only ever held to ``max_refusals`` per ``ban_time``."""
+    node = _node(max_refusals=50, ban_time=6.0, max_queued_refusals=2)
+    node.peer_linked(PEER, ADDRESS, now=0.0)
+    for request_id in range(40):
+        node.receive(PEER, ADDRESS, Request(request_id=request_id, content_id=bytes(32),
+                                            index=0).encode(), now=0.0)
+        assert [type(m).__name__ for m in _output(node)] == ["Refuse"]
     assert node.take_banned() == []
-    assert len(node._peers[PEER].control) <= 5
 
 
-@pytest.mark.xfail(strict=True, reason="finding: a retrieval recruits a peer the server "
-                   "banned and sends it REQUESTs whose answers receive() drops unread")
 def test_a_banned_peer_is_not_asked_for_chunks():
     """Found by fuzz_content_engine. A peer sends malformed bytes and is banned
-    (its stream stopped, its messages dropped unread). A lookup then names it as
-    a provider: ``providers_found`` does not look at bans, so the retrieval links
-    it and queues REQUESTs; its genuine answers are dropped by ``receive``, and
-    the retrieval waits ``stall_timeout`` for each lookup that names it."""
+    (its stream stopped, its messages dropped unread). A lookup then named it
+    as a provider, and the retrieval linked it and queued REQUESTs whose answers
+    were dropped. A banned peer is no longer taken from a lookup's answer."""
     node = _node()
     node.peer_linked(PEER, ADDRESS, now=0.0)
     node.receive(PEER, ADDRESS, b"\x09garbage", now=0.0)
     assert node.take_banned() == [PEER]
-    node.retrieve(CONTENT.id, now=0.0)
+    retrieval = node.retrieve(CONTENT.id, now=0.0)
     node.dht_actions()
     node.providers_found(CONTENT.id, [(PEER, ADDRESS)], now=0.0)
-    for peer, address in node.connects_wanted():
-        node.peer_linked(peer, address, now=0.0)
+    assert node.connects_wanted() == []
     assert [m for m in _output(node) if type(m) is Request] == []
+    assert PEER not in retrieval.providers and retrieval.get_timer() is not None
 
 
 #: The fuzzer's own programs for the findings above, replayed strictly.
@@ -249,24 +262,13 @@ FINDING_INPUTS = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="findings of fuzz_content_engine not fixed yet "
-                   "(see the tests above)")
 @pytest.mark.parametrize("name", sorted(FINDING_INPUTS))
 def test_a_finding_of_the_fuzzer_holds_strictly(name):
     _content_engine.run_input(FINDING_INPUTS[name], strict=True)
 
 
-def test_the_findings_are_let_through_only_when_not_strict():
-    """A long run goes on past the known findings, and no further."""
-    for name, data in FINDING_INPUTS.items():
-        _content_engine.run_input(data)
-        with pytest.raises(AssertionError, match=name):
-            _content_engine.run_input(data, strict=True)
-
-
 #: Inputs of the long runs that broke the harness itself (not the engine), kept
-#: so that its bookkeeping stays right; replayed as a long run does (the known
-#: findings let through).
+#: so that its bookkeeping stays right.
 HARNESS_INPUTS = {
     # The mutated bytes decode to a CHUNK under the request id that linking its
     # sender has just sent: a bad answer, not seen as one by the harness then.
@@ -279,4 +281,4 @@ HARNESS_INPUTS = {
 
 @pytest.mark.parametrize("name", sorted(HARNESS_INPUTS))
 def test_an_input_that_broke_the_harness_replays(name):
-    _content_engine.run_input(HARNESS_INPUTS[name])
+    _content_engine.run_input(HARNESS_INPUTS[name], strict=True)

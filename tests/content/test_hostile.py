@@ -66,13 +66,24 @@ def test_chunks_are_read_from_the_store_only_as_the_stream_takes_them():
 
 
 def test_a_requester_faster_than_the_rate_is_refused():
-    node, cid = provider(max_requests_per_second=10.0, max_requests_per_peer=1_000)
+    node, cid = provider(max_requests_per_second=10.0, max_requests_per_peer=1_000,
+                         max_queued_refusals=1_000)
     for i in range(30):
         ask(node, i, cid, 0, now=0.0)      # a burst of one second's worth passes
     assert node.stats["requests_refused_rate"] == 20
     for i in range(30, 35):
         ask(node, i, cid, 0, now=0.5)      # half a second later: five more tokens
     assert node.stats["requests_refused_rate"] == 20
+
+
+def test_a_peer_that_asks_without_reading_its_refusals_is_banned():
+    node, cid = provider(max_requests_per_peer=1, max_queued_refusals=8, max_refusals=1_000)
+    for i in range(50):
+        ask(node, i, cid, 0, now=0.0)      # one queued, the rest refused BUSY, unread
+    assert node.take_banned() == [PEER]
+    assert node.stats["peers_banned_unread"] == 1
+    assert node.stats["requests_refused_busy"] == 9   # eight queued; the ninth banned it
+    assert node.pop_output(PEER) is None
 
 
 def test_unknown_content_and_indexes_past_the_end_are_refused():
