@@ -59,11 +59,19 @@ class ContentDistributionBase:
         (default 1 GiB in memory, 16 GiB in a directory).
     :param provide: whether a node provides what it retrieved (default True;
         each retrieve call may say otherwise).
+    :param serve_store: whether the content the store holds when this object
+        starts is provided too (default True), or only what it publishes and
+        retrieves itself.
+    :param announce: whether what it provides is announced in the DHT (default
+        True). A short-lived process that fills a store another node serves
+        passes False: a provider record naming a process that is gone only
+        sends others to a dead address. Peers that ask are served either way.
     :param content_config: any :class:`stt_proto.content.config.ContentConfig` field.
     """
 
     def __init__(self, dht: Any, node_id: bytes | str | None = None, store: Any = None, *,
                  max_store_bytes: int | None = None, provide: bool = True,
+                 serve_store: bool = True, announce: bool = True,
                  **content_config: Any) -> None:
         if not hasattr(dht, "node") or not hasattr(dht, "_started"):
             raise TypeError(f"dht must be a KademliaDHT, not {type(dht).__name__}")
@@ -79,6 +87,8 @@ class ContentDistributionBase:
         self._store = store
         self._dht = dht
         self._provide = bool(provide)
+        self._serve_store = bool(serve_store)
+        self._announce = bool(announce)
         self._engine: ContentNode | None = None
         self._waits: dict[int, _Wait] = {}
         # Calls retrieving each content into the store now: one that does not
@@ -104,7 +114,7 @@ class ContentDistributionBase:
 
     async def start(self) -> None:
         """Attach to the DHT's node now (the first call does it otherwise) and
-        provide every complete content of the store.
+        provide every complete content of the store (unless ``serve_store=False``).
 
         Raises:
             NodeStoppedError: the DHT is not started.
@@ -136,15 +146,17 @@ class ContentDistributionBase:
         host = node._engine
         if host.content is not None:
             raise ContentError("another ContentDistribution is attached to this node")
-        engine = ContentNode(dht.node_id, self._store, self._config, now=node._now())
+        engine = ContentNode(dht.node_id, self._store, self._config, now=node._now(),
+                             announce=self._announce)
         host.attach_content(engine)
         for kind in (ev.ContentProgress, ev.ContentRetrieved, ev.ContentRetrievalFailed,
                      ev.ContentProviderDropped):
             node._overlay_handlers[kind] = self._on_event
         node._stop_callbacks.append(self._on_node_stop)
         self._engine = engine
-        for content_id in self._store.entries():
-            engine.publish(content_id)
+        if self._serve_store:
+            for content_id in self._store.entries():
+                engine.publish(content_id)
         node._flush()
         return engine
 
@@ -195,7 +207,7 @@ class ContentDistributionBase:
         """Store ``data_or_path`` (bytes, or the path of a file, which is hashed
         streaming and served in place: keep it unchanged) and provide it;
         returns its 32-byte content id once the DHT holds the announcement (or
-        the DHT's lookup for where to put it ended).
+        the DHT's lookup for where to put it ended; at once with ``announce=False``).
 
         Raises:
             TypeError: neither bytes-like nor a path.
@@ -223,7 +235,9 @@ class ContentDistributionBase:
         self._counters["published"] += 1
         node = self._dht.node
         node._flush()
-        await self._wait_for(lambda: engine.announced(content_id) or self._engine is not engine)
+        if self._announce:
+            await self._wait_for(lambda: engine.announced(content_id)
+                                 or self._engine is not engine)
         return content_id
 
     async def unpublish(self, content_id: bytes | str) -> bool:

@@ -14,6 +14,7 @@ from stt_proto.errors import (
     ContentNotFoundError,
     ProofError,
     StoreFullError,
+    StoreInUseError,
     DhtBusyError,
     DhtError,
     MessageTooLargeError,
@@ -45,6 +46,7 @@ __all__ = [
     "ContentNotFoundError",
     "ProofError",
     "StoreFullError",
+    "StoreInUseError",
 ]
 
 

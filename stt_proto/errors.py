@@ -35,6 +35,7 @@ __all__ = [
     "ContentError",
     "ProofError",
     "StoreFullError",
+    "StoreInUseError",
     "ContentNotFoundError",
 ]
 
@@ -154,6 +155,11 @@ class ProofError(ContentError, ValueError):
 class StoreFullError(ContentError):
     """The content store has no room for that much more (``max_bytes`` or
     ``max_entries``)."""
+
+
+class StoreInUseError(ContentError):
+    """Another :class:`~stt_proto.content.store.DirectoryStore` (in this process
+    or another) has the store directory open: one at a time may."""
 
 
 class ContentNotFoundError(ContentError):

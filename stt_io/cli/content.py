@@ -10,6 +10,9 @@ unchanged), announces this member as its provider, prints the 64-hex content
 id on stdout, and serves it until Ctrl-C (status 130). With ``--exit`` it
 stops once the announcement is stored; the content then stays in the store,
 and a ``stt node --store`` on the same directory, started afterwards, serves it.
+One process at a time may have a store directory open (a lock in it says
+which): a command given a store that a running node holds stops with a
+clear error.
 
 ``stt fetch`` retrieves a content to ``-o FILE`` from every provider at once,
 each chunk checked against the id as it arrives, with a progress display on
@@ -22,8 +25,8 @@ provider record naming a member that is gone would only send others to a
 dead address.
 
 Status lines go to stderr, so stdout holds only the content id (``publish``).
-Exit status: 0 done, 1 nothing found or a time limit passed, 2 a bad command
-line, 130 Ctrl-C.
+Exit status: 0 done, 1 nothing found, a time limit passed or the store in use
+by another process, 2 a bad command line, 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from stt_proto.content.tree import CHUNK_SIZE, chunk_count
-from stt_proto.errors import ContentNotFoundError
+from stt_proto.errors import ContentNotFoundError, StoreInUseError
 
 from . import args as cli_args
 from .args import CommandError, stderr_line
@@ -112,12 +115,16 @@ def open_content(io: Backend, dht: Any, store: str, **kwargs: Any) -> Any:
     """A ``ContentDistribution`` on the store directory ``store``.
 
     Raises:
-        CommandError: the directory cannot be made or read.
+        CommandError: the directory cannot be made or read, or another process
+            has it open (a ``stt node --store`` on it, say).
     """
     try:
         return content_class(io)(dht=dht, store=store, **kwargs)
     except OSError as exc:
         raise CommandError(f"--store {store}: {exc.strerror or exc}") from None
+    except StoreInUseError as exc:
+        raise CommandError(f"--store {store}: {exc}; give this command another --store, "
+                           "or stop that process first") from None
 
 
 def _common(parser: argparse.ArgumentParser, *, bootstrap_required: bool,
@@ -192,7 +199,9 @@ async def publish_command(args: argparse.Namespace, io: Backend) -> int:
     dht = io.KademliaDHT(identity=identity, shared_seed=seed, host=args.host, port=args.port)
     async with dht:
         await _join(dht, args, io, args.timeout)
-        content = open_content(io, dht, args.store)
+        # Only FILE is announced, not the rest of the store: with --exit this
+        # process is gone soon after (see the module docstring).
+        content = open_content(io, dht, args.store, serve_store=False)
         try:
             stored = await _publish(content, path, args, io)
             size = content.store.length(stored)
@@ -313,7 +322,9 @@ async def fetch_command(args: argparse.Namespace, io: Backend) -> int:
     join_timeout = args.timeout if args.timeout is not None else JOIN_TIMEOUT
     dht = io.KademliaDHT(identity=identity, shared_seed=seed, host="0.0.0.0", port=0)
     async with dht:
-        content = open_content(io, dht, args.store)
+        # Nothing is announced from here: this process exits once the file is
+        # there (see the module docstring); a node on the store serves it.
+        content = open_content(io, dht, args.store, serve_store=False, announce=False)
         _check_output(path, content, args.content, args.overwrite)
         await _join(dht, args, io, join_timeout)
         before = content.statistics()
@@ -330,12 +341,6 @@ async def fetch_command(args: argparse.Namespace, io: Backend) -> int:
             length = await content.retrieve_to_file(
                 args.content, path, progress=progress.report, timeout=args.timeout,
                 provide=not args.no_provide)
-            # What the store holds stays there for a node serving it; this
-            # process exits now, so it stops announcing itself as its provider
-            # (see the module docstring). Nothing is provided when the content
-            # was copied from the store without the engine.
-            for provided in content.published():
-                content.engine.unpublish(provided)
         except ContentNotFoundError:
             progress.abort()
             raise CommandError(f"content {hex_id} not found: no provider of it could be "

@@ -82,11 +82,13 @@ class ContentNode:
 
     :param node_id: this node's id (never used as a provider of its own retrievals).
     :param store: a :class:`~stt_proto.content.store.ContentStore`.
+    :param announce: False: what it provides is served but never announced in the DHT.
     """
 
     def __init__(self, node_id: bytes, store: Any, config: ContentConfig | None = None, *,
-                 now: float = 0.0) -> None:
+                 now: float = 0.0, announce: bool = True) -> None:
         self.own_id = bytes(node_id)
+        self.announces = announce
         self.store = store
         self.config = config if config is not None else ContentConfig()
         self.stats: dict[str, int] = dict.fromkeys((
@@ -126,7 +128,8 @@ class ContentNode:
             raise KeyError("publish content the store has complete")
         if content_id not in self._provided:
             self._provided.add(content_id)
-            self._announce.append(content_id)
+            if self.announces:
+                self._announce.append(content_id)
 
     def unpublish(self, content_id: bytes) -> bool:
         """Stop providing ``content_id`` and announcing it (records at other nodes

@@ -57,9 +57,14 @@ import struct
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import IO, Any, Union
 
-from ..errors import ContentError, LocalProtocolError, ProofError, StoreFullError
+try:
+    import fcntl
+except ImportError:  # no advisory locks (Windows): the store is not locked there
+    fcntl = None  # type: ignore[assignment]
+
+from ..errors import ContentError, LocalProtocolError, ProofError, StoreFullError, StoreInUseError
 from .tree import CHUNK_SIZE, HashTree, TreeBuilder, chunk_count, chunk_span, leaf_hash
 
 __all__ = [
@@ -904,6 +909,13 @@ class DirectoryStore(ContentStore):
     * ``<hex>.partial``: a partial's append-only log of 36-byte records (u32
       chunk index, 32-byte leaf); a torn last record is ignored.
 
+    One store object at a time has the directory open: it holds an exclusive
+    lock on ``<path>/lock`` (``flock``) until :meth:`close` (or until it is
+    collected, or its process ends), and another that tries to open the
+    directory meanwhile gets :class:`~stt_proto.errors.StoreInUseError`. Two
+    stores on one directory would each miss what the other added, and each
+    clears the other's temporary files on opening.
+
     Meta and leaves are written atomically (a ``.tmp`` file, then ``os.replace``).
     Opening reads every meta file (never leaves or data) and skips, counting
     ``store_files_ignored``, anything unknown, corrupt or orphaned; it never
@@ -921,7 +933,29 @@ class DirectoryStore(ContentStore):
         self._objects = os.path.join(self.path, "objects")
         os.makedirs(self.path, mode=0o700, exist_ok=True)
         os.makedirs(self._objects, mode=0o700, exist_ok=True)
-        self._load()
+        self._lock: IO[str] | None = _lock_directory(self.path)
+        try:
+            self._load()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Let the directory go (another store may open it then); this object is
+        not to be used afterwards. Calling it again does nothing."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.close()   # closing the file releases the flock
+
+    def __del__(self) -> None:
+        if getattr(self, "_lock", None) is not None:
+            self.close()
+
+    def __enter__(self) -> DirectoryStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _file(self, content_id: bytes, suffix: str) -> str:
         # The only way a path inside the store is made: from the hex of an id.
@@ -1136,3 +1170,27 @@ class DirectoryStore(ContentStore):
 
 def _is_count(value: object) -> bool:
     return type(value) is int and value >= 0
+
+
+def _lock_directory(path: str) -> IO[str] | None:
+    """Hold ``<path>/lock`` exclusively (with this process's id in it), or
+    raise StoreInUseError naming the process that holds it."""
+    if fcntl is None:
+        return None
+    lock = open(os.path.join(path, "lock"), "a+", encoding="ascii")
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read(32).strip() or "unknown"
+        lock.close()
+        raise StoreInUseError(f"content store {path} is open in another store object "
+                              f"(process {holder}); one at a time may open it") from None
+    except BaseException:
+        lock.close()
+        raise
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock

@@ -138,6 +138,12 @@ def test_a_node_serves_what_publish_exit_left_in_its_store(tmp_path):
             assert fetched.returncode == 0, fetched.stderr
             assert out.read_bytes() == data
             assert summary(fetched.stderr)["providers"] == "1"
+            # The node holds its store: another command on it stops, clearly.
+            clash = run("publish", str(original), "--store", str(store), "--exit",
+                        "--bootstrap", first.bootstrap)
+            assert clash.returncode == 1 and "Traceback" not in clash.stderr
+            assert f"--store {store}: content store {store} is open" in clash.stderr
+            assert f"(process {node.proc.pid})" in clash.stderr
             status, _, err = node.stop()
         assert status == 130 and "Traceback" not in err, err
     # --no-provide: the store forgot the file; the file stays.

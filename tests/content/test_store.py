@@ -12,17 +12,27 @@ import json
 import os
 import random
 import stat
+import subprocess
+import sys
 
 import pytest
 
 from stt_proto.content import store as store_mod
 from stt_proto.content.store import DirectoryStore, MemoryStore, Partial
 from stt_proto.content.tree import CHUNK_SIZE, HashTree, chunk_count, chunk_span, leaf_hash
-from stt_proto.errors import ContentError, LocalProtocolError, ProofError, StoreFullError
+from stt_proto.errors import (
+    ContentError, LocalProtocolError, ProofError, StoreFullError, StoreInUseError,
+)
 
 
 def content(n_bytes: int, seed: int = 1) -> bytes:
     return random.Random(seed).randbytes(n_bytes)
+
+
+def restart(store: DirectoryStore, root, **kwargs) -> DirectoryStore:
+    """The store's process ends (its lock goes) and a new one opens ``root``."""
+    store.close()
+    return DirectoryStore(root, **kwargs)
 
 
 class Stores:
@@ -40,7 +50,7 @@ class Stores:
     def reopen(self, store, **kwargs):
         if self.kind == "memory":
             return store
-        return DirectoryStore(self.root, **kwargs)
+        return restart(store, self.root, **kwargs)
 
     def objects(self) -> list[str]:
         return sorted(os.listdir(self.root / "objects")) if self.kind == "directory" else []
@@ -465,7 +475,7 @@ def test_directory_survives_a_restart(tmp_path):
     path.write_bytes(content(CHUNK_SIZE, seed=5))
     owned = store.add_bytes(data).content_id
     in_place = store.add_file(path).content_id
-    store = DirectoryStore(root)
+    store = restart(store, root)
     assert sorted(store.entries()) == sorted([owned, in_place])
     assert store.used_bytes == len(data) + 32
     assert store.read(owned) == data and store.read(in_place) == path.read_bytes()
@@ -478,7 +488,8 @@ def interrupted(tmp_path, n_bytes: int):
     root = tmp_path / "s"
     data = content(n_bytes)
     cid = HashTree.of_bytes(data).content_id
-    fill(DirectoryStore(root).begin(cid, len(data)), data, [0])
+    with DirectoryStore(root) as store:
+        fill(store.begin(cid, len(data)), data, [0])
     return root, data, cid, root / "objects" / f"{cid.hex()}.partial"
 
 
@@ -493,7 +504,7 @@ def test_directory_torn_log_record_is_ignored(tmp_path):
     # Records appended after the resume stay aligned: the torn tail is gone.
     fill(partial, data, [2])
     assert log.stat().st_size == 72
-    partial = DirectoryStore(root).begin(cid, len(data))
+    partial = restart(store, root).begin(cid, len(data))
     assert partial.missing() == [1]
 
 
@@ -529,7 +540,7 @@ def test_directory_skips_corrupt_and_unknown_files(tmp_path):
     (objects / ("ab" * 32 + ".pjson")).write_text('{"v": true, "length": 1, "path": null}')
     (objects / ("cd" * 32 + ".json.tmp")).write_text("left by a kill")
     (objects / "subdir").mkdir()
-    store = DirectoryStore(root)
+    store = restart(store, root)
     assert store.entries() == [good_id] and store.partials() == []
     assert store.read(good_id) == good
     assert store.used_bytes == len(good)
@@ -540,7 +551,8 @@ def test_directory_skips_corrupt_and_unknown_files(tmp_path):
 def test_directory_leaves_that_do_not_give_the_id_drop_the_entry(tmp_path):
     root = tmp_path / "s"
     data = content(2 * CHUNK_SIZE)
-    cid = DirectoryStore(root).add_bytes(data).content_id
+    with DirectoryStore(root) as store:
+        cid = store.add_bytes(data).content_id
     (root / "objects" / f"{cid.hex()}.leaves").write_bytes(b"\x11" * 64)
     store = DirectoryStore(root)
     assert store.has(cid)  # opening reads meta only
@@ -554,7 +566,7 @@ def test_directory_open_is_bounded_by_max_entries(tmp_path):
     store = DirectoryStore(root)
     for seed in range(5):
         store.add_bytes(content(10, seed=seed))
-    store = DirectoryStore(root, max_entries=3)
+    store = restart(store, root, max_entries=3)
     assert len(store.entries()) == 3
     assert store.stats["store_files_ignored"] > 0
 
@@ -572,7 +584,7 @@ def test_directory_commit_interrupted_before_the_log_was_removed(tmp_path):
     partial.complete()
     for name, raw in saved.items():  # as if killed just after the meta was written
         (objects / name).write_bytes(raw)
-    store = DirectoryStore(root)
+    store = restart(store, root)
     assert store.entries() == [cid] and store.partials() == []
     assert store.read(cid) == data
     names = sorted(f"{cid.hex()}.{suffix}" for suffix in ("data", "json", "leaves"))
@@ -638,3 +650,32 @@ def test_partial_length_names_an_interrupted_retrieval(stores):
     store = stores.reopen(store)
     assert store.partial_length(cid) == len(data)
     assert store.begin(cid, store.partial_length(cid)).missing() == [0]
+
+
+def test_directory_is_open_in_one_store_at_a_time(tmp_path):
+    root = tmp_path / "s"
+    store = DirectoryStore(root)
+    with pytest.raises(StoreInUseError, match=f"process {os.getpid()}"):
+        DirectoryStore(root)
+    store.close()
+    store.close()  # again: nothing
+    with DirectoryStore(root) as again:
+        assert again.entries() == []
+    DirectoryStore(root).close()
+
+
+def test_directory_held_by_another_process_is_refused_until_it_ends(tmp_path):
+    root = tmp_path / "s"
+    with subprocess.Popen(
+            [sys.executable, "-c", "import sys; from stt_proto.content.store import "
+             "DirectoryStore; s = DirectoryStore(sys.argv[1]); print('open', flush=True); "
+             "sys.stdin.read()", str(root)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout.readline() == "open\n"
+            with pytest.raises(StoreInUseError, match=f"process {holder.pid}"):
+                DirectoryStore(root)
+        finally:
+            holder.stdin.close()
+            holder.wait(timeout=30)
+    DirectoryStore(root).close()   # the holder is gone, and its lock with it
