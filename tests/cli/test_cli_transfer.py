@@ -73,7 +73,7 @@ def test_a_file_of_the_same_name_is_not_overwritten(backend, client, dirs):
         "(its listener can run with --overwrite) (exists)")
     assert (save_dir / "report.txt").read_bytes() == b"first version\n" * 1000
     assert leftovers(save_dir) == []
-    assert f"received report.txt: 14,000 bytes" in listener.stdout
+    assert "received report.txt: 14,000 bytes" in listener.stdout
     assert f"saved as {save_dir / 'report.txt'}" in listener.stdout
     assert "refused report.txt: report.txt already exists" in listener.stdout
 
