@@ -530,7 +530,9 @@ class Run:
             self.dht_round(answer=True, stored=bool(ops.byte() & 1))
         elif kind == 4:
             banned = node.take_banned()
-            if not set(banned) <= set(PEER_IDS):
+            # Anyone who sent something may be banned: a stranger found by a
+            # lookup answers requests too.
+            if not set(banned) <= set(PEER_IDS + STRANGERS):
                 raise AssertionError(f"take_banned gave {[p.hex()[:8] for p in banned]}")
         else:
             # A lookup's answer nobody asked for (late, or for another key).

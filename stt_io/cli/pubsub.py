@@ -215,6 +215,9 @@ class _Publisher:
         self.unheard = 0      # published while no subscriber was in sight
 
     async def publish(self, data: bytes) -> None:
+        # Counted by the engine when it hands the message over, not by looking
+        # at the peers afterwards: a subscriber that got it may be gone by then.
+        before = self.pubsub.statistics().get("messages_published_to_nobody", 0)
         try:
             await self.io.within(self.timeout,
                                  self.pubsub.publish(self.topic, data, timeout=self.timeout),
@@ -223,7 +226,7 @@ class _Publisher:
             raise CommandError(f"no room to publish within {self.timeout:g} s "
                                f"(--timeout)") from None
         self.published += 1
-        if not self.pubsub.peers(self.topic):
+        if self.pubsub.statistics()["messages_published_to_nobody"] > before:
             self.unheard += 1
 
     def report(self, node_id: str) -> int:

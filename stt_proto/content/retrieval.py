@@ -189,6 +189,9 @@ class Retrieval:
             self.schedule(now)
 
     def provider_lost(self, peer_id: bytes, now: float, reason: str = "unreachable") -> None:
+        """The peer is gone for this node (unreachable, or banned): not a spare
+        any more either, and dropped if it was fetching."""
+        self.spares = [(p, a) for p, a in self.spares if p != peer_id]
         if peer_id in self.providers:
             self._drop(self.providers[peer_id], reason, now)
 

@@ -85,7 +85,8 @@ class PubSubNode(Handlers, Heartbeat):
         self._banned_new: list[bytes] = []
         self._next_heartbeat: float | None = None
         self.stats: dict[str, int] = dict.fromkeys((
-            "messages_published", "messages_received", "messages_delivered",
+            "messages_published", "messages_published_to_nobody", "messages_received",
+            "messages_delivered",
             "messages_duplicate", "messages_forwarded", "messages_forged",
             "messages_malformed", "messages_too_large", "messages_unwanted",
             "messages_rate_limited", "control_rate_limited", "messages_stale_epoch",
@@ -443,7 +444,10 @@ class PubSubNode(Handlers, Heartbeat):
 
     def _push(self, topic: Topic, message: Any, targets: set[bytes], *, exclude: tuple,
               own: bool = False) -> None:
+        """Queue ``message`` for ``targets``; one of our own (``own``) that no peer
+        gets counts ``messages_published_to_nobody``."""
         encoded = m.encode(message)
+        sent = 0
         for peer_id in list(targets):
             if peer_id in exclude:
                 continue
@@ -460,6 +464,9 @@ class PubSubNode(Handlers, Heartbeat):
                 continue
             if self._send(peer, message, encoded=encoded, push=True):
                 self.stats["messages_forwarded"] += 0 if own else 1
+                sent += 1
+        if own and not sent:
+            self.stats["messages_published_to_nobody"] += 1
 
     _now_hint = 0.0  # the latest ``now`` seen, for backoffs set deep in a call
 

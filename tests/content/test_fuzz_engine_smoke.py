@@ -253,12 +253,35 @@ def test_a_banned_peer_is_not_asked_for_chunks():
     assert PEER not in retrieval.providers and retrieval.get_timer() is not None
 
 
+def test_a_spare_provider_banned_while_it_waits_is_never_asked():
+    """Found by fuzz_content_engine. With ``max_providers`` taken, a third
+    provider waits as a spare; it sends garbage and is banned; when the others
+    are dropped, the spare used to be recruited and asked all the same."""
+    node = _node(max_providers=1)
+    retrieval = node.retrieve(CONTENT.id, now=0.0)
+    node.dht_actions()
+    node.providers_found(CONTENT.id, [(PEER, ADDRESS), (OTHER, OTHER_ADDRESS)], now=0.0)
+    assert list(retrieval.providers) == [PEER] and retrieval.spares == [(OTHER, OTHER_ADDRESS)]
+    node.peer_linked(OTHER, OTHER_ADDRESS, now=0.0)
+    node.receive(OTHER, OTHER_ADDRESS, b"\x09garbage", now=0.0)
+    assert node.take_banned() == [OTHER] and retrieval.spares == []
+    node.peer_unlinked(PEER, now=0.1, unreachable=True)
+    # Nobody left to ask: the next lookup is timed; the banned spare is not linked.
+    assert retrieval.providers == {} and retrieval.get_timer() is not None
+    assert (OTHER, OTHER_ADDRESS) not in node.connects_wanted()
+    assert _output(node, OTHER) == []
+
+
 #: The fuzzer's own programs for the findings above, replayed strictly.
 FINDING_INPUTS = {
     "retrieval_hangs_with_every_chunk": bytes.fromhex("10" "070000" "070000" "0a0300"
                                                       "08000100" "0a0200"),
     "retrieval_hangs_on_a_stale_asker": bytes.fromhex("10" "070000" "0a0300" "08000100"
                                                       "0a0200" "0a01" "0c00" "0a01" "03016781"),
+    # A spare provider banned while it waited was recruited later and asked.
+    "request_to_banned_spare": bytes.fromhex(
+        "100702fb010a030008c0ff0008f580009b00b1f00065224a58b791df6af1d8303e61cdc4bb86c3d1"
+        "c427103c344c4189eb2f1ece02639e01"),
 }
 
 
@@ -276,6 +299,12 @@ HARNESS_INPUTS = {
         "100700000a03ffff94949494949494949494949494949494949494949494949494949494949494"
         "9494949d9494feffffff000000009494949494949494949494949494949494949494949494949494"
         "9494ffffffffffffffffffffffffffff00080000010a02006501"),
+    # A stranger found by a lookup answered, then sent copies nobody asked for
+    # and was banned: the harness expected bans of its own peers only.
+    "a_stranger_is_banned": bytes.fromhex(
+        "10070200020a7e03080001000a00020a037e0800014a00000000000000000a02000a013737373737"
+        "37373737373737373737afe877db00000362a7f5b165224a58b791df6af1d8303e61474747474747"
+        "474747cdc49086c3d1e9e877db000003620008420000000079657b85f10dc42a"),
 }
 
 

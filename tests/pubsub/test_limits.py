@@ -247,3 +247,20 @@ def test_a_gone_from_a_late_joiner_sends_the_iwant_elsewhere_and_reports_nothing
     gap = node.next_event()
     assert (gap.first, gap.last) == (1, 1)
     assert [node.next_event().seq for _ in range(2)] == [2, 3]
+
+
+def test_a_message_of_ours_that_no_peer_gets_is_counted_when_handed_over():
+    """``messages_published_to_nobody`` is what ``stt pub`` reports from: the
+    engine's word when it hands a message over, not the peers seen afterwards
+    (a subscriber that got it may have left by then)."""
+    node = make()
+    node.publish(TOPIC, b"early", now=0.0)       # held while the DHT is asked
+    assert node.stats["messages_published_to_nobody"] == 0
+    node.providers_found(TOPIC, [], now=0.1)    # nobody subscribes
+    assert node.stats["messages_published_to_nobody"] == 1
+    subscriber = peer_identity(1)
+    node.providers_found(TOPIC, [(subscriber.node_id, ADDRESS)], now=0.2)
+    link(node, subscriber)
+    node.publish(TOPIC, b"heard", now=0.3)
+    assert node.stats["messages_published_to_nobody"] == 1
+    assert [x.data for x in sent(node, subscriber.node_id) if type(x) is m.Publish] == [b"heard"]
