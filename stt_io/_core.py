@@ -415,6 +415,32 @@ class NodeBase(abc.ABC):
         if not self._running:
             raise NodeStoppedError("node is not running (start it first)")
 
+    async def rebind(self, port: int = 0, host: str | None = None) -> Address:
+        """Move the node to a new socket, on ``port`` (0: any free one) of
+        ``host`` (default: the host it was bound to), without closing anything:
+        every session sends from the new address at once, and its peer follows
+        once it has checked that the node receives there (``docs/protocol.md``
+        7.11). What a handover to another network, or a socket that stopped
+        working, needs. Returns the new ``(host, port)``.
+
+        Raises:
+            NodeStoppedError: the node is not running.
+            OSError: the new socket cannot be bound (the old one is kept).
+        """
+        self._check_running()
+        host, port = check_bind(self._host if host is None else host, port)
+        new = DatagramSocket(host, port)
+        old, self._sock = self._sock, new
+        self._socket_replaced(old)
+        old.close()
+        self._endpoint.address_changed(now=self._now())
+        self._flush()
+        return new.address
+
+    def _socket_replaced(self, old: DatagramSocket) -> None:
+        """The backend stops watching ``old`` and watches :attr:`_sock`."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ sessions
 
     async def connect(self, peer_addr: Address, peer_id: bytes,

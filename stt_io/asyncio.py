@@ -199,6 +199,16 @@ class Node(NodeBase):
         self._timer = None
         self._on_timer()
 
+    def _socket_replaced(self, old: Any) -> None:
+        loop = self._loop
+        loop.remove_reader(old.fileno())
+        if self._writing:
+            loop.remove_writer(old.fileno())
+            self._writing = False
+        loop.add_reader(self._sock.fileno(), self._on_readable)
+        if self._backlog:
+            self._watch_writable()
+
     def _watch_writable(self) -> None:
         if not self._writing and self._running:
             self._loop.add_writer(self._sock.fileno(), self._writable_ready)

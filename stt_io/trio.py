@@ -205,11 +205,23 @@ class Node(NodeBase):
     # nursery and never reach the program.
     @trio.lowlevel.enable_ki_protection
     async def _read_loop(self) -> None:
-        fd = self._sock.fileno()
         wait_readable = trio.lowlevel.wait_readable
         while True:
-            await wait_readable(fd)
+            sock = self._sock
+            try:
+                await wait_readable(sock.fileno())
+            except trio.ClosedResourceError:
+                if self._sock is not sock:
+                    continue  # rebound: watch the new socket
+                raise
             self._on_readable()
+
+    def _socket_replaced(self, old: Any) -> None:
+        # Wakes the reader (and a writer) waiting on the old socket before it
+        # is closed; they go on with the new one.
+        trio.lowlevel.notify_closing(old.fileno())
+        if self._backlog:
+            self._watch_writable()  # nothing if the writer runs: it goes on itself
 
     @trio.lowlevel.enable_ki_protection
     async def _timer_loop(self) -> None:
@@ -222,10 +234,15 @@ class Node(NodeBase):
             self._on_timer()
 
     async def _write_loop(self) -> None:
-        fd = self._sock.fileno()
         try:
             while True:
-                await trio.lowlevel.wait_writable(fd)
+                sock = self._sock
+                try:
+                    await trio.lowlevel.wait_writable(sock.fileno())
+                except trio.ClosedResourceError:
+                    if self._sock is not sock:
+                        continue  # rebound: what waits goes out of the new socket
+                    raise
                 if not self._on_writable():
                     return
         finally:

@@ -228,6 +228,33 @@ class PacketAssembler:
 
     # ------------------------------------------------------------------ building
 
+    def path_challenge(self, data: bytes, now: float, seal: Callable[..., tuple[int, bytes]],
+                       room: int) -> bytes | None:
+        """One packet holding PATH_CHALLENGE ``data``, for a new address of the
+        peer (:mod:`stt_proto.path`), with an ACK of what was received: a peer
+        that moved hears of its packets a round trip sooner than by way of the
+        validation. ``room``: the most the packet's payload may hold (the ACK
+        is left out if it does not fit). Its number is recorded as sent, but it
+        is not ack-eliciting for loss recovery (the path validator repeats it
+        itself, with new data). None if the keys are exhausted."""
+        challenge_size = 1 + len(data)
+        w = wire.Writer(self.max_payload)
+        with_ack = self._acks.write(w, now, True)
+        if with_ack and w.tell() + challenge_size > room:
+            w, with_ack = wire.Writer(self.max_payload), False
+        wire.PathChallengeFrame(data).push(w)
+        try:
+            pn, datagram = seal(w.getvalue(), now=now)
+        except KeyExhaustedError:
+            return None
+        if with_ack:
+            self._acks.on_sent()
+            self._stats["acks_sent"] += 1
+        self._stats["packets_sent"] += 1
+        self._stats["bytes_sent"] += len(datagram)
+        self._recovery.on_packet_sent(pn, now, len(datagram), [], ack_eliciting=False)
+        return datagram
+
     def transmit(self, now: float, seal: Callable[..., tuple[int, bytes]]) -> list[bytes]:
         """Build and seal the packets that may leave now.
 

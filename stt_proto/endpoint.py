@@ -123,7 +123,8 @@ class Endpoint:
                 "handshake_bytes_received_unvalidated", "handshake_bytes_sent_unvalidated",
                 "amplification_refused", "sessions_closed_by_violation",
                 "early_dht_answered", "early_dht_unanswered", "early_dht_answers_received",
-                "early_dht_resent",
+                "early_dht_resent", "path_probes_started", "path_challenges_sent",
+                "path_challenges_deferred", "paths_validated", "path_validations_failed",
             ),
             0,
         )
@@ -291,6 +292,26 @@ class Endpoint:
         """
         self._last_now = max(self._last_now, now)
         return self._initiator.fail_connects_to(address, reason)
+
+    def address_changed(self, *, now: float) -> int:
+        """This node's own address changed (the adapter rebound its socket, the
+        host joined another network): every established session sends a packet
+        at once, so that its peer sees the new address and validates it
+        (``docs/protocol.md`` 7.11). Without it a session that only receives
+        would stay silent, and its peer would go on sending to the old address.
+        A NAT that rebinds needs no call: the next packet shows the peer the new
+        mapping. Returns the number of sessions that will send.
+
+        .. note:: then call :meth:`datagrams_to_send`.
+        """
+        self._last_now = max(self._last_now, now)
+        count = 0
+        for session in self._table.sessions.values():
+            if session.established and session.core is not None:
+                session.core.queue_ping()
+                self._table.mark(session)
+                count += 1
+        return count
 
     def send_datagram(self, session_id: bytes, data: bytes, *, now: float) -> None:
         """Queue ``data`` as one unreliable DATAGRAM frame on a session. It leaves

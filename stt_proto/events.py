@@ -19,6 +19,7 @@ __all__ = [
     "CloseReason",
     "SessionEstablished",
     "SessionClosed",
+    "SessionMigrated",
     "DatagramReceived",
     "StreamOpened",
     "MessageReceived",
@@ -76,6 +77,19 @@ class SessionEstablished(Event):
     def __post_init__(self) -> None:
         if len(self.session_id) != 16 or len(self.peer_id) != 32:
             raise ValueError("session_id must be 16 bytes and peer_id 32 bytes")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionMigrated(Event):
+    """The peer proved it receives at a new address (path validation,
+    ``docs/protocol.md`` 7.11): the session now sends there."""
+
+    session_id: bytes
+    peer_id: bytes
+    old_address: Address
+    """Where the session sent before."""
+    peer_address: Address
+    """Where it sends now."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

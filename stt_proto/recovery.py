@@ -312,7 +312,7 @@ class PacketRecovery:
         self._latest_acked_sent_at = float("-inf")
         self.stats = dict.fromkeys((
             "packets_lost", "bytes_lost", "probe_timeouts", "persistent_congestion",
-            "spurious_losses"), 0)
+            "spurious_losses", "packets_resent_on_path_change"), 0)
 
     # -- the session's three calls ------------------------------------------------------
 
@@ -430,6 +430,27 @@ class PacketRecovery:
     def packets_in_flight(self) -> int:
         """Ack-eliciting packets neither acknowledged nor declared lost."""
         return len(self._sent)
+
+    def on_path_change(self) -> list:
+        """The peer moved to a validated new address (docs/protocol.md 7.11): what
+        is in flight was sent to where it no longer is. Every packet in flight is
+        taken out of flight and its frames handed back to be sent again now,
+        with no congestion response (a dead path, not a full queue, lost them);
+        they stay recorded, so an ACK that comes after all settles them."""
+        sent, records, requeue = self._sent, self._lost, []
+        for packet in sent.values():
+            if packet.frames:
+                requeue.append(packet.frames)
+                records[packet.pn] = packet.frames
+        while len(records) > _MAX_LOST_RECORDS:
+            records.popitem(last=False)
+        self.stats["packets_resent_on_path_change"] += len(sent)
+        sent.clear()
+        self.bytes_in_flight = 0
+        self._loss_time = None
+        self._pto_count = 0
+        self.probes = 0
+        return requeue
 
     def frames_in_flight(self):
         """The frame lists of the packets in flight (a generator)."""

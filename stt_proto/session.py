@@ -174,6 +174,9 @@ class SessionCore:
 
         #: ``(error_code, reason)`` once the peer sent CLOSE.
         self.peer_close: tuple[int, str] | None = None
+        #: PATH_RESPONSE data received and not yet looked at by the session
+        #: table (:mod:`stt_proto.path`); a few at most.
+        self.path_responses: list[bytes] = []
 
         self._stats = dict.fromkeys((
             "packets_sent", "packets_received", "bytes_sent", "bytes_received",
@@ -655,7 +658,10 @@ class SessionCore:
         self.assembly.queue_path_response(frame.data)
 
     def _on_path_response(self, frame, now: float) -> None:
-        pass
+        # Kept for the session table, which knows the challenges (stt_proto.path);
+        # more than a probe's challenges can never all be answers.
+        if len(self.path_responses) < 4:
+            self.path_responses.append(frame.data)
 
     # ------------------------------------------------------------------ ACKs and loss
 
@@ -756,6 +762,14 @@ class SessionCore:
         frames taken for that packet are queued again and sending stops.
         """
         return self.assembly.transmit(now, seal)
+
+    def path_changed(self) -> None:
+        """The session now sends to a new, validated address of the peer: what
+        was in flight to the old one goes again at once (see
+        :meth:`PacketRecovery.on_path_change <stt_proto.recovery.PacketRecovery.on_path_change>`)."""
+        requeue = self.assembly.requeue
+        for frames in self.recovery.on_path_change():
+            requeue(frames)
 
     def has_eliciting_work(self) -> bool:
         """Whether anything ack-eliciting waits to be sent (a credit update, a

@@ -33,8 +33,9 @@ again. A session closed by the peer, a timeout or a violation does not repeat
 Routing (sections 3 and 6). The peer puts one of our random 32-bit *local
 indices* in the clear header of every packet; an :class:`IndexTable` maps each
 live index to its owner, a session or an outgoing handshake attempt, so
-demultiplexing is one lookup and needs no address (a peer may move: the latest
-authenticated source address is where it is now).
+demultiplexing is one lookup and needs no address. A peer may move: an
+authenticated packet from a new address starts its validation, and the session
+sends there once the peer proved it receives there (:mod:`stt_proto.path`, 7.11).
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ from .config import EndpointConfig
 from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, ErrorCode
 from .crypto import KeyExhaustedError, KeyRing, PacketKeys
 from .errors import DecodeError, LocalProtocolError, ProtocolError, StreamClosedError
-from .events import CloseReason, Event, SessionClosed, SessionEstablished
+from .events import CloseReason, Event, SessionClosed, SessionEstablished, SessionMigrated
 from .handshake import TransportParameters
 from .handshaking import path_datagram_size
+from .path import CHALLENGE_SIZE, PathProbe
 from .session import SessionCore
 from .state import (
     RekeyInput,
@@ -65,6 +67,8 @@ Address = Any
 
 #: CLOSE frames a closed session sends at most (first, repeats and echoes; 7.8).
 MAX_CLOSE_SENDS = 8
+#: The size of a packet holding one PATH_CHALLENGE (type byte and data).
+_CHALLENGE_PACKET_SIZE = DATA_HEADER_SIZE + 1 + CHALLENGE_SIZE + AEAD_TAG_SIZE
 
 # The states as module constants: reading a member off an Enum class costs a
 # slow attribute lookup in CPython 3.11, and these checks run for every packet.
@@ -88,7 +92,8 @@ class Session:
     __slots__ = ("session_id", "peer_id", "address", "initiator", "keys", "peer_params",
                  "state", "rekey_state", "closed_from", "created_at", "last_received",
                  "last_sent", "closed_at", "timer_at", "routes", "core", "closing",
-                 "close_next", "close_interval", "close_sends", "close_frame")
+                 "close_next", "close_interval", "close_sends", "close_frame", "probe",
+                 "largest_pn")
 
     def __init__(self, session_id: bytes, peer_id: bytes, address: Address, initiator: bool,
                  keys: KeyRing, peer_params: TransportParameters, now: float) -> None:
@@ -113,6 +118,11 @@ class Session:
         self.routes: set[int] = set()
         #: Streams, recovery and flow control (stt_proto.session).
         self.core: SessionCore | None = None
+        #: The validation of a new address of the peer, if one runs (stt_proto.path).
+        self.probe: PathProbe | None = None
+        #: The highest packet number received: the newest packet says where the
+        #: peer is now.
+        self.largest_pn = -1
         #: ``(error_code, reason, deadline)`` while CLOSING delivers what is queued.
         self.closing: tuple[int, str, float] | None = None
         #: After a local close: when the CLOSE frame is sent again (until the
@@ -308,9 +318,16 @@ class SessionTable:
         if keys.current is not current:
             self._sync_indices(session)  # the peer confirmed a rekey: the ring moved
         session.last_received = now
-        # WireGuard-style roaming: the latest authenticated source is where the
-        # peer is now.
-        session.address = address
+        newest = pn > session.largest_pn  # numbers go on across rekeys
+        if newest:
+            session.largest_pn = pn
+        if address != session.address:
+            if session.state is _HANDSHAKING:
+                self._move(session, address)  # the initiator's first packet proves it (6.3)
+            else:
+                self._from_elsewhere(session, address, len(data), newest, now)
+        elif newest and session.probe is not None:
+            session.probe.current = False  # the peer is (back) where we send
         if session.state is _HANDSHAKING:
             # The initiator's first packet confirms the keys and proves it
             # receives at this address: the session becomes usable (6.3).
@@ -331,6 +348,8 @@ class SessionTable:
             reason = CloseReason.GRACEFUL if code == 0 else CloseReason.ERROR
             self._close_session(session, reason, code, message or "closed by peer", now)
             return
+        if core.path_responses:
+            self._path_answered(session)
         if session.state is _CLOSING and not core.has_unfinished_sends():
             self._close_now(session, session.closing[0], session.closing[1], now)
             return
@@ -346,9 +365,82 @@ class SessionTable:
         if datagrams:
             session.last_sent = now
             address = session.address
-            for datagram in datagrams:
-                self._queue(datagram, address)
+            probe = session.probe
+            if probe is not None and probe.current:
+                # The peer's newest packet came from the address under
+                # validation: send there too, within what it sent us (7.11).
+                for datagram in datagrams:
+                    if probe.may_send(len(datagram)):
+                        probe.sent += len(datagram)
+                        self._queue(datagram, probe.address)
+                    else:
+                        self._queue(datagram, address)
+            else:
+                for datagram in datagrams:
+                    self._queue(datagram, address)
         self._schedule(session)
+
+    # ------------------------------------------------------------------ paths (7.11)
+
+    def _from_elsewhere(self, session: Session, address: Address, size: int, newest: bool,
+                        now: float) -> None:
+        """An authenticated packet from another address than the session's:
+        probe that address (stt_proto.path); the latest claim replaces an older
+        one. ``newest``: it has the highest packet number yet."""
+        probe = session.probe
+        if probe is None or probe.address != address:
+            probe = session.probe = PathProbe(address)
+            self._stats["path_probes_started"] += 1
+        probe.received += size
+        if newest:
+            probe.current = True
+        self._challenge(session, now)
+
+    def _challenge(self, session: Session, now: float) -> None:
+        """Send the probe's next PATH_CHALLENGE if it is due and the address
+        sent us enough bytes to pay for it."""
+        probe = session.probe
+        if not probe.due(now):
+            return
+        if not probe.may_send(_CHALLENGE_PACKET_SIZE):
+            self._stats["path_challenges_deferred"] += 1  # sent when it sends more
+            return
+        core = session.core
+        data = probe.challenge(self._config.rng, 3 * core.recovery.rtt.smoothed_rtt, now)
+        room = probe.received - probe.sent - DATA_HEADER_SIZE - AEAD_TAG_SIZE
+        datagram = core.assembly.path_challenge(data, now, session.keys.seal, room)
+        if datagram is None:
+            return
+        probe.sent += len(datagram)
+        self._stats["path_challenges_sent"] += 1
+        self._queue(datagram, probe.address)
+        self._schedule(session)
+
+    def _path_answered(self, session: Session) -> None:
+        responses, session.core.path_responses = session.core.path_responses, []
+        probe = session.probe
+        if probe is None or not any(probe.answered_by(data) for data in responses):
+            return  # late, or for an abandoned probe
+        old = session.address
+        self._move(session, probe.address)
+        session.probe = None
+        session.core.path_changed()
+        self._stats["paths_validated"] += 1
+        self._push_event(SessionMigrated(session_id=session.session_id,
+                                         peer_id=session.peer_id, old_address=old,
+                                         peer_address=session.address))
+
+    def _move(self, session: Session, address: Address) -> None:
+        """Send to ``address`` from now on; the per-host count follows."""
+        old, new = host_of(session.address), host_of(address)
+        if old != new and session.session_id in self.sessions:
+            left = self._per_host.get(old, 1) - 1
+            if left > 0:
+                self._per_host[old] = left
+            else:
+                self._per_host.pop(old, None)
+            self._per_host[new] = self._per_host.get(new, 0) + 1
+        session.address = address
 
     def _send_payload(self, session: Session, payload: bytes, now: float) -> None:
         _, datagram = session.keys.seal(payload, now=now)
@@ -490,6 +582,13 @@ class SessionTable:
             self._start_rekey(session, now)
         session.keys.expire(now)
         self._sync_indices(session)
+        probe = session.probe
+        if probe is not None and probe.next_at is not None and now >= probe.next_at:
+            if probe.exhausted(now):
+                session.probe = None
+                self._stats["path_validations_failed"] += 1
+            else:
+                self._challenge(session, now)
         session.core.handle_timer(now)
         if now >= session.last_sent + config.keep_alive_interval:
             session.core.queue_ping()
@@ -537,6 +636,9 @@ class SessionTable:
         t = keys.next_deadline()
         if t is not None and t < at:
             at = t
+        probe = session.probe
+        if probe is not None and probe.next_at is not None and probe.next_at < at:
+            at = probe.next_at
         return at
 
     # ------------------------------------------------------------------ closing (7.8)

@@ -530,12 +530,7 @@ class Network:
             ValueError: the name or address is taken.
         """
         if address is None:
-            while True:
-                n = self._next_host
-                self._next_host += 1
-                address = (f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", 4000)
-                if address not in self._by_address:
-                    break
+            address = self._free_address()
         elif address in self._by_address:
             raise ValueError(f"address {address!r} is already used by "
                              f"{self._by_address[address].name}")
@@ -550,6 +545,14 @@ class Network:
         self._by_address[address] = node
         self._flush(node)
         return node
+
+    def _free_address(self) -> Address:
+        while True:
+            n = self._next_host
+            self._next_host += 1
+            address = (f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", 4000)
+            if address not in self._by_address:
+                return address
 
     def node(self, key: Node | str | Address) -> Node:
         """A node of this network by itself, its name or its address.
@@ -616,6 +619,39 @@ class Network:
         """Remove both routes between ``a`` and ``b``."""
         self.unroute(a, b)
         self.unroute(b, a)
+
+    def move(self, node: Node | str, address: Address = None, *,
+             keep_old: bool = False) -> Address:
+        """Give ``node`` a new address, as a NAT that rebinds its mapping or a
+        host that changes networks: what it sends from now on comes from there,
+        and every route to it now also leads to the new address (through the
+        same link). ``keep_old=False`` (a rebinding): datagrams sent to the old
+        address from now on are dropped as ``no_route``; ``True`` (a handover
+        with both links up): the old address still reaches it. The endpoint is
+        not told (a NAT rebinding is invisible to it). Returns the new address
+        (default: the next free ``10.x.y.z:4000``).
+
+        Raises:
+            ValueError: the address is taken.
+        """
+        node = self.node(node)
+        old = node.address
+        if address is None:
+            address = self._free_address()
+        elif address in self._by_address:
+            raise ValueError(f"address {address!r} is already used by "
+                             f"{self._by_address[address].name}")
+        self._by_address[address] = node
+        for other in self.nodes.values():
+            route = other._routes.get(old)
+            if route is not None:
+                other._routes[address] = route
+                if not keep_old:
+                    del other._routes[old]
+        if not keep_old:
+            del self._by_address[old]
+        node.address = address
+        return address
 
     def call_at(self, when: float, fn: Callable[..., Any], /, *args: Any) -> None:
         """Run ``fn(*args)`` at simulated time ``when`` (after what is already

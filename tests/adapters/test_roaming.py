@@ -1,0 +1,111 @@
+"""A node that moves to a new socket in the middle of a transfer keeps its
+sessions (``Node.rebind``, ``docs/protocol.md`` 7.11), on both adapters, over
+real UDP sockets on 127.0.0.1: the peer validates the new address and follows;
+every byte arrives, in order, on the same stream."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import anyio
+import pytest
+
+import stt_io.asyncio
+import stt_io.trio
+
+SEED = b"roaming adapter test network seed"
+CHUNK = os.urandom(64 * 1024)
+CHUNKS = 400  # 25 MiB
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request):
+    return request.param
+
+
+@pytest.fixture
+def stt(anyio_backend):
+    return stt_io.trio if anyio_backend == "trio" else stt_io.asyncio
+
+
+async def stream_to(stream, moved: anyio.Event, move_after: int) -> str:
+    digest = hashlib.sha256()
+    for i in range(CHUNKS):
+        await stream.send(CHUNK)
+        digest.update(CHUNK)
+        if i == move_after:
+            moved.set()
+    await stream.close()
+    return digest.hexdigest()
+
+
+async def read_all(stream) -> tuple[int, str]:
+    digest, total = hashlib.sha256(), 0
+    async for data in stream:
+        digest.update(data)
+        total += len(data)
+    return total, digest.hexdigest()
+
+
+@pytest.mark.parametrize("direction", ["client sends", "client receives"])
+async def test_a_client_that_rebinds_mid_transfer_keeps_its_session(stt, direction):
+    with anyio.fail_after(60):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            inbound: list = []
+            got: dict = {}
+            moved, served = anyio.Event(), anyio.Event()
+
+            @server.on_session
+            async def serve(session):
+                inbound.append(session)
+                stream = await session.accept_stream()
+                if direction == "client sends":
+                    got["server"] = await read_all(stream)
+                else:
+                    await stream.receive()  # the client's hello
+                    got["sent"] = await stream_to(stream, moved, CHUNKS // 3)
+                served.set()
+
+            session = await client.connect(server.address, server.node_id)
+            stream = session.open_stream()
+            old = client.address
+            async with anyio.create_task_group() as tasks:
+                if direction == "client sends":
+                    async def send():
+                        got["sent"] = await stream_to(stream, moved, CHUNKS // 3)
+                    tasks.start_soon(send)
+                else:
+                    await stream.send(b"hello")
+
+                    async def receive():
+                        got["client"] = await read_all(stream)
+                    tasks.start_soon(receive)
+                await moved.wait()
+                new = await client.rebind()
+                assert new != old and new[1] != old[1] and client.address == new
+            await served.wait()
+            received = got["server"] if direction == "client sends" else got["client"]
+            assert received == (CHUNKS * len(CHUNK), got["sent"])
+            # The server followed: same session, the client's new address.
+            (peer_session,) = inbound
+            assert peer_session.peer_address == new and not peer_session.is_closed()
+            assert server.statistics()["paths_validated"] == 1
+            assert session.statistics()["bytes_retransmitted"] >= 0
+            assert not session.is_closed()
+
+
+async def test_rebind_to_a_taken_port_keeps_the_old_socket(stt):
+    with anyio.fail_after(30):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            session = await client.connect(server.address, server.node_id)
+            old = client.address
+            with pytest.raises(OSError):
+                await client.rebind(server.address[1])
+            assert client.address == old
+            stream = session.open_stream()
+            await stream.send(b"still here")
+            inbound = await server.accept()
+            assert await (await inbound.accept_stream()).receive() == b"still here"
