@@ -22,6 +22,7 @@ from stt_proto.content.tree import CHUNK_SIZE, HashTree
 from stt_proto.errors import ContentError, ContentNotFoundError, StoreFullError
 
 from ._dht import _check_key
+from ._overlay_facade import OverlayFacade
 from .errors import NodeStoppedError
 
 __all__ = ["ContentDistributionBase"]
@@ -43,7 +44,7 @@ class _Wait:
         self.progress = progress
 
 
-class ContentDistributionBase:
+class ContentDistributionBase(OverlayFacade):
     """Publish content and retrieve it from every provider at once, over a started
     :class:`KademliaDHT` (the manual's ``ContentDistribution(dht=dht, node_id=...)``).
 
@@ -69,12 +70,16 @@ class ContentDistributionBase:
     :param content_config: any :class:`stt_proto.content.config.ContentConfig` field.
     """
 
+    _slot = "content"
+    _not_started = "start the DHT before publishing or retrieving content"
+    _taken_error = ContentError
+    _taken_message = "another ContentDistribution is attached to this node"
+
     def __init__(self, dht: Any, node_id: bytes | str | None = None, store: Any = None, *,
                  max_store_bytes: int | None = None, provide: bool = True,
                  serve_store: bool = True, announce: bool = True,
                  **content_config: Any) -> None:
-        if not hasattr(dht, "node") or not hasattr(dht, "_started"):
-            raise TypeError(f"dht must be a KademliaDHT, not {type(dht).__name__}")
+        super().__init__(dht)
         if node_id is not None and _check_key(node_id, "node_id") != dht.node_id:
             raise ValueError("node_id must be the DHT's node id")
         if store is None:
@@ -85,11 +90,9 @@ class ContentDistributionBase:
             raise TypeError("store must be a directory path, a ContentStore or None")
         self._config = ContentConfig(**content_config)
         self._store = store
-        self._dht = dht
         self._provide = bool(provide)
         self._serve_store = bool(serve_store)
         self._announce = bool(announce)
-        self._engine: ContentNode | None = None
         self._waits: dict[int, _Wait] = {}
         # Calls retrieving each content into the store now: one that does not
         # provide it removes it only when it is the last (the others read it).
@@ -97,10 +100,6 @@ class ContentDistributionBase:
         self._counters = dict.fromkeys(("published", "retrieved", "retrievals_failed"), 0)
 
     # -- life cycle --------------------------------------------------------------------
-
-    @property
-    def dht(self) -> Any:
-        return self._dht
 
     @property
     def store(self) -> ContentStore:
@@ -128,56 +127,22 @@ class ContentDistributionBase:
         node stops serving. The store is kept."""
         self._detach("content distribution stopped")
 
-    async def __aenter__(self) -> Any:
-        await self.start()
-        return self
+    def _new_engine(self, node: Any) -> ContentNode:
+        return ContentNode(self._dht.node_id, self._store, self._config, now=node._now(),
+                           announce=self._announce)
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+    def _event_handlers(self) -> dict[type, Callable[[Any], None]]:
+        return dict.fromkeys((ev.ContentProgress, ev.ContentRetrieved,
+                              ev.ContentRetrievalFailed, ev.ContentProviderDropped),
+                             self._on_event)
 
-    def _ensure(self) -> ContentNode:
-        dht, node = self._dht, self._dht.node
-        if self._engine is not None:
-            if dht._started and node._running:
-                return self._engine
-            self._detach("the DHT stopped")
-        if not dht._started or dht._engine is None or not node._running:
-            raise NodeStoppedError("start the DHT before publishing or retrieving content")
-        host = node._engine
-        if host.content is not None:
-            raise ContentError("another ContentDistribution is attached to this node")
-        engine = ContentNode(dht.node_id, self._store, self._config, now=node._now(),
-                             announce=self._announce)
-        host.attach_content(engine)
-        for kind in (ev.ContentProgress, ev.ContentRetrieved, ev.ContentRetrievalFailed,
-                     ev.ContentProviderDropped):
-            node._overlay_handlers[kind] = self._on_event
-        node._stop_callbacks.append(self._on_node_stop)
-        self._engine = engine
+    def _attached(self, engine: ContentNode) -> None:
         if self._serve_store:
             for content_id in self._store.entries():
                 engine.publish(content_id)
-        node._flush()
-        return engine
+        self._dht.node._flush()
 
-    def _on_node_stop(self) -> None:
-        self._detach("the node stopped")
-
-    def _detach(self, why: str) -> None:
-        engine = self._engine
-        if engine is None:
-            return
-        self._engine = None
-        node = self._dht.node
-        if node._engine.content is engine:
-            node._engine.detach_content()
-        for kind in (ev.ContentProgress, ev.ContentRetrieved, ev.ContentRetrievalFailed,
-                     ev.ContentProviderDropped):
-            if node._overlay_handlers.get(kind) == self._on_event:
-                del node._overlay_handlers[kind]
-        if self._on_node_stop in node._stop_callbacks:
-            node._stop_callbacks.remove(self._on_node_stop)
-        error = NodeStoppedError(why)
+    def _detached(self, error: NodeStoppedError) -> None:
         for wait in self._waits.values():
             wait.end = error
             wait.signal.set()
@@ -236,8 +201,10 @@ class ContentDistributionBase:
         node = self._dht.node
         node._flush()
         if self._announce:
-            await self._wait_for(lambda: engine.announced(content_id)
-                                 or self._engine is not engine)
+            try:
+                await self._wait_until(lambda: engine.announced(content_id), None)
+            except NodeStoppedError:
+                pass  # stopped meanwhile: the content is stored, its id is still the answer
         return content_id
 
     async def unpublish(self, content_id: bytes | str) -> bool:
@@ -429,31 +396,6 @@ class ContentDistributionBase:
             raise ContentNotFoundError(f"content {content_id.hex()}: {reason.replace('_', ' ')}")
         self._counters["retrieved"] += 1
         return retrieval if want_retrieval else end
-
-    # -- waiting -----------------------------------------------------------------------------
-
-    async def _wait_for(self, ready: Callable[[], bool]) -> None:
-        """Wait, polling at each flush, until ``ready()``."""
-        node = self._dht.node
-        if ready():
-            return
-        signal = node._new_signal()
-
-        def check() -> None:
-            if ready():
-                signal.set()
-
-        node._flush_callbacks.append(check)
-        try:
-            while not ready():
-                signal.clear()
-                await signal.wait()
-        finally:
-            if check in node._flush_callbacks:
-                node._flush_callbacks.remove(check)
-
-    async def _sleep(self, seconds: float) -> None:
-        raise NotImplementedError
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         raise NotImplementedError

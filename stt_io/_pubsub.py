@@ -45,6 +45,7 @@ from stt_proto.pubsub.node import PubSubNode
 
 from ._arguments import check_handler
 from ._dht import DHTNode
+from ._overlay_facade import OverlayFacade
 from .errors import NodeStoppedError
 
 __all__ = ["PubSubManagerBase", "TopicMessage", "TopicGap", "Subscription"]
@@ -248,16 +249,6 @@ class _Topic:
         self.subscriptions: list[Subscription] = []
 
 
-class _Waiter:
-    __slots__ = ("ready", "signal", "error", "expired")
-
-    def __init__(self, ready: Callable[[], bool], signal: Any) -> None:
-        self.ready = ready
-        self.signal = signal
-        self.error: BaseException | None = None
-        self.expired = False
-
-
 def _is_async(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn) or \
         inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
@@ -280,7 +271,7 @@ class _SubscriptionContext:
         manager._close_subscription(key, sub)
 
 
-class PubSubManagerBase:
+class PubSubManagerBase(OverlayFacade):
     """Publish and subscribe over a started :class:`KademliaDHT` (the manual's
     ``PubSubManager(dht=dht)``).
 
@@ -303,11 +294,15 @@ class PubSubManagerBase:
         field (``heartbeat``, ``repair_window``, ``max_queued_bytes_per_peer``, ...).
     """
 
+    _slot = "pubsub"
+    _not_started = "start the DHT before publishing or subscribing"
+    _taken_error = PubSubError
+    _taken_message = "another PubSubManager is attached to this node"
+
     def __init__(self, dht: Any, *, mesh_degree: int = 6, max_message_size: int = 1 << 20,
                  max_queue: int = MAX_QUEUE, join_timeout: float | None = JOIN_TIMEOUT,
                  **pubsub_config: Any) -> None:
-        if not hasattr(dht, "node") or not hasattr(dht, "_started"):
-            raise TypeError(f"dht must be a KademliaDHT, not {type(dht).__name__}")
+        super().__init__(dht)
         if isinstance(mesh_degree, int) and not isinstance(mesh_degree, bool):
             pubsub_config.setdefault("mesh_low", min(4, mesh_degree))
             pubsub_config.setdefault("mesh_high", max(12, mesh_degree))
@@ -317,20 +312,13 @@ class PubSubManagerBase:
         if join_timeout is not None and not join_timeout >= 0:
             raise ValueError("join_timeout must be >= 0 (or None: no limit)")
         self._join_timeout = join_timeout
-        self._dht = dht
-        self._engine: PubSubNode | None = None
         self._engine_stats: dict[str, int] = {}
         self._topics: dict[bytes, _Topic] = {}
-        self._waiters: set[_Waiter] = set()
         self._counters = dict.fromkeys((
             "handler_calls", "handler_errors", "handler_overflow", "gaps_lost",
             "messages_lost", "messages_unclaimed", "publish_waits"), 0)
 
     # -- life cycle --------------------------------------------------------------------
-
-    @property
-    def dht(self) -> Any:
-        return self._dht
 
     @property
     def engine(self) -> PubSubNode:
@@ -360,58 +348,18 @@ class PubSubManagerBase:
             node._flush()
         self._detach("the pub/sub manager stopped")
 
-    async def __aenter__(self) -> Any:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    def _ensure(self) -> PubSubNode:
-        """The attached engine, attaching it first if needed."""
-        dht, node = self._dht, self._dht.node
-        if self._engine is not None:
-            if dht._started and node._running:
-                return self._engine
-            self._detach("the DHT stopped")
-        if not dht._started or dht._engine is None or not node._running:
-            raise NodeStoppedError("start the DHT before publishing or subscribing")
-        host = node._engine
-        if host.pubsub is not None:
-            raise PubSubError("another PubSubManager is attached to this node")
+    def _new_engine(self, node: Any) -> PubSubNode:
         now = node._now()
-        engine = PubSubNode(node.identity, self._config, wall_offset=time.time() - now,
-                            rng=node._config.rng, now=now)
-        host.attach_pubsub(engine)
-        node._overlay_handlers[ev.PubSubMessage] = self._on_message
-        node._overlay_handlers[ev.PubSubGap] = self._on_gap
-        node._stop_callbacks.append(self._on_node_stop)
-        self._engine = engine
+        return PubSubNode(node.identity, self._config, wall_offset=time.time() - now,
+                          rng=node._config.rng, now=now)
+
+    def _event_handlers(self) -> dict[type, Callable[[Any], None]]:
+        return {ev.PubSubMessage: self._on_message, ev.PubSubGap: self._on_gap}
+
+    def _attached(self, engine: PubSubNode) -> None:
         self._engine_stats = engine.stats
-        return engine
 
-    def _on_node_stop(self) -> None:
-        self._detach("the node stopped")
-
-    def _detach(self, why: str) -> None:
-        engine = self._engine
-        if engine is None:
-            return
-        self._engine = None
-        node = self._dht.node
-        if node._engine.pubsub is engine:
-            node._engine.detach_pubsub()
-        for kind, handler in ((ev.PubSubMessage, self._on_message), (ev.PubSubGap, self._on_gap)):
-            if node._overlay_handlers.get(kind) == handler:
-                del node._overlay_handlers[kind]
-        if self._on_node_stop in node._stop_callbacks:
-            node._stop_callbacks.remove(self._on_node_stop)
-        if self._on_flush in node._flush_callbacks:
-            node._flush_callbacks.remove(self._on_flush)
-        error = NodeStoppedError(why)
-        for waiter in self._waiters:
-            waiter.error = error
-            waiter.signal.set()
+    def _detached(self, error: NodeStoppedError) -> None:
         for state in self._topics.values():
             for entry in state.handlers:
                 if entry.inbox is not None:
@@ -419,51 +367,6 @@ class PubSubManagerBase:
             for sub in state.subscriptions:
                 sub._inbox.fail(error)
         self._topics.clear()
-
-    # -- waiting -------------------------------------------------------------------------
-
-    def _on_flush(self) -> None:
-        for waiter in list(self._waiters):
-            if waiter.error is None and waiter.ready():
-                waiter.signal.set()
-
-    async def _wait_until(self, ready: Callable[[], bool], timeout: float | None) -> bool:
-        """Wait until ``ready()``; False if ``timeout`` seconds passed first.
-
-        Raises:
-            NodeStoppedError: the node or the manager stopped meanwhile.
-        """
-        if ready():
-            return True
-        node = self._dht.node
-        waiter = _Waiter(ready, node._new_signal())
-        if not self._waiters:
-            node._flush_callbacks.append(self._on_flush)
-        self._waiters.add(waiter)
-        if timeout is not None:
-            node._spawn(self._expire(waiter, timeout), "a pub/sub call's time limit")
-        try:
-            while True:
-                if waiter.error is not None:
-                    raise waiter.error
-                if ready():
-                    return True
-                if waiter.expired:
-                    return False
-                waiter.signal.clear()
-                await waiter.signal.wait()
-        finally:
-            self._waiters.discard(waiter)
-            if not self._waiters and self._on_flush in node._flush_callbacks:
-                node._flush_callbacks.remove(self._on_flush)
-
-    async def _expire(self, waiter: _Waiter, seconds: float) -> None:
-        await self._sleep(seconds)
-        waiter.expired = True
-        waiter.signal.set()
-
-    async def _sleep(self, seconds: float) -> None:
-        raise NotImplementedError
 
     # -- publishing ----------------------------------------------------------------------
 
