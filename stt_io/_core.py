@@ -667,6 +667,10 @@ class NodeBase(abc.ABC):
             self._on_established(event)
         elif kind is ev.SessionClosed:
             self._on_session_closed(event)
+        elif kind is ev.SessionMigrated:
+            session = self._sessions.get(event.session_id)
+            if session is not None:  # remembered for after the close
+                session._last_address = event.peer_address
         elif kind is ev.DatagramReceived:
             session = self._sessions.get(event.session_id)
             if session is not None:
