@@ -271,6 +271,8 @@ class NodeBase(abc.ABC):
         self._accept_signal: Signal | None = None
         self._session_handlers: list[Callable[[Session], Awaitable[Any]]] = []
         self._closed_callbacks: list[Callable[[bytes, str], Any]] = []
+        self._suspended_callbacks: list[Callable[[bytes], Any]] = []
+        self._resumed_callbacks: list[Callable[[bytes, float], Any]] = []
         self._timer_at: float | None = None
         self._timer_armed = False
         self._backlog: deque[tuple[bytes, Address]] = deque()
@@ -539,6 +541,20 @@ class NodeBase(abc.ABC):
         self._closed_callbacks.append(check_handler(callback, "the callback"))
         return callback
 
+    def on_session_suspended(self, callback: Callable[[bytes], Any]) -> Callable:
+        """Call ``callback(session_id)`` when a session hears nothing from its
+        peer for ``suspend_after`` (a node option; without it a silent session
+        closes at ``idle_timeout``) and starts waiting for it. Usable as a
+        decorator; a coroutine function runs as a task."""
+        self._suspended_callbacks.append(check_handler(callback, "the callback"))
+        return callback
+
+    def on_session_resumed(self, callback: Callable[[bytes, float], Any]) -> Callable:
+        """Call ``callback(session_id, outage_seconds)`` when a suspended session
+        hears from its peer again. Usable as a decorator."""
+        self._resumed_callbacks.append(check_handler(callback, "the callback"))
+        return callback
+
     # ------------------------------------------------------------------ I/O plumbing
 
     def _now(self) -> float:
@@ -667,6 +683,12 @@ class NodeBase(abc.ABC):
             self._on_established(event)
         elif kind is ev.SessionClosed:
             self._on_session_closed(event)
+        elif kind is ev.SessionSuspended:
+            self._call_back(self._suspended_callbacks, "an on_session_suspended callback",
+                            event.session_id)
+        elif kind is ev.SessionResumed:
+            self._call_back(self._resumed_callbacks, "an on_session_resumed callback",
+                            event.session_id, event.outage)
         elif kind is ev.SessionMigrated:
             session = self._sessions.get(event.session_id)
             if session is not None:  # remembered for after the close
@@ -732,14 +754,19 @@ class NodeBase(abc.ABC):
         session = self._sessions.pop(event.session_id, None)
         if session is not None:
             session._on_closed(event.reason, event.error_code, event.message)
-        for callback in self._closed_callbacks:
+        self._call_back(self._closed_callbacks, "an on_session_closed callback",
+                        event.session_id, event.reason)
+
+    def _call_back(self, callbacks: list[Callable[..., Any]], what: str, *args: Any) -> None:
+        """Call every callback with ``args``; a coroutine's runs as a task."""
+        for callback in callbacks:
             try:
-                result = callback(event.session_id, event.reason)
+                result = callback(*args)
             except Exception as exc:  # a callback's bug must not break the node
-                self._report("an on_session_closed callback", exc)
+                self._report(what, exc)
                 continue
             if hasattr(result, "__await__"):
-                self._spawn(result, "an on_session_closed callback")
+                self._spawn(result, what)
 
 
 async def run_handler(handler: Callable[[Session], Awaitable[Any]], session: Session) -> None:

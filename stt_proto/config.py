@@ -49,6 +49,16 @@ class EndpointConfig:
     reason ``timeout``."""
     keep_alive_interval: float = 10.0
     """A PING is sent after this long without sending anything."""
+    suspend_after: float | None = None
+    """``None`` (the default): a silent session closes at ``idle_timeout``.
+    Else a session that hears no authenticated packet for this long is
+    *suspended* instead (``SessionSuspended``): its streams, buffers and keys
+    are kept, it sends PINGs with backoff, and it resumes the moment an
+    authenticated packet comes from any address (``SessionResumed``); it closes
+    with reason ``timeout`` only after ``max_outage`` of silence
+    (``docs/protocol.md`` 7.7)."""
+    max_outage: float = 60.0
+    """With ``suspend_after``: the longest silence a suspended session waits out."""
     close_linger: float = 3.0
     """How long a closed session's indices keep absorbing late packets."""
 
@@ -185,6 +195,9 @@ class EndpointConfig:
             raise ValueError("close_linger must not be negative")
         if self.keep_alive_interval >= self.idle_timeout:
             raise ValueError("keep_alive_interval must be shorter than idle_timeout")
+        if self.suspend_after is not None:
+            if not self.keep_alive_interval < self.suspend_after < self.max_outage:
+                raise ValueError("need keep_alive_interval < suspend_after < max_outage")
         for name in ("max_sessions", "max_sessions_per_address", "max_half_open",
                      "max_pending_connects", "replay_cache_size", "max_events",
                      "max_event_bytes"):

@@ -125,6 +125,7 @@ class Endpoint:
                 "early_dht_answered", "early_dht_unanswered", "early_dht_answers_received",
                 "early_dht_resent", "path_probes_started", "path_challenges_sent",
                 "path_challenges_deferred", "paths_validated", "path_validations_failed",
+                "sessions_suspended", "sessions_resumed",
             ),
             0,
         )

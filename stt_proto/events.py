@@ -20,6 +20,8 @@ __all__ = [
     "SessionEstablished",
     "SessionClosed",
     "SessionMigrated",
+    "SessionSuspended",
+    "SessionResumed",
     "DatagramReceived",
     "StreamOpened",
     "MessageReceived",
@@ -90,6 +92,25 @@ class SessionMigrated(Event):
     """Where the session sent before."""
     peer_address: Address
     """Where it sends now."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionSuspended(Event):
+    """Nothing authenticated came from the peer for ``suspend_after``: the
+    session waits for it (probing) instead of closing (``docs/protocol.md`` 7.7)."""
+
+    session_id: bytes
+    peer_id: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionResumed(Event):
+    """A suspended session heard from its peer again."""
+
+    session_id: bytes
+    peer_id: bytes
+    outage: float
+    """Seconds from the peer's last packet before the outage to this one."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -312,7 +312,7 @@ class PacketRecovery:
         self._latest_acked_sent_at = float("-inf")
         self.stats = dict.fromkeys((
             "packets_lost", "bytes_lost", "probe_timeouts", "persistent_congestion",
-            "spurious_losses", "packets_resent_on_path_change"), 0)
+            "spurious_losses", "packets_abandoned"), 0)
 
     # -- the session's three calls ------------------------------------------------------
 
@@ -431,12 +431,13 @@ class PacketRecovery:
         """Ack-eliciting packets neither acknowledged nor declared lost."""
         return len(self._sent)
 
-    def on_path_change(self) -> list:
-        """The peer moved to a validated new address (docs/protocol.md 7.11): what
-        is in flight was sent to where it no longer is. Every packet in flight is
-        taken out of flight and its frames handed back to be sent again now,
-        with no congestion response (a dead path, not a full queue, lost them);
-        they stay recorded, so an ACK that comes after all settles them."""
+    def abandon_in_flight(self) -> list:
+        """What is in flight was sent where it did not arrive: to the old address
+        of a peer that moved (docs/protocol.md 7.11), or into an outage (7.7).
+        Every packet in flight is taken out of flight and its frames handed back
+        to be sent again now, with no congestion response (a dead path, not a
+        full queue, lost them); they stay recorded, so an ACK that comes after
+        all settles them."""
         sent, records, requeue = self._sent, self._lost, []
         for packet in sent.values():
             if packet.frames:
@@ -444,7 +445,7 @@ class PacketRecovery:
                 records[packet.pn] = packet.frames
         while len(records) > _MAX_LOST_RECORDS:
             records.popitem(last=False)
-        self.stats["packets_resent_on_path_change"] += len(sent)
+        self.stats["packets_abandoned"] += len(sent)
         sent.clear()
         self.bytes_in_flight = 0
         self._loss_time = None

@@ -763,12 +763,13 @@ class SessionCore:
         """
         return self.assembly.transmit(now, seal)
 
-    def path_changed(self) -> None:
-        """The session now sends to a new, validated address of the peer: what
-        was in flight to the old one goes again at once (see
-        :meth:`PacketRecovery.on_path_change <stt_proto.recovery.PacketRecovery.on_path_change>`)."""
+    def resend_in_flight(self) -> None:
+        """What is in flight was most likely lost to a dead path (the peer moved
+        to a validated new address, or came back after an outage): it goes
+        again at once (see :meth:`PacketRecovery.abandon_in_flight
+        <stt_proto.recovery.PacketRecovery.abandon_in_flight>`)."""
         requeue = self.assembly.requeue
-        for frames in self.recovery.on_path_change():
+        for frames in self.recovery.abandon_in_flight():
             requeue(frames)
 
     def has_eliciting_work(self) -> bool:

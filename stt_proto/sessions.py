@@ -47,7 +47,15 @@ from .config import EndpointConfig
 from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, ErrorCode
 from .crypto import KeyExhaustedError, KeyRing, PacketKeys
 from .errors import DecodeError, LocalProtocolError, ProtocolError, StreamClosedError
-from .events import CloseReason, Event, SessionClosed, SessionEstablished, SessionMigrated
+from .events import (
+    CloseReason,
+    Event,
+    SessionClosed,
+    SessionEstablished,
+    SessionMigrated,
+    SessionResumed,
+    SessionSuspended,
+)
 from .handshake import TransportParameters
 from .handshaking import path_datagram_size
 from .path import CHALLENGE_SIZE, PathProbe
@@ -67,6 +75,9 @@ Address = Any
 
 #: CLOSE frames a closed session sends at most (first, repeats and echoes; 7.8).
 MAX_CLOSE_SENDS = 8
+#: A suspended session's PINGs: the first gap, and the most it doubles to (7.7).
+_SUSPENDED_PING_FIRST = 0.25
+_SUSPENDED_PING_MAX = 8.0
 #: The size of a packet holding one PATH_CHALLENGE (type byte and data).
 _CHALLENGE_PACKET_SIZE = DATA_HEADER_SIZE + 1 + CHALLENGE_SIZE + AEAD_TAG_SIZE
 
@@ -93,7 +104,7 @@ class Session:
                  "state", "rekey_state", "closed_from", "created_at", "last_received",
                  "last_sent", "closed_at", "timer_at", "routes", "core", "closing",
                  "close_next", "close_interval", "close_sends", "close_frame", "probe",
-                 "largest_pn")
+                 "largest_pn", "suspended_at", "ping_at", "ping_gap")
 
     def __init__(self, session_id: bytes, peer_id: bytes, address: Address, initiator: bool,
                  keys: KeyRing, peer_params: TransportParameters, now: float) -> None:
@@ -123,6 +134,11 @@ class Session:
         #: The highest packet number received: the newest packet says where the
         #: peer is now.
         self.largest_pn = -1
+        #: While suspended (``suspend_after``): since when, and the next PING
+        #: and the gap after it (it doubles up to _SUSPENDED_PING_MAX).
+        self.suspended_at: float | None = None
+        self.ping_at = 0.0
+        self.ping_gap = 0.0
         #: ``(error_code, reason, deadline)`` while CLOSING delivers what is queued.
         self.closing: tuple[int, str, float] | None = None
         #: After a local close: when the CLOSE frame is sent again (until the
@@ -317,7 +333,10 @@ class SessionTable:
         _, pn, payload = opened
         if keys.current is not current:
             self._sync_indices(session)  # the peer confirmed a rekey: the ring moved
+        silent_since = session.last_received
         session.last_received = now
+        if session.suspended_at is not None:
+            self._resume(session, now - silent_since)
         newest = pn > session.largest_pn  # numbers go on across rekeys
         if newest:
             session.largest_pn = pn
@@ -380,6 +399,27 @@ class SessionTable:
                     self._queue(datagram, address)
         self._schedule(session)
 
+    # ------------------------------------------------------------------ outages (7.7)
+
+    def _suspend(self, session: Session, now: float) -> None:
+        """Silent for ``suspend_after``: wait for the peer, probing, instead of closing."""
+        session.suspended_at = now
+        session.ping_gap = _SUSPENDED_PING_FIRST
+        session.ping_at = now  # the first PING goes now
+        self._stats["sessions_suspended"] += 1
+        self._push_event(SessionSuspended(session_id=session.session_id,
+                                          peer_id=session.peer_id))
+
+    def _resume(self, session: Session, outage: float) -> None:
+        """The peer is heard again: what went out during the silence is most
+        likely lost, so it goes again now rather than at the backed-off probe
+        timeout."""
+        session.suspended_at = None
+        session.core.resend_in_flight()
+        self._stats["sessions_resumed"] += 1
+        self._push_event(SessionResumed(session_id=session.session_id,
+                                        peer_id=session.peer_id, outage=outage))
+
     # ------------------------------------------------------------------ paths (7.11)
 
     def _from_elsewhere(self, session: Session, address: Address, size: int, newest: bool,
@@ -424,7 +464,7 @@ class SessionTable:
         old = session.address
         self._move(session, probe.address)
         session.probe = None
-        session.core.path_changed()
+        session.core.resend_in_flight()
         self._stats["paths_validated"] += 1
         self._push_event(SessionMigrated(session_id=session.session_id,
                                          peer_id=session.peer_id, old_address=old,
@@ -562,10 +602,22 @@ class SessionTable:
             else:
                 self._schedule(session)
             return
-        if now >= session.last_received + config.idle_timeout:
+        if config.suspend_after is None:
+            if now >= session.last_received + config.idle_timeout:
+                self._close_session(session, CloseReason.TIMEOUT, ErrorCode.IDLE_TIMEOUT,
+                                    "no packet from the peer within the idle timeout", now)
+                return
+        elif now >= session.last_received + config.max_outage:
             self._close_session(session, CloseReason.TIMEOUT, ErrorCode.IDLE_TIMEOUT,
-                                "no packet from the peer within the idle timeout", now)
+                                "no packet from the peer within max_outage", now)
             return
+        elif session.suspended_at is None:
+            if now >= session.last_received + config.suspend_after:
+                self._suspend(session, now)
+        elif now >= session.ping_at:
+            session.core.queue_ping()
+            session.ping_gap = min(2 * session.ping_gap, _SUSPENDED_PING_MAX)
+            session.ping_at = now + session.ping_gap
         current = session.keys.current
         if current is None or not current.can_receive(now=now):
             self._close_session(session, CloseReason.TIMEOUT, ErrorCode.IDLE_TIMEOUT,
@@ -614,7 +666,12 @@ class SessionTable:
         if state is _HANDSHAKING:
             return session.created_at + config.half_open_timeout
         # Runs after every transmit: a running minimum, no list.
-        at = session.last_received + config.idle_timeout
+        if config.suspend_after is None:
+            at = session.last_received + config.idle_timeout
+        elif session.suspended_at is None:
+            at = session.last_received + config.suspend_after
+        else:
+            at = min(session.last_received + config.max_outage, session.ping_at)
         core = session.core
         if not core.ping_pending:
             t = session.last_sent + config.keep_alive_interval

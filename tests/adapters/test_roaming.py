@@ -109,3 +109,60 @@ async def test_rebind_to_a_taken_port_keeps_the_old_socket(stt):
             await stream.send(b"still here")
             inbound = await server.accept()
             assert await (await inbound.accept_stream()).receive() == b"still here"
+
+
+#: A peer that echoes every message on every stream, waiting out outages.
+ECHO_PEER = "\n".join([
+    "import asyncio, sys",
+    "from stt_io.asyncio import Node",
+    "async def echo(session):",
+    "    while True:",
+    "        stream = await session.accept_stream()",
+    "        async for message in stream:",
+    "            await stream.send(message)",
+    "async def main():",
+    "    node = Node(shared_seed=sys.argv[1].encode(), suspend_after=1.0, max_outage=30.0,",
+    "                keep_alive_interval=0.3)",
+    "    node.on_session(echo)",
+    "    await node.start()",
+    "    print(node.address[1], node.node_id.hex(), flush=True)",
+    "    await asyncio.sleep(3600)",
+    "asyncio.run(main())",
+])
+
+
+async def test_a_peer_frozen_for_a_while_is_waited_for_not_dropped(stt):
+    """SIGSTOP freezes the peer (as an outage would hide it) for longer than
+    ``suspend_after``: the session is suspended, not closed; SIGCONT and the
+    first packet resume it, and the stream carries on."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", ECHO_PEER, SEED.decode()],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        port, node_id = proc.stdout.readline().split()
+        with anyio.fail_after(30):
+            async with stt.Node(shared_seed=SEED, suspend_after=1.0, max_outage=30.0,
+                                keep_alive_interval=0.3) as client:
+                suspended, resumed = anyio.Event(), []
+                client.on_session_suspended(lambda sid: suspended.set())
+                client.on_session_resumed(lambda sid, outage: resumed.append(outage))
+                session = await client.connect(("127.0.0.1", int(port)), bytes.fromhex(node_id))
+                stream = session.open_stream()
+                await stream.send(b"before")
+                assert await stream.receive() == b"before"
+                os.kill(proc.pid, signal.SIGSTOP)
+                await suspended.wait()
+                await anyio.sleep(1.5)
+                assert not session.is_closed()
+                await stream.send(b"during")          # queued while the peer is away
+                os.kill(proc.pid, signal.SIGCONT)
+                assert await stream.receive() == b"during"
+                assert len(resumed) == 1 and resumed[0] > 1.0
+                assert client.statistics()["sessions_resumed"] == 1
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()

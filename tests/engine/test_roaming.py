@@ -16,7 +16,14 @@ import random
 import pytest
 
 from stt_proto.endpoint import Endpoint
-from stt_proto.events import MessageReceived, SessionMigrated, StreamReset
+from stt_proto.events import (
+    MessageReceived,
+    SessionClosed,
+    SessionMigrated,
+    SessionResumed,
+    SessionSuspended,
+    StreamReset,
+)
 from stt_proto.testing import Link, Network
 from tests.helpers.sim_streams import Workload, connect
 
@@ -213,3 +220,77 @@ def test_address_changed_pings_established_sessions_only():
     # Same address: nothing to validate, nothing moved.
     assert server.endpoint.statistics()["path_probes_started"] == 0
     assert isinstance(Endpoint.address_changed.__doc__, str)
+
+
+# -- outages: suspension instead of closing (docs/protocol.md 7.7) ----------------------
+
+def outage_setup(seed: int, **config):
+    net = Network(seed)
+    client = net.add_node("client", **config)
+    server = net.add_node("server", **config)
+    there, back = Link(latency=RTT / 2, bandwidth=10e6), Link(latency=RTT / 2, bandwidth=10e6)
+    net.connect_nodes(client, server, there, back)
+    sid_c, sid_s = connect(net, client, server)
+    work = Workload(net, client, server, sid_c, sid_s)
+    return net, client, server, work, (there, back)
+
+
+OUTAGE = dict(suspend_after=2.0, max_outage=60.0, keep_alive_interval=1.0)
+
+
+@pytest.mark.parametrize("sender", ["a", "b"])
+def test_a_30_second_outage_is_waited_out_and_every_byte_arrives(sender):
+    net, client, server, work, links = outage_setup(7, **OUTAGE)
+    transfer(work, sender, 7)
+    seen = {"client": watch(client, SessionSuspended, SessionResumed, SessionClosed),
+            "server": watch(server, SessionSuspended, SessionResumed, SessionClosed)}
+    work.start()
+    net.run(until=net.now + 0.2)
+    for link in links:
+        link.update(loss=1.0)        # the network goes away ...
+    cut = net.now
+    net.run(until=cut + 30.0)
+    for link in links:
+        link.update(loss=0.0)        # ... and comes back
+    net.run(until=net.now + 60, stop=work.finished)
+    work.check("outage")
+    for name, events in seen.items():
+        kinds = [type(e) for e in events]
+        assert kinds == [SessionSuspended, SessionResumed], (name, events)
+        assert 29.0 < events[1].outage < 40.0
+    stats = server.endpoint.statistics()
+    assert stats["sessions_suspended"] == 1 and stats["sessions_resumed"] == 1
+
+
+def test_an_outage_past_max_outage_closes_with_timeout():
+    net, client, server, work, links = outage_setup(8, suspend_after=1.0, max_outage=5.0,
+                                                    keep_alive_interval=0.5)
+    closed = watch(client, SessionClosed)
+    suspended = watch(client, SessionSuspended)
+    for link in links:
+        link.update(loss=1.0)
+    cut = net.now
+    net.run(until=cut + 20)
+    assert len(suspended) == 1 and len(closed) == 1
+    assert closed[0].reason == "timeout" and "max_outage" in closed[0].message
+    assert net.now - cut >= 4.9
+
+
+def test_without_suspend_after_a_silent_session_closes_at_the_idle_timeout():
+    net, client, server, work, links = outage_setup(9, idle_timeout=3.0,
+                                                    keep_alive_interval=1.0)
+    closed = watch(client, SessionClosed)
+    suspended = watch(client, SessionSuspended)
+    for link in links:
+        link.update(loss=1.0)
+    net.run(until=net.now + 10)
+    assert suspended == [] and [e.reason for e in closed] == ["timeout"]
+
+
+def test_suspend_after_is_checked():
+    from stt_proto.config import EndpointConfig
+    from stt_proto.identity import Identity
+    from stt_proto.testing import DEFAULT_SHARED_SEED
+    for bad in (dict(suspend_after=5.0, max_outage=5.0), dict(suspend_after=0.5)):
+        with pytest.raises(ValueError, match="suspend_after"):
+            EndpointConfig(identity=Identity.generate(), shared_seed=DEFAULT_SHARED_SEED, **bad)
