@@ -357,7 +357,7 @@ class _SttConn:
 
     @classmethod
     async def open(cls, peer, mode: bytes):
-        session = await peer.node.connect((HOST, peer.port), peer.peer_id)
+        session = await peer.node.connect((HOST, peer.port), peer.peer_id, new=True)
         stream = session.open_stream()
         await stream.send(mode)
         return cls(peer.node, session, stream)

@@ -271,6 +271,11 @@ class NodeBase(abc.ABC):
         self._accept_signal: Signal | None = None
         self._session_handlers: list[Callable[[Session], Awaitable[Any]]] = []
         self._closed_callbacks: list[Callable[[bytes, str], Any]] = []
+        # Connects under way without new=True, by peer: another connect to the
+        # same peer waits for it (one session per peer).
+        self._connecting_to: dict[bytes, _Connect] = {}
+        self._reuses = 0   # connects answered with a live session
+        self._merged = 0   # simultaneous opens resolved to the peer's session
         self._suspended_callbacks: list[Callable[[bytes], Any]] = []
         self._resumed_callbacks: list[Callable[[bytes, float], Any]] = []
         self._timer_at: float | None = None
@@ -306,6 +311,10 @@ class NodeBase(abc.ABC):
     @abc.abstractmethod
     def _spawn(self, coro: Awaitable[Any], what: str) -> None:
         """Run ``coro`` as a task of the node; its exception is logged, never raised."""
+
+    @abc.abstractmethod
+    async def _sleep(self, seconds: float) -> None:
+        """The backend's sleep."""
 
     def _flush_soon(self) -> None:
         """Flush once the current step is over (or now, if the backend cannot defer)."""
@@ -351,8 +360,12 @@ class NodeBase(abc.ABC):
         return self._endpoint
 
     def statistics(self) -> dict[str, Any]:
-        """The engine's counters plus the socket's (``socket_*``)."""
+        """The engine's counters plus the socket's (``socket_*``), and
+        ``connects_reused`` (answered with a live session) and
+        ``connects_merged`` (simultaneous opens settled on the peer's session)."""
         stats = dict(self._endpoint.statistics())
+        stats["connects_reused"] = self._reuses
+        stats["connects_merged"] = self._merged
         if self._sock is not None:
             stats.update({f"socket_{k}": v for k, v in self._sock.statistics().items()})
         return stats
@@ -446,8 +459,16 @@ class NodeBase(abc.ABC):
     # ------------------------------------------------------------------ sessions
 
     async def connect(self, peer_addr: Address, peer_id: bytes,
-                      timeout: float | None = 10.0) -> Session:
-        """Open a session with the node ``peer_id`` at ``peer_addr``.
+                      timeout: float | None = 10.0, *, new: bool = False) -> Session:
+        """A session with the node ``peer_id`` at ``peer_addr``.
+
+        One session per peer: a live session with ``peer_id`` (opened by either
+        side, or by the DHT for its own traffic) is returned as it is, with no
+        handshake, and a connect to ``peer_id`` already under way is shared.
+        ``new=True`` always opens another session. When two nodes connect to
+        each other at the same moment, both end up with the session opened by
+        the node with the smaller id; the other one is closed before either
+        application used it.
 
         Args:
             peer_addr: ``(host, port)``; a host name is resolved first.
@@ -455,6 +476,7 @@ class NodeBase(abc.ABC):
                 a hex id into them).
             timeout: seconds to wait for the handshake (``None``: the node's
                 ``connect_timeout``).
+            new: open a session of its own even if there is one.
 
         Returns:
             The established session.
@@ -476,28 +498,103 @@ class NodeBase(abc.ABC):
         peer_id = check_peer_id(peer_id)
         timeout = check_timeout(timeout)
         self._check_running()
+        if not new:
+            existing = self._session_with(peer_id)
+            if existing is not None:
+                self._reuses += 1
+                await self._schedule_point()
+                return existing
+            shared = self._connecting_to.get(peer_id)
+            if shared is not None:
+                await self._wait_connect(shared)
+                existing = self._session_with(peer_id)
+                if existing is None:
+                    raise ConnectionTimeoutError("the session opened meanwhile closed again")
+                return existing
         address = self._literal_address(peer_addr)
         if address is None:
             address = await self._resolve(peer_addr[0], peer_addr[1])
             self._check_running()
         session_id = self._endpoint.connect(address, peer_id, now=self._now(), timeout=timeout)
         pending = self._connects[session_id] = _Connect(self._new_signal())
+        if not new:
+            self._connecting_to[peer_id] = pending
         self._flush()
         try:
-            while not pending.done:
-                pending.signal.clear()
-                await pending.signal.wait()
-        except BaseException:  # cancelled: give the attempt up
-            if not pending.done and self._running and session_id in self._connects:
-                self._connects.pop(session_id, None)
-                self._endpoint.close(session_id, now=self._now())
-                self._flush()
-            elif pending.session is not None:
-                _close_quietly(pending.session)
-            raise
+            try:
+                await self._wait_connect(pending)
+            except BaseException:  # cancelled: give the attempt up
+                if not pending.done and self._running and session_id in self._connects:
+                    self._connects.pop(session_id, None)
+                    self._endpoint.close(session_id, now=self._now())
+                    self._flush()
+                elif pending.session is not None:
+                    _close_quietly(pending.session)
+                raise
+            session = pending.session
+            if not new and self.node_id > peer_id:
+                # Still marked as connecting: the peer's session, confirmed
+                # meanwhile, is kept for us, not handed to on_session.
+                session = await self._simultaneous_open(session)
+            return session
+        finally:
+            if self._connecting_to.get(peer_id) is pending:
+                del self._connecting_to[peer_id]
+
+    async def _wait_connect(self, pending: _Connect) -> None:
+        while not pending.done:
+            pending.signal.clear()
+            await pending.signal.wait()
         if pending.error is not None:
             raise pending.error
-        return pending.session
+
+    def _session_with(self, peer_id: bytes) -> Session | None:
+        """A live session with ``peer_id`` for the application (claimed from the
+        pool or the unclaimed if need be): the one opened by the smaller node id
+        if there are two."""
+        best = None
+        for session in self._sessions.values():
+            if session.peer_id != peer_id or session._closed is not None:
+                continue
+            if best is None or (session.initiator == (self.node_id < peer_id)):
+                best = session
+        if best is not None and best.session_id in self._unclaimed:
+            self._unclaimed.discard(best.session_id)
+            self._engine.pool.disown(best.session_id)
+        return best
+
+    async def _simultaneous_open(self, ours: Session) -> Session:
+        """Our connect to a peer with a smaller id succeeded; if the peer opened
+        one to us at the same moment, its session is the one both keep (the
+        tie-break of :meth:`connect`): wait briefly for it to be confirmed,
+        then close ours, unused, and return the peer's."""
+        peer_id = ours.peer_id
+
+        def theirs() -> tuple[bytes, bool] | None:
+            for session_id, initiator, established in self._endpoint.peer_sessions(peer_id):
+                if not initiator:
+                    return session_id, established
+            return None
+
+        found = theirs()
+        if found is None:
+            return ours
+        # The peer's first packet confirms its session within about a round
+        # trip of its own connect completing, which is now.
+        deadline = self._now() + max(1.0, 4 * ours.statistics()["rtt_smoothed"])
+        while not found[1] and self._now() < deadline:
+            await self._sleep(0.005)
+            found = theirs()
+            if found is None:
+                return ours
+        session = self._sessions.get(found[0])
+        if not found[1] or session is None or session._closed is not None:
+            return ours
+        self._unclaimed.discard(session.session_id)
+        self._engine.pool.disown(session.session_id)
+        self._merged += 1
+        _close_quietly(ours)
+        return session
 
     def _literal_address(self, peer_addr: Address) -> Address | None:
         """``peer_addr`` as is when its host is a numeric address of the
@@ -721,10 +818,24 @@ class NodeBase(abc.ABC):
             else:  # the caller gave up meanwhile
                 self._endpoint.close(event.session_id, now=self._now())
             return
-        if self._engine.dht is not None:
-            self._unclaimed.add(event.session_id)  # handed over on its first stream or datagram
+        if self._engine.dht is not None or self._expects_to_lose(event.peer_id):
+            # Handed over on its first stream or datagram: most are other
+            # members' DHT traffic, or a simultaneous open's session that its
+            # initiator is about to close (see connect).
+            self._unclaimed.add(event.session_id)
             return
         self._hand_over(session, inbound=True)
+
+    def _expects_to_lose(self, peer_id: bytes) -> bool:
+        """Whether an inbound session from ``peer_id`` is part of a simultaneous
+        open: we connect to it ourselves (our connect takes the session that
+        wins), or connected already and have the smaller id (its initiator is
+        about to close it)."""
+        if peer_id in self._connecting_to:
+            return True
+        return self.node_id < peer_id and any(
+            s.peer_id == peer_id and s.initiator and s._closed is None
+            for s in self._sessions.values())
 
     def take_pool_session(self, session_id: bytes) -> Session | None:
         """The session the pool holds as ``session_id``, now the application's."""

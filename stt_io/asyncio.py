@@ -199,6 +199,9 @@ class Node(NodeBase):
         self._timer = None
         self._on_timer()
 
+    async def _sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
     def _socket_replaced(self, old: Any) -> None:
         loop = self._loop
         loop.remove_reader(old.fileno())

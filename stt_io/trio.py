@@ -216,6 +216,9 @@ class Node(NodeBase):
                 raise
             self._on_readable()
 
+    async def _sleep(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+
     def _socket_replaced(self, old: Any) -> None:
         # Wakes the reader (and a writer) waiting on the old socket before it
         # is closed; they go on with the new one.

@@ -175,6 +175,15 @@ class Endpoint:
         )
         return stats
 
+    def peer_sessions(self, peer_id: bytes) -> list[tuple[bytes, bool, bool]]:
+        """The sessions with ``peer_id`` that are not closed, as ``(session_id,
+        initiator, established)``: a responder's session is not established
+        until the initiator's first packet confirms it (6.3). Pending connects
+        are not sessions yet."""
+        return [(s.session_id, s.initiator, s.established)
+                for s in self._table.sessions.values()
+                if s.peer_id == peer_id and not s.closed]
+
     def session_info(self, session_id: bytes) -> dict[str, Any]:
         """Peer, address, role, life-cycle state and key statistics of one session.
 

@@ -430,7 +430,7 @@ async def test_two_hundred_concurrent_sessions_on_one_node(stt):
             # One client node, 200 sessions to the same server (distinct
             # sessions, same address pair).
             sessions = await gather(
-                *(lambda: client.connect(server.address, server.node_id) for _ in range(200)))
+                *(lambda: client.connect(server.address, server.node_id, new=True) for _ in range(200)))
             assert len({s.session_id for s in sessions}) == 200
 
             async def ping(session, i):
@@ -504,7 +504,7 @@ async def test_stop_with_open_sessions_cleans_up(stt, anyio_backend, recwarn):
         await server.start()
         await client.start()
         echo_server(server)
-        sessions = [await client.connect(server.address, server.node_id) for _ in range(5)]
+        sessions = [await client.connect(server.address, server.node_id, new=True) for _ in range(5)]
         for s in sessions:
             stream = s.open_stream()
             await stream.send(b"keep me busy")
@@ -650,14 +650,14 @@ async def test_serve_runs_a_handler_per_session_and_survives_handler_errors(stt,
                 address = await tasks.start(server.serve, handler)
                 assert address == server.address
                 await client.connect(address, server.node_id)  # its handler raises
-                session = await client.connect(address, server.node_id)
+                session = await client.connect(address, server.node_id, new=True)
                 stream = session.open_stream()
                 await stream.send(b"still serving")
                 assert await stream.receive() == b"still serving"
                 tasks.cancel_scope.cancel()
             assert calls == [client.node_id, client.node_id]
             # serve() was cancelled, the node runs on: sessions queue for accept().
-            await client.connect(server.address, server.node_id)
+            await client.connect(server.address, server.node_id, new=True)
             assert (await server.accept()).peer_id == client.node_id
     assert reported() == ["handler bug"]
 
@@ -677,7 +677,7 @@ async def test_a_handler_that_is_not_async_is_reported_and_serving_goes_on(stt, 
                 else:
                     server.on_session(forgot_async)
                 for n in (1, 2):  # the first failure broke nothing
-                    await client.connect(server.address, server.node_id)
+                    await client.connect(server.address, server.node_id, new=True)
                     while len(calls) < n or len(reported()) < n:
                         await anyio.sleep(0.01)
                 tasks.cancel_scope.cancel()

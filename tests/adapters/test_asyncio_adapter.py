@@ -27,7 +27,7 @@ def run(fn, timeout: float = 60.0):
 
 async def _pair(server, client, **view_options):
     """A stream between the two nodes: the client's byte view and the server's stream."""
-    session = await client.connect(server.address, server.node_id)
+    session = await client.connect(server.address, server.node_id, new=True)
     stream = session.open_stream()
     view = stream.as_byte_stream(**view_options)
     view.write(b"!")  # the peer learns about the stream

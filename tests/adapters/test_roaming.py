@@ -166,3 +166,61 @@ async def test_a_peer_frozen_for_a_while_is_waited_for_not_dropped(stt):
         proc.kill()
         proc.wait()
         proc.stdout.close()
+
+
+# -- one session per peer ----------------------------------------------------------------
+
+async def test_repeated_connects_return_the_live_session_without_a_handshake(stt):
+    with anyio.fail_after(30):
+        async with stt.Node(shared_seed=SEED) as server, stt.Node(shared_seed=SEED) as client:
+            first = await client.connect(server.address, server.node_id)
+            handshakes = client.statistics()["handshakes_completed"]
+            again = [await client.connect(server.address, server.node_id) for _ in range(5)]
+            assert all(s is first for s in again)
+            assert client.statistics()["handshakes_completed"] == handshakes
+            assert client.statistics()["connects_reused"] == 5
+            # Concurrent connects share one handshake.
+            other = stt.Node(shared_seed=SEED)
+            async with other:
+                got = []
+                async with anyio.create_task_group() as tasks:
+                    for _ in range(4):
+                        async def one():
+                            got.append(await other.connect(server.address, server.node_id))
+                        tasks.start_soon(one)
+                assert len({id(s) for s in got}) == 1
+                assert other.statistics()["handshakes_completed"] == 1
+            fresh = await client.connect(server.address, server.node_id, new=True)
+            assert fresh is not first and not fresh.is_closed()
+
+
+async def test_a_simultaneous_open_converges_to_one_session(stt):
+    with anyio.fail_after(30):
+        async with stt.Node(shared_seed=SEED) as a, stt.Node(shared_seed=SEED) as b:
+            inbound = {"a": [], "b": []}
+            a.on_session(lambda s: _record(inbound["a"], s))
+            b.on_session(lambda s: _record(inbound["b"], s))
+            got = {}
+
+            async def open_from(name, node, peer):
+                got[name] = await node.connect(peer.address, peer.node_id)
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(open_from, "a", a, b)
+                tasks.start_soon(open_from, "b", b, a)
+            small, large = ("a", "b") if a.node_id < b.node_id else ("b", "a")
+            # Both hold the session the smaller id opened.
+            assert got[small].initiator and not got[large].initiator
+            await anyio.sleep(0.3)  # the losing session's close goes through
+            assert not got["a"].is_closed() and not got["b"].is_closed()
+            stream = got["a"].open_stream()
+            await stream.send(b"one session")
+            peer_stream = await got["b"].accept_stream()
+            assert await peer_stream.receive() == b"one session"
+            seen = {k: [(x.session_id == got[k].session_id, x.initiator, x.is_closed())
+                        for x in v] for k, v in inbound.items()}
+            assert inbound == {"a": [], "b": []}, (small, seen)  # no second session seen
+
+
+async def _record(into, session):
+    into.append(session)
