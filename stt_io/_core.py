@@ -452,9 +452,9 @@ class NodeBase(abc.ABC):
         self._flush()
         return new.address
 
+    @abc.abstractmethod
     def _socket_replaced(self, old: DatagramSocket) -> None:
         """The backend stops watching ``old`` and watches :attr:`_sock`."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ sessions
 
@@ -818,7 +818,7 @@ class NodeBase(abc.ABC):
             else:  # the caller gave up meanwhile
                 self._endpoint.close(event.session_id, now=self._now())
             return
-        if self._engine.dht is not None or self._expects_to_lose(event.peer_id):
+        if self._engine.dht is not None or self._in_simultaneous_open(event.peer_id):
             # Handed over on its first stream or datagram: most are other
             # members' DHT traffic, or a simultaneous open's session that its
             # initiator is about to close (see connect).
@@ -826,7 +826,7 @@ class NodeBase(abc.ABC):
             return
         self._hand_over(session, inbound=True)
 
-    def _expects_to_lose(self, peer_id: bytes) -> bool:
+    def _in_simultaneous_open(self, peer_id: bytes) -> bool:
         """Whether an inbound session from ``peer_id`` is part of a simultaneous
         open: we connect to it ourselves (our connect takes the session that
         wins), or connected already and have the smaller id (its initiator is

@@ -446,5 +446,5 @@ class KademliaDHTBase:
             raise ValueError(f"cannot read the DHT state file {path}: {exc}") from None
 
     async def _sleep(self, seconds: float) -> None:
-        raise NotImplementedError
+        await self.node._sleep(seconds)
 

@@ -34,7 +34,7 @@ class OverlayFacade:
 
     A subclass sets the class attributes and implements :meth:`_new_engine`
     and :meth:`_event_handlers`; :meth:`_attached` and :meth:`_detached` are
-    its hooks around the hand-over. The adapters' subclasses add ``_sleep``.
+    its hooks around the hand-over.
 
     Waiting calls use :meth:`_wait_until`: the node calls :meth:`_on_flush`
     after every flush while some call waits, and a waiting call's signal is
@@ -178,4 +178,4 @@ class OverlayFacade:
         waiter.signal.set()
 
     async def _sleep(self, seconds: float) -> None:
-        raise NotImplementedError
+        await self._dht.node._sleep(seconds)

@@ -464,22 +464,13 @@ class KademliaDHT(KademliaDHTBase):
 
     _node_class = Node
 
-    async def _sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
 
 class PubSubManager(PubSubManagerBase):
     __doc__ = PubSubManagerBase.__doc__
 
-    async def _sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
 
 class ContentDistribution(ContentDistributionBase):
     __doc__ = ContentDistributionBase.__doc__
-
-    async def _sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)

@@ -412,22 +412,13 @@ class KademliaDHT(KademliaDHTBase):
 
     _node_class = Node
 
-    async def _sleep(self, seconds: float) -> None:
-        await trio.sleep(seconds)
-
 
 class PubSubManager(PubSubManagerBase):
     __doc__ = PubSubManagerBase.__doc__
 
-    async def _sleep(self, seconds: float) -> None:
-        await trio.sleep(seconds)
-
 
 class ContentDistribution(ContentDistributionBase):
     __doc__ = ContentDistributionBase.__doc__
-
-    async def _sleep(self, seconds: float) -> None:
-        await trio.sleep(seconds)
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await trio.to_thread.run_sync(fn, *args)

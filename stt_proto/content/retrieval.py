@@ -134,7 +134,6 @@ class Retrieval:
         self._askers: dict[int, set[bytes]] = {}  # outstanding chunk -> providers asked
         self._due: dict[int, float] = {}          # outstanding chunk -> when it is overdue
         self._endgame_at: float | None = None
-        self._wanted = range(0)
         self._missing: set[int] = set()           # chunks wanted and not in the sink
         self._probe_index = first // CHUNK_SIZE
         self._lookups = 0
@@ -228,9 +227,8 @@ class Retrieval:
         first = min(self.first_byte // CHUNK_SIZE, count - 1)
         end = length if self.last_byte is None else min(self.last_byte, length)
         last = max(first, (max(end, 1) - 1) // CHUNK_SIZE)
-        self._wanted = range(first, last + 1)
         have = self.sink.have
-        self._missing = {i for i in self._wanted if not have(i)}
+        self._missing = {i for i in range(first, last + 1) if not have(i)}
         self._pending = [i for i in self._missing if i not in self._askers]
         heapq.heapify(self._pending)
 

@@ -48,16 +48,6 @@ SEED = b"adapter scenario test network seed"
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
-@pytest.fixture
-def stt(anyio_backend):
-    """The adapter module under test."""
-    return stt_io.trio if anyio_backend == "trio" else stt_io.asyncio
-
 
 class Box:
     """A one-shot result another task fills in (anyio's Event plus a value)."""

@@ -10,8 +10,6 @@ import os
 import anyio
 import pytest
 
-import stt_io.asyncio
-import stt_io.trio
 from stt_io.errors import ContentNotFoundError
 from stt_proto.content.tree import CHUNK_SIZE, HashTree
 from stt_proto.identity import Identity
@@ -20,15 +18,6 @@ SEED = b"content adapter test network seed"
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
-@pytest.fixture
-def stt(anyio_backend):
-    return stt_io.trio if anyio_backend == "trio" else stt_io.asyncio
 
 
 class Swarm:

@@ -11,8 +11,6 @@ import os
 import anyio
 import pytest
 
-import stt_io.asyncio
-import stt_io.trio
 from stt_io.errors import (
     BootstrapError,
     DhtError,
@@ -27,15 +25,6 @@ SEED = b"dht adapter test network seed"
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
-@pytest.fixture
-def stt(anyio_backend):
-    return stt_io.trio if anyio_backend == "trio" else stt_io.asyncio
 
 
 class Swarm:

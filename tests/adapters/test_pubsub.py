@@ -21,15 +21,6 @@ FAST = dict(heartbeat=0.2, want_timeout=0.3, repair_window=3.0, discovery_interv
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
-@pytest.fixture
-def stt(anyio_backend):
-    return stt_io.trio if anyio_backend == "trio" else stt_io.asyncio
-
 
 class Swarm:
     """``count`` DHT members on loopback, bootstrapped through the first, each

@@ -11,8 +11,6 @@ import os
 import anyio
 import pytest
 
-import stt_io.asyncio
-import stt_io.trio
 
 SEED = b"roaming adapter test network seed"
 CHUNK = os.urandom(64 * 1024)
@@ -20,15 +18,6 @@ CHUNKS = 400  # 25 MiB
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
-@pytest.fixture
-def stt(anyio_backend):
-    return stt_io.trio if anyio_backend == "trio" else stt_io.asyncio
 
 
 async def stream_to(stream, moved: anyio.Event, move_after: int) -> str:
