@@ -239,7 +239,8 @@ class OverlayHost:
             self.dht.receive(known[0], known[1], event.data, now=now)
             return
         if kind is SessionEstablished:
-            self.pool.on_established(event.session_id, event.peer_id, event.peer_address, now=now)
+            self.pool.on_established(event.session_id, event.peer_id, event.peer_address,
+                                     initiator=event.initiator, now=now)
             if not event.initiator and self.dht is not None:
                 # The peer proved it is a member: a request it made inside the
                 # handshake now counts as contact.

@@ -224,8 +224,11 @@ class OverlayChannel:
                 self.unlink(peer_id, now)
 
     def session_established(self, peer_id: bytes, session_id: bytes, now: float) -> None:
-        if self.engine.expects(peer_id):
-            self.link(peer_id, session_id, now)
+        # The pool's choice, not necessarily this session: the losing half of
+        # a simultaneous open is confirmed after the kept one at one end.
+        current = self._pool.session_of(peer_id)
+        if current is not None and self.engine.expects(peer_id):
+            self.link(peer_id, current, now)
 
     def session_closed(self, peer_id: bytes, session_id: bytes, unreachable: bytes | None,
                        now: float) -> None:

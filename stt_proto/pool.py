@@ -6,6 +6,15 @@ sessions of the :class:`~stt_proto.endpoint.Endpoint`:
 * It knows every established session (opened by either side, by the pool or by
   the application) and sends on the **newest** one of a peer, so a peer that
   restarted (a new session while the old one still times out) is reached at once.
+* Except after a **simultaneous open**: when both nodes dial each other at the
+  same moment, each end holds two sessions, one opened by either side, whose
+  handshakes complete within ``simultaneous_window`` of each other. Both ends
+  then send on the one the smaller node id opened (the tie-break
+  ``Node.connect`` uses), whatever order the two were confirmed in, and the
+  larger node closes its own half if the pool opened it (the application's
+  half is the application's to close: the adapter's connect does). Without
+  this each end would send on the other's session and leave its own idle, and
+  the pool's idle close would take both down.
 * To a peer without a session it opens one whose handshake carries the first
   message (the peer may answer it in the handshake, ``docs/protocol.md`` 6.9)
   and keeps what else is to be sent in a small per-peer queue
@@ -49,29 +58,62 @@ class SessionPool:
     """Sessions by peer for an endpoint (see the module docstring)."""
 
     def __init__(self, endpoint: Any, *, max_sessions: int = 256, idle_close: float = 120.0,
-                 max_queued_per_peer: int = 32, connect_timeout: float | None = None) -> None:
-        if max_sessions < 1 or max_queued_per_peer < 1 or not idle_close > 0:
-            raise ValueError("max_sessions, max_queued_per_peer and idle_close must be positive")
+                 max_queued_per_peer: int = 32, connect_timeout: float | None = None,
+                 simultaneous_window: float = 2.0) -> None:
+        if max_sessions < 1 or max_queued_per_peer < 1 or not idle_close > 0 \
+                or not simultaneous_window >= 0:
+            raise ValueError("max_sessions, max_queued_per_peer and idle_close must be "
+                             "positive, simultaneous_window not negative")
         self._endpoint = endpoint
         self.max_sessions = max_sessions
         self.idle_close = idle_close
+        #: Two sessions with a peer, one opened by each side, confirmed within
+        #: this many seconds of each other are a simultaneous open. A handshake
+        #: takes a round trip plus its retransmissions; a peer that restarted
+        #: comes back later than that, and its new session is the one to use.
+        self.simultaneous_window = simultaneous_window
         self.max_queued_per_peer = max_queued_per_peer
         self.connect_timeout = connect_timeout
         self._peers: dict[bytes, _Peer] = {}
         self._sessions: dict[bytes, tuple[bytes, Address]] = {}   # sid -> (peer, address)
+        self._opened: dict[bytes, tuple[float, bool]] = {}        # sid -> (confirmed at, we dialled)
         self._connecting: dict[bytes, bytes] = {}                 # sid -> peer
         # Sessions the pool opened, least recently used first, with their last use.
         self._own: OrderedDict[bytes, float] = OrderedDict()
         self.stats = {"pool_connects": 0, "pool_connect_failures": 0, "pool_idle_closed": 0,
                       "pool_evicted": 0, "pool_queue_dropped": 0, "pool_send_failed": 0,
-                      "pool_connect_retries": 0, "pool_refused_full": 0}
+                      "pool_connect_retries": 0, "pool_refused_full": 0,
+                      "pool_simultaneous_closed": 0}
 
     # -- lookups -----------------------------------------------------------------------
 
     def session_of(self, peer_id: bytes) -> bytes | None:
-        """The newest established session to ``peer_id``, if any."""
+        """The established session to ``peer_id`` that overlay traffic goes on,
+        if any: the newest, or the kept half of a simultaneous open."""
         peer = self._peers.get(peer_id)
-        return peer.sessions[-1] if peer is not None and peer.sessions else None
+        return self._current(peer_id, peer) if peer is not None and peer.sessions else None
+
+    def _current(self, peer_id: bytes, peer: _Peer) -> bytes:
+        """The session of ``peer`` (which has one) to send on (module docstring)."""
+        sessions = peer.sessions
+        newest = sessions[-1]
+        if len(sessions) > 1:
+            pair = self._simultaneous(peer_id, sessions[-2], newest)
+            if pair is not None:
+                return pair[0]
+        return newest
+
+    def _simultaneous(self, peer_id: bytes, older: bytes, newer: bytes
+                      ) -> tuple[bytes, bytes] | None:
+        """``(kept, dropped)`` when ``older`` and ``newer`` are the two halves of
+        a simultaneous open, else None. The kept one is the session the smaller
+        node id opened: both ends pick the same one without a word."""
+        at_old, ours_old = self._opened[older]
+        at_new, ours_new = self._opened[newer]
+        if ours_old == ours_new or at_new - at_old > self.simultaneous_window:
+            return None
+        we_keep_ours = self._endpoint.node_id < peer_id
+        return (older, newer) if ours_old == we_keep_ours else (newer, older)
 
     def peer_of(self, session_id: bytes) -> tuple[bytes, Address] | None:
         """``(peer_id, address)`` of an established session."""
@@ -100,7 +142,7 @@ class SessionPool:
         if peer is None:
             peer = self._peers[peer_id] = _Peer(address)
         if peer.sessions:
-            session_id = peer.sessions[-1]
+            session_id = self._current(peer_id, peer)
             try:
                 self._endpoint.send_dht(session_id, data, now=now)
             except (KeyError, LocalProtocolError, ValueError):
@@ -151,8 +193,9 @@ class SessionPool:
         if peer is None:
             peer = self._peers[peer_id] = _Peer(address)
         if peer.sessions:
-            self.touch(peer.sessions[-1], now)
-            return peer.sessions[-1]
+            session_id = self._current(peer_id, peer)
+            self.touch(session_id, now)
+            return session_id
         if peer.connecting is not None:
             return None
         if not self._make_room(now):
@@ -200,20 +243,30 @@ class SessionPool:
     # -- the endpoint's events --------------------------------------------------------------
 
     def on_established(self, session_id: bytes, peer_id: bytes, address: Address, *,
-                       now: float) -> None:
+                       initiator: bool, now: float) -> None:
+        """A session with ``peer_id`` was confirmed; ``initiator``: we dialled it."""
         peer = self._peers.get(peer_id)
         if peer is None:
             peer = self._peers[peer_id] = _Peer(address)
         peer.sessions.append(session_id)
         self._sessions[session_id] = (peer_id, address)
+        self._opened[session_id] = (now, initiator)
         if self._connecting.pop(session_id, None) is not None:
             peer.connecting = None
             peer.early = None
             self._own[session_id] = now
+        if len(peer.sessions) > 1:
+            pair = self._simultaneous(peer_id, peer.sessions[-2], session_id)
+            if pair is not None and pair[1] in self._own:
+                # Our half of a simultaneous open lost the tie-break: the peer
+                # sends on the other one, so this one would only idle.
+                self._own.pop(pair[1])
+                self.stats["pool_simultaneous_closed"] += 1
+                self._close(pair[1], now)
         queue, peer.queue = peer.queue, []
         for data in queue:
             try:
-                self._endpoint.send_dht(session_id, data, now=now)
+                self._endpoint.send_dht(self._current(peer_id, peer), data, now=now)
             except (KeyError, LocalProtocolError, ValueError):
                 self.stats["pool_send_failed"] += 1
 
@@ -221,6 +274,7 @@ class SessionPool:
         """A session ended; returns the peer id when it was a connect of the pool
         that failed (the peer is unreachable)."""
         self._own.pop(session_id, None)
+        self._opened.pop(session_id, None)
         peer_id = self._connecting.pop(session_id, None)
         if peer_id is not None:
             peer = self._peers.get(peer_id)
