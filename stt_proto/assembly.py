@@ -17,8 +17,10 @@ and the room each kind needs, is written down in one place.
   rides along), then control frames -- MAX_DATA, MAX_STREAM_DATA, RESET_STREAM,
   STOP_SENDING, refusals (STOP_SENDING with STREAM_LIMIT_ERROR),
   PATH_RESPONSE, DATA_BLOCKED, STREAM_DATA_BLOCKED -- then queued datagrams, a
-  pending PING, and last STREAM frames taken round-robin from the streams that
-  have something to send (each stream sends its lost data first). Control
+  pending PING, and last STREAM frames from the streams that have something to
+  send, in the order :class:`~stt_proto.priority.StreamScheduler` gives
+  (urgency, then turns within an urgency; each stream sends its lost data
+  first). Control
   frames come first because they are small and unblock the peer; stream data
   fills whatever room is left.
 - **Limits.** Ack-eliciting packets leave only while the congestion window
@@ -53,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 from . import _wire as wire
 from .constants import ErrorCode
 from .crypto import KeyExhaustedError
+from .priority import StreamScheduler
 
 if TYPE_CHECKING:
     from .acks import AckTracker
@@ -102,8 +105,8 @@ class PacketAssembler:
             stream that closed are not sent again).
 
     Attributes:
-        send_queue: streams with data (or a FIN) to send, by id, in round-robin
-            order.
+        send_queue: streams with data (or a FIN) to send, and whose turn it is
+            (:class:`~stt_proto.priority.StreamScheduler`).
         credit_waiters: streams held back by session credit, by id; they go
             back to ``send_queue`` when MAX_DATA arrives.
         updates: streams owed a MAX_STREAM_DATA.
@@ -130,7 +133,7 @@ class PacketAssembler:
         self._stats = stats
         self._max_queued_datagrams = max_queued_datagrams
         self._streams = streams
-        self.send_queue: dict[int, Any] = {}
+        self.send_queue = StreamScheduler(max_payload)
         self.credit_waiters: dict[int, Any] = {}
         self.updates: dict[int, Any] = {}
         self.resets: dict[int, Any] = {}
@@ -174,12 +177,17 @@ class PacketAssembler:
                     or self.stream_blocked or credit.blocked_pending)
 
     def want_send(self, stream: Any) -> None:
-        """Queue ``stream`` for sending (at the back of the round-robin unless it
+        """Queue ``stream`` for sending (at the back of its urgency unless it
         waits already); it no longer waits for session credit."""
-        sid = stream.stream_id
-        if sid not in self.send_queue:
-            self.send_queue[sid] = stream
-        self.credit_waiters.pop(sid, None)
+        self.send_queue.push(stream)
+        self.credit_waiters.pop(stream.stream_id, None)
+
+    def wrote(self, stream: Any) -> None:
+        """The application queued data on ``stream``: as :meth:`want_send`, and
+        the scheduler decides again whether the stream is interactive
+        (:meth:`StreamScheduler.wrote <stt_proto.priority.StreamScheduler.wrote>`)."""
+        self.send_queue.wrote(stream)
+        self.credit_waiters.pop(stream.stream_id, None)
 
     def requeue(self, records: list) -> None:
         """Queue again what the frames of a lost packet carried, where it is
@@ -406,30 +414,34 @@ class PacketAssembler:
             records.append((kind, stream))
 
     def _write_streams(self, w, records: list) -> None:
-        """STREAM frames, round-robin over ``send_queue``, within the room left
-        and the session's and each stream's credit."""
+        """STREAM frames from the streams in ``send_queue``, each from the stream
+        whose turn it is, within the room left and the session's and each
+        stream's credit."""
         queue = self.send_queue
         session_credit = self._credit
         credit = session_credit.available
         stats = self._stats
         while queue and w.remaining() >= _MIN_STREAM_ROOM:
-            sid = next(iter(queue))
-            stream = queue.pop(sid)
+            stream = queue.head()
+            sid = stream.stream_id
             send = stream.send
             frame = send.next_frame(w.remaining(), credit)
+            sent = 0
             if frame is not None:
                 offset, data, fin, new = frame
                 _push_stream_frame(w, sid, offset, data, fin)
                 end = offset + len(data)
+                sent = end - offset
                 records.append((F_STREAM, stream, offset, end, fin))
                 if new:
                     credit -= new
                     session_credit.on_sent(new)
                     stats["stream_bytes_sent"] += new
                 else:
-                    stats["bytes_retransmitted"] += end - offset
-            if send.wants_to_send(credit):
-                queue[sid] = stream  # round-robin: to the back of the queue
+                    stats["bytes_retransmitted"] += sent
+            more = send.wants_to_send(credit)
+            queue.served(stream, sent, more)
+            if more:
                 if frame is None:
                     break  # it did not fit: the packet is full
             elif send.reset_code is None and send.sent_end < send.write_end:

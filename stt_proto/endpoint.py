@@ -371,7 +371,8 @@ class Endpoint:
     # ------------------------------------------------------------------ streams
 
     def open_stream(self, session_id: bytes, stream_id: int | None = None, *,
-                    max_frame_size: int | None = None, now: float | None = None) -> int:
+                    max_frame_size: int | None = None, priority: int | None = None,
+                    incremental: bool | None = None, now: float | None = None) -> int:
         """Open a stream (or adjust an open one) and return its id.
 
         ``stream_id=None`` allocates an unused id: odd on the side that initiated
@@ -381,7 +382,10 @@ class Endpoint:
         message this side sends or accepts on the stream. Opening an id that is
         open already returns it (and applies ``max_frame_size``): that is how an
         application gets hold of a stream the peer opened. An id used once in
-        the session never opens again (docs/protocol.md 7.5).
+        the session never opens again (docs/protocol.md 7.5). ``priority`` and
+        ``incremental``, unless ``None``, are set as by
+        :meth:`set_stream_priority` (a new stream has urgency 3, not
+        incremental, like every stream the peer opens).
 
         Raises:
             KeyError: unknown or closed session.
@@ -390,12 +394,37 @@ class Endpoint:
             LocalProtocolError: the session is not established or is closing,
                 ``max_streams`` streams are open, or ``stream_id`` would need a
                 range of used ids beyond ``max_used_stream_ranges``.
-            ValueError: ``stream_id`` or ``max_frame_size`` out of range.
+            ValueError: ``stream_id``, ``max_frame_size`` or ``priority`` out of
+                range.
+            TypeError: ``priority`` is not an int, or ``incremental`` not a bool.
 
         ``now`` (optional) is the time of the call, as for every command.
         """
         session = self._usable_session(session_id, now)
-        return session.core.open_stream(stream_id, max_frame_size=max_frame_size)
+        return session.core.open_stream(stream_id, max_frame_size=max_frame_size,
+                                        priority=priority, incremental=incremental)
+
+    def set_stream_priority(self, session_id: bytes, stream_id: int, priority: int,
+                            incremental: bool | None = None) -> None:
+        """Set an open stream's urgency and, unless ``incremental`` is ``None``,
+        its incremental flag, with the meaning of RFC 9218: urgency 0 is the
+        most urgent, 7 the least (3 by default); streams of one urgency that
+        are not incremental send one after another, incremental ones take turns
+        frame by frame. Urgencies are weighted, not strict: a waiting urgency
+        ``u`` gets at least ``1 / 2 ** (u + 1)`` of the bytes sent
+        (:mod:`stt_proto.priority`). Local only: the peer is not told. What is
+        already queued goes out in the new order.
+
+        Raises:
+            KeyError: unknown or closed session, or the stream is not open.
+            TypeError: ``priority`` is not an int (a bool is not one), or
+                ``incremental`` not a bool.
+            ValueError: ``priority`` is outside 0..7.
+        """
+        session = self._table.get(session_id)
+        if session.core is None:
+            raise KeyError("session not established")
+        session.core.set_priority(stream_id, priority, incremental)
 
     def send_message(self, session_id: bytes, stream_id: int, data: bytes, *, now: float,
                      end_stream: bool = False) -> None:

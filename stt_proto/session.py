@@ -20,8 +20,9 @@ Sending (:class:`~stt_proto.assembly.PacketAssembler`). The core queues the
 control frames a stream or the session's credit owes, and the streams with
 data to send; packets are built from those queues on demand. Each carries, in
 order: an ACK frame if one is owed, control frames (credit, resets, stops,
-blocked signals, pings), queued datagrams, then STREAM frames taken round-robin
-from the streams that have something to send, retransmissions first. A packet
+blocked signals, pings), queued datagrams, then STREAM frames from the streams
+that have something to send, retransmissions first, in the order of their
+priorities (:mod:`stt_proto.priority`). A packet
 that carries anything but ACK and PADDING is *ack-eliciting*, counts as in
 flight, and is remembered with the frames it carried, so that an
 acknowledgement or a loss can be applied to exactly those frames.
@@ -79,6 +80,7 @@ from .events import (
 )
 from .flow import SessionCredit
 from .handshake import TransportParameters
+from .priority import DEFAULT_URGENCY, check_priority
 from .recovery import PacketRecovery
 from .stream import MODE_BYTES, MODE_MESSAGES, RecvStream, SendStream
 from .stream_ids import LATE, OPEN, StreamAdmission
@@ -99,15 +101,20 @@ _CloseFrame = wire.CloseFrame
 
 
 class _Stream:
-    """A stream's two halves and its bookkeeping in the session."""
+    """A stream's two halves and its bookkeeping in the session (its
+    priority is the scheduler's, :mod:`stt_proto.priority`)."""
 
-    __slots__ = ("stream_id", "send", "recv", "remote")
+    __slots__ = ("stream_id", "send", "recv", "remote", "urgency", "incremental",
+                 "interactive")
 
     def __init__(self, stream_id: int, send: SendStream, recv: RecvStream, remote: bool):
         self.stream_id = stream_id
         self.send = send
         self.recv = recv
         self.remote = remote
+        self.urgency = DEFAULT_URGENCY
+        self.incremental = False
+        self.interactive = False
 
     def __repr__(self) -> str:
         return f"_Stream({self.send!r}, {self.recv!r})"
@@ -196,9 +203,12 @@ class SessionCore:
     # ------------------------------------------------------------------ streams (API)
 
     def open_stream(self, stream_id: int | None = None, *,
-                    max_frame_size: int | None = None) -> int:
+                    max_frame_size: int | None = None, priority: int | None = None,
+                    incremental: bool | None = None) -> int:
         """Open a stream, or return (and adjust) an existing one; see
         :meth:`Endpoint.open_stream <stt_proto.endpoint.Endpoint.open_stream>`.
+        ``priority`` and ``incremental``, unless ``None``, are set as by
+        :meth:`set_priority`.
 
         :raises StreamIdUsedError: ``stream_id`` was used in this session and its
             stream is gone (ids never open twice, docs/protocol.md 7.5).
@@ -209,6 +219,8 @@ class SessionCore:
             if (isinstance(max_frame_size, bool) or not isinstance(max_frame_size, int)
                     or not 0 <= max_frame_size <= _VARINT_MAX):
                 raise ValueError("max_frame_size must be a non-negative int")
+        if priority is not None or incremental is not None:
+            check_priority(DEFAULT_URGENCY if priority is None else priority, incremental)
         if stream_id is None:
             stream_id = self.admission.allocate()
         elif isinstance(stream_id, bool) or not isinstance(stream_id, int) \
@@ -219,10 +231,31 @@ class SessionCore:
             if max_frame_size is not None:
                 stream.send.max_frame_size = max_frame_size
                 stream.recv.max_frame_size = max_frame_size
-            return stream_id
-        self._open_local(stream_id, max_frame_size)
-        self._used.add(stream_id)
+        else:
+            stream = self._open_local(stream_id, max_frame_size)
+            self._used.add(stream_id)
+        if priority is not None or incremental is not None:
+            self.assembly.send_queue.set_priority(
+                stream, stream.urgency if priority is None else priority, incremental)
         return stream_id
+
+    def set_priority(self, stream_id: int, priority: int,
+                     incremental: bool | None = None) -> None:
+        """Set an open stream's urgency, 0 (most urgent) to 7, and, unless
+        ``incremental`` is ``None``, whether it shares its urgency's turns frame
+        by frame (RFC 9218 meaning; :mod:`stt_proto.priority`). Local only:
+        the peer is not told. Data already queued goes out in the new order.
+
+        :raises KeyError: the stream is not open.
+        :raises TypeError: ``priority`` is not an int (or is a bool), or
+            ``incremental`` not a bool.
+        :raises ValueError: ``priority`` is outside 0..7.
+        """
+        check_priority(priority, incremental)
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise KeyError(f"no open stream {stream_id}")
+        self.assembly.send_queue.set_priority(stream, priority, incremental)
 
     def _open_local(self, stream_id: int, max_frame_size: int | None = None) -> _Stream:
         """Create a stream this side opens, not yet marked used (a send that
@@ -276,7 +309,7 @@ class SessionCore:
             self._used.add(stream_id)
         if mode == MODE_MESSAGES:
             self._stats["messages_sent"] += 1
-        self.assembly.want_send(stream)
+        self.assembly.wrote(stream)
 
     def _session_buffer_full(self, stream: _Stream) -> None:
         send = stream.send
@@ -390,6 +423,9 @@ class SessionCore:
             "recv_buffered": recv.buffered,
             "recv_window": recv.window,
             "max_frame_size": send.max_frame_size,
+            "priority": stream.urgency,
+            "incremental": stream.incremental,
+            "interactive": stream.interactive,
         }
 
     def stream_ids(self) -> list[int]:
