@@ -970,18 +970,26 @@ class Session:
     # ------------------------------------------------------------------ streams
 
     def open_stream(self, stream_id: int | None = None, *,
-                    max_frame_size: int | None = None) -> Stream:
+                    max_frame_size: int | None = None, priority: int | None = None,
+                    incremental: bool | None = None) -> Stream:
         """Open a stream (an allocated id when ``stream_id`` is ``None``) and
         return its handle. Nothing is sent until the first message. An id names
         one stream for the whole session: once that stream is gone, the id never
         opens again (allocated ids are always new).
+
+        ``priority`` (urgency 0, the most urgent, to 7; 3 when not given) and
+        ``incremental`` (default ``False``) say in which order this side's
+        streams send, as :meth:`Stream.set_priority` does; given for a stream
+        that is open already, they change it.
 
         Raises:
             StreamIdUsedError: ``stream_id`` was used in this session and its
                 stream is gone.
             SessionClosedError: the session is closed.
             ValueError: ``stream_id`` is one of the overlays' (from
-                ``FIRST_OVERLAY_STREAM_ID``, 2**62 - 256: pub/sub uses them).
+                ``FIRST_OVERLAY_STREAM_ID``, 2**62 - 256: pub/sub uses them),
+                or ``priority`` is outside 0..7.
+            TypeError: ``priority`` is not an int, or ``incremental`` not a bool.
         """
         self._check_open()
         if type(stream_id) is int and stream_id >= FIRST_OVERLAY_STREAM_ID:
@@ -989,7 +997,9 @@ class Session:
                              "reserved for the overlays (pub/sub); choose a lower one")
         node = self._node
         stream_id = node._endpoint.open_stream(self.session_id, stream_id,
-                                               max_frame_size=max_frame_size, now=node._now())
+                                               max_frame_size=max_frame_size,
+                                               priority=priority, incremental=incremental,
+                                               now=node._now())
         return self._stream(stream_id)
 
     def get_stream(self, stream_id: int, *, max_frame_size: int | None = None) -> Stream:
@@ -1334,6 +1344,58 @@ class Stream:
                     raise
                 node._flush()
         await node._schedule_point()
+
+    def set_priority(self, priority: int, incremental: bool | None = None) -> None:
+        """Set the order in which this side's streams send (RFC 9218 meaning).
+
+        ``priority`` is the urgency, 0 (most urgent) to 7; a stream has 3
+        until told otherwise, as has every stream the peer opens. Streams of
+        one urgency that are not ``incremental`` send one after another, in the
+        order they got data; ``incremental`` ones (``None`` leaves the flag as
+        it is) take turns. Urgencies are weighted, not strict: while it has data
+        to send, urgency ``u`` gets at least ``1 / 2 ** (u + 1)`` of the bytes
+        the session sends, so no stream starves. A stream sending small
+        messages and waiting for answers is served ahead of bulk streams of its
+        urgency by itself. The peer is not told; what is queued already goes
+        out in the new order.
+
+        Raises:
+            ValueError: ``priority`` is outside 0..7.
+            TypeError: ``priority`` is not an int (a bool is not one), or
+                ``incremental`` not a bool.
+            StreamClosedError: the stream is gone (both sides finished).
+            SessionClosedError: the session is closed.
+        """
+        session = self.session
+        session._check_open()
+        try:
+            session._node._endpoint.set_stream_priority(session.session_id, self.stream_id,
+                                                        priority, incremental)
+        except KeyError:
+            raise StreamClosedError(f"stream {self.stream_id} is closed") from None
+
+    @property
+    def priority(self) -> int:
+        """The stream's urgency, 0 (most urgent) to 7 (see :meth:`set_priority`).
+
+        Raises:
+            StreamClosedError: the stream is gone.
+        """
+        return self._priority_info()["priority"]
+
+    @property
+    def incremental(self) -> bool:
+        """Whether the stream takes turns with the others of its urgency (see
+        :meth:`set_priority`)."""
+        return self._priority_info()["incremental"]
+
+    def _priority_info(self) -> dict[str, Any]:
+        session = self.session
+        session._check_open()
+        try:
+            return session._node._endpoint.stream_info(session.session_id, self.stream_id)
+        except KeyError:
+            raise StreamClosedError(f"stream {self.stream_id} is closed") from None
 
     def is_closed(self) -> bool:
         """Whether this side can no longer send (closed, stopped by the peer, or
