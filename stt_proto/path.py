@@ -31,6 +31,13 @@ one, and only the one who received the challenge knows the bytes). Until then:
   :data:`MAX_PROBE_ATTEMPTS` times; then the probe is abandoned
   (``path_validations_failed``).
 
+Once the session moves, what was in flight goes again at once (it went to the
+old address). A move to another host (IP address) also restarts the congestion
+controller and the RTT estimator from their initial state (RFC 9000 section
+9.4): nothing measured on the old path says what the new one carries or how
+long it takes. A move to another port of the same host is the usual NAT
+rebinding, on the same path, and keeps them (:func:`new_host`).
+
 One probe runs per session: a packet from yet another address replaces it (the
 latest claim is the one worth checking). A replayed packet never gets here (the
 replay window drops it before it is opened), and a forged one fails
@@ -43,7 +50,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-__all__ = ["PathProbe", "MAX_PROBE_ATTEMPTS", "MIN_PROBE_INTERVAL", "CHALLENGE_SIZE"]
+__all__ = ["PathProbe", "MAX_PROBE_ATTEMPTS", "MIN_PROBE_INTERVAL", "CHALLENGE_SIZE",
+           "new_host"]
 
 Address = Any
 
@@ -53,6 +61,15 @@ MAX_PROBE_ATTEMPTS = 3
 MIN_PROBE_INTERVAL = 0.01
 #: Bytes of a PATH_CHALLENGE's data.
 CHALLENGE_SIZE = 8
+
+
+def new_host(old: Address, new: Address) -> bool:
+    """Whether a move from ``old`` to ``new`` reaches another host, not just
+    another port of the same one (a NAT rebinding): then the path's congestion
+    and RTT estimates no longer hold (RFC 9000 section 9.4)."""
+    if isinstance(old, tuple) and isinstance(new, tuple):
+        return old[0] != new[0]
+    return old != new
 
 
 class PathProbe:

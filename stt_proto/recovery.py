@@ -214,6 +214,17 @@ class RttEstimator:
         self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.smoothed_rtt - adjusted)
         self.smoothed_rtt = 0.875 * self.smoothed_rtt + 0.125 * adjusted
 
+    def reset(self) -> None:
+        """Forget every sample: back to ``initial_rtt``, as before the first one.
+        For a new path, whose delay nothing measured yet says anything about
+        (RFC 9000 section 9.4)."""
+        self.latest_rtt = 0.0
+        self.smoothed_rtt = self.initial_rtt
+        self.rttvar = self.initial_rtt / 2
+        self.min_rtt = math.inf
+        self.has_sample = False
+        self.first_sample_time = None
+
     def loss_delay(self) -> float:
         """How much older than an acknowledged packet a packet must be to be
         declared lost (RFC 9002 section 6.1.2): ``9/8 * max(latest, smoothed)``,
@@ -312,7 +323,7 @@ class PacketRecovery:
         self._latest_acked_sent_at = float("-inf")
         self.stats = dict.fromkeys((
             "packets_lost", "bytes_lost", "probe_timeouts", "persistent_congestion",
-            "spurious_losses", "packets_abandoned"), 0)
+            "spurious_losses", "packets_abandoned", "path_estimates_reset"), 0)
 
     # -- the session's three calls ------------------------------------------------------
 
@@ -451,6 +462,27 @@ class PacketRecovery:
         self._loss_time = None
         self._pto_count = 0
         self.probes = 0
+        return requeue
+
+    def new_path(self, now: float) -> list:
+        """The peer moved to another host (docs/protocol.md 7.11): the new path's
+        capacity and delay are unknown, so the congestion controller and the
+        RTT estimator start again from their initial state, as RFC 9000
+        section 9.4 requires (a new port of the same host, a NAT rebinding,
+        keeps them: call :meth:`abandon_in_flight` alone for that).
+
+        What is in flight is abandoned first (see :meth:`abandon_in_flight`,
+        whose frame lists this returns): the new controller never sees packets
+        of the old path, so its bytes in flight start at zero like ours, and
+        an ACK of one of them later settles its frames without an RTT sample
+        or a congestion response. Packet numbers go on: one number space per
+        session, whatever the path.
+        """
+        requeue = self.abandon_in_flight()
+        self.rtt.reset()
+        self.cc = self.cc.restarted()
+        self.pacer.set_rate(self.cc.pacing_rate(self.rtt), now)
+        self.stats["path_estimates_reset"] += 1
         return requeue
 
     def frames_in_flight(self):

@@ -799,13 +799,18 @@ class SessionCore:
         """
         return self.assembly.transmit(now, seal)
 
-    def resend_in_flight(self) -> None:
+    def resend_in_flight(self, *, new_path_at: float | None = None) -> None:
         """What is in flight was most likely lost to a dead path (the peer moved
         to a validated new address, or came back after an outage): it goes
         again at once (see :meth:`PacketRecovery.abandon_in_flight
-        <stt_proto.recovery.PacketRecovery.abandon_in_flight>`)."""
-        requeue = self.assembly.requeue
-        for frames in self.recovery.abandon_in_flight():
+        <stt_proto.recovery.PacketRecovery.abandon_in_flight>`).
+        ``new_path_at``: the peer moved to another host at that time, so the
+        congestion and RTT estimates restart as well
+        (:meth:`~stt_proto.recovery.PacketRecovery.new_path`)."""
+        recovery, requeue = self.recovery, self.assembly.requeue
+        abandoned = recovery.abandon_in_flight() if new_path_at is None \
+            else recovery.new_path(new_path_at)
+        for frames in abandoned:
             requeue(frames)
 
     def has_eliciting_work(self) -> bool:

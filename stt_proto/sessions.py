@@ -58,7 +58,7 @@ from .events import (
 )
 from .handshake import TransportParameters
 from .handshaking import path_datagram_size
-from .path import CHALLENGE_SIZE, PathProbe
+from .path import CHALLENGE_SIZE, PathProbe, new_host
 from .session import SessionCore
 from .state import (
     RekeyInput,
@@ -368,7 +368,7 @@ class SessionTable:
             self._close_session(session, reason, code, message or "closed by peer", now)
             return
         if core.path_responses:
-            self._path_answered(session)
+            self._path_answered(session, now)
         if session.state is _CLOSING and not core.has_unfinished_sends():
             self._close_now(session, session.closing[0], session.closing[1], now)
             return
@@ -456,7 +456,7 @@ class SessionTable:
         self._queue(datagram, probe.address)
         self._schedule(session)
 
-    def _path_answered(self, session: Session) -> None:
+    def _path_answered(self, session: Session, now: float) -> None:
         responses, session.core.path_responses = session.core.path_responses, []
         probe = session.probe
         if probe is None or not any(probe.answered_by(data) for data in responses):
@@ -464,7 +464,7 @@ class SessionTable:
         old = session.address
         self._move(session, probe.address)
         session.probe = None
-        session.core.resend_in_flight()
+        session.core.resend_in_flight(new_path_at=now if new_host(old, probe.address) else None)
         self._stats["paths_validated"] += 1
         self._push_event(SessionMigrated(session_id=session.session_id,
                                          peer_id=session.peer_id, old_address=old,

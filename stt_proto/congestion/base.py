@@ -184,6 +184,21 @@ class CongestionController(abc.ABC):
             "lost_bytes": self._lost_bytes,
         }
 
+    def restarted(self) -> CongestionController:
+        """A controller of the same kind and options in its initial state, for
+        a path whose capacity is unknown (RFC 9000 section 9.4). The loss and
+        congestion-event counters carry over: they describe the session."""
+        fresh = type(self)(max_datagram_size=self.max_datagram_size, **self._options())
+        fresh._congestion_events = self._congestion_events
+        fresh._persistent_congestion_events = self._persistent_congestion_events
+        fresh._lost_packets = self._lost_packets
+        fresh._lost_bytes = self._lost_bytes
+        return fresh
+
+    def _options(self) -> dict[str, Any]:
+        """The constructor's keyword arguments beyond ``max_datagram_size``."""
+        return {}
+
     # -- shared recovery-period logic ----------------------------------------
 
     def _start_congestion_event(self, packets: Sequence[SentPacket], now: float) -> bool:

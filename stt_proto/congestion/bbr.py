@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 from ..recovery import RttEstimator, SentPacket
 from .base import (
     K_MINIMUM_WINDOW_PACKETS,
@@ -230,6 +231,9 @@ class BBR(CongestionController):
         self._conservation_start = 0.0
         self._lost_since_ack = 0
         self._enter_startup()
+
+    def _options(self) -> dict[str, Any]:
+        return {"seed": self._seed}
 
     # -- state machine (draft-00 BBREnter* functions) ---------------------------
 

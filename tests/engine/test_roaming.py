@@ -15,6 +15,8 @@ import random
 
 import pytest
 
+from stt_proto.congestion import CONGESTION_CONTROLLERS, Pacer, create_congestion_controller
+from stt_proto.congestion.base import initial_window
 from stt_proto.endpoint import Endpoint
 from stt_proto.events import (
     MessageReceived,
@@ -24,6 +26,7 @@ from stt_proto.events import (
     SessionSuspended,
     StreamReset,
 )
+from stt_proto.recovery import K_INITIAL_RTT, PacketRecovery
 from stt_proto.testing import Link, Network
 from tests.helpers.sim_streams import Workload, connect
 
@@ -294,3 +297,90 @@ def test_suspend_after_is_checked():
     for bad in (dict(suspend_after=5.0, max_outage=5.0), dict(suspend_after=0.5)):
         with pytest.raises(ValueError, match="suspend_after"):
             EndpointConfig(identity=Identity.generate(), shared_seed=DEFAULT_SHARED_SEED, **bad)
+
+
+# -- the path's estimates after a move (RFC 9000 section 9.4) ----------------------------
+
+def estimates(node, sid) -> dict:
+    recovery = node.endpoint._table.get(sid).core.recovery
+    return {"sampled": recovery.rtt.has_sample, "srtt": recovery.rtt.smoothed_rtt,
+            "cwnd": recovery.cc.congestion_window,
+            "initial_cwnd": initial_window(recovery.cc.max_datagram_size),
+            "resets": recovery.stats["path_estimates_reset"]}
+
+
+def move_during_transfer(seed: int, new_address):
+    """The server sends; the client moves to ``new_address(client)``. Returns the
+    server's estimates just before the move, at the moment the session followed
+    (taken in the SessionMigrated handler) and at the end."""
+    net, client, server, work = setup(seed)
+    transfer(work, "b", seed)
+    sid = work.sids["b"]
+    at_move = []
+    handler = server.on_event
+
+    def on_event(n, event):
+        if type(event) is SessionMigrated:
+            at_move.append(estimates(server, sid))
+        handler(n, event)
+    server.on_event = on_event
+    work.start()
+    net.run(until=net.now + 1.0)
+    before = estimates(server, sid)
+    net.move(client, new_address(client))
+    client.call(lambda ep, now: ep.address_changed(now=now))
+    net.run(until=net.now + 60, stop=work.finished)
+    work.check(f"seed {seed}")
+    assert len(at_move) == 1
+    return before, at_move[0], estimates(server, sid)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_move_to_another_host_restarts_the_congestion_and_rtt_estimates(seed):
+    before, moved, after = move_during_transfer(seed, lambda node: None)  # a new IP
+    assert before["sampled"] and before["cwnd"] > before["initial_cwnd"]
+    assert not moved["sampled"] and moved["srtt"] == K_INITIAL_RTT
+    assert moved["cwnd"] == moved["initial_cwnd"]
+    assert moved["resets"] == after["resets"] == 1
+    assert after["sampled"]  # measured again on the new path
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_new_port_of_the_same_host_keeps_the_estimates(seed):
+    before, moved, after = move_during_transfer(
+        seed, lambda node: (node.address[0], node.address[1] + 1))  # a NAT rebinding
+    assert moved["sampled"] and moved["srtt"] < K_INITIAL_RTT
+    assert moved["cwnd"] > moved["initial_cwnd"]
+    assert moved["resets"] == after["resets"] == 0
+
+
+@pytest.mark.parametrize("name", sorted(CONGESTION_CONTROLLERS))
+def test_new_path_restarts_the_estimates_and_keeps_the_accounting(name):
+    mds = 1200
+    recovery = PacketRecovery(cc=create_congestion_controller(name, max_datagram_size=mds),
+                              pacer=Pacer(max_datagram_size=mds), max_ack_delay=0.025)
+    now = 0.0
+    for pn in range(40):  # a path with 50 ms of RTT that carried a lot
+        recovery.on_packet_sent(pn, now, mds, [("frames of", pn)], ack_eliciting=True)
+        now += 0.001
+        if pn >= 2:
+            recovery.on_ack(((0, pn - 2),), 0.0, now + 0.05)
+    now += 0.05
+    assert recovery.rtt.has_sample and recovery.packets_in_flight == 2
+    kind = type(recovery.cc)
+    requeue = recovery.new_path(now)
+    assert sorted(requeue) == [[("frames of", 38)], [("frames of", 39)]]
+    assert recovery.bytes_in_flight == 0 and recovery.packets_in_flight == 0
+    assert not recovery.rtt.has_sample and recovery.rtt.smoothed_rtt == K_INITIAL_RTT
+    assert type(recovery.cc) is kind
+    assert recovery.cc.congestion_window == initial_window(mds)
+    assert recovery.stats["path_estimates_reset"] == 1
+    # Packet numbers go on; a late ACK of the old path's packets settles their
+    # frames without an RTT sample from the old path.
+    recovery.on_packet_sent(40, now, mds, [("frames of", 40)], ack_eliciting=True)
+    settled, lost = recovery.on_ack(((38, 39),), 0.0, now + 2.0)
+    assert settled == [[("frames of", 38)], [("frames of", 39)]] and not lost
+    assert not recovery.rtt.has_sample and recovery.bytes_in_flight == mds
+    settled, _ = recovery.on_ack(((38, 40),), 0.0, now + 0.2)
+    assert settled == [[("frames of", 40)]] and recovery.bytes_in_flight == 0
+    assert recovery.rtt.has_sample and abs(recovery.rtt.smoothed_rtt - 0.2) < 1e-9
