@@ -132,7 +132,8 @@ class StreamScheduler:
         self._active = 0
         #: The charge of the level served last (where a waking level starts).
         self._vtime = 0
-        #: ``(level, from the lane, charged)`` of the stream :meth:`head` chose.
+        #: ``(level, from the lane, its urgency or -1 when no charges are
+        #: kept)`` of the stream :meth:`head` chose.
         self._turn: tuple[_Level, bool, int] | None = None
         self._interactive_bytes = INTERACTIVE_PACKETS * max_payload
 
@@ -224,24 +225,23 @@ class StreamScheduler:
         if not active & (active - 1):
             # One level waiting: no charges to keep, no levels to compare.
             level = self._levels[active.bit_length() - 1]
-            charged = -1
+            urgency = -1
         else:
             # The level charged least, the more urgent on a tie (levels are
             # visited most urgent first; the comparison is strict).
             levels = self._levels
             level = None
-            least = 0
-            charged = 0
+            least = urgency = 0
             bits = active
             while bits:
                 low = bits & -bits
                 bits ^= low
                 candidate = levels[low.bit_length() - 1]
                 if level is None or candidate.charge < least:
-                    level, least, charged = candidate, candidate.charge, low.bit_length() - 1
+                    level, least, urgency = candidate, candidate.charge, low.bit_length() - 1
             self._vtime = least
         lane = bool(level.lane) and (not level.bulk or not level.lane_went)
-        self._turn = (level, lane, charged)
+        self._turn = (level, lane, urgency)
         table = level.lane if lane else level.bulk
         return next(iter(table.values()))
 
@@ -250,10 +250,10 @@ class StreamScheduler:
         if nothing fitted or only a FIN went); ``more``: it still has
         something it may send. An incremental or interactive stream goes to
         the back of its turn order; a non-incremental one keeps the turn."""
-        level, lane, charged = self._turn  # type: ignore[misc]
-        if charged >= 0:
+        level, lane, urgency = self._turn  # type: ignore[misc]
+        if urgency >= 0:
             # A frame costs at least 1: a FIN alone is a turn too.
-            level.charge += (nbytes or 1) << charged
+            level.charge += (nbytes or 1) << urgency
         if level.bulk:
             level.lane_went = lane
         sid = stream.stream_id
