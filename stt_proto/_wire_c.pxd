@@ -21,6 +21,7 @@ cdef int _FT_MAX_DATA
 cdef int _FT_MAX_STREAM_DATA
 cdef int _FT_DATA_BLOCKED
 cdef int _FT_STREAM_DATA_BLOCKED
+cdef int _FT_STREAM_SKIP
 cdef int _FT_PATH_CHALLENGE
 cdef int _FT_PATH_RESPONSE
 cdef int _FT_CLOSE
@@ -159,6 +160,14 @@ cdef class StreamDataBlockedFrame(Frame):
     cdef readonly object limit
 
 
+@cython.final
+cdef class StreamSkipFrame(Frame):
+    cdef readonly object stream_id
+    cdef readonly object offset
+    cdef readonly object length
+    cdef readonly object index
+
+
 cdef int _push_path(Writer w, int frame_type, object data) except -1
 
 
@@ -202,6 +211,9 @@ cdef AckFrame _pull_ack(Reader r)
 @cython.locals(stream_id="unsigned long long", offset="unsigned long long",
                length="unsigned long long")
 cdef StreamFrame _pull_stream(Reader r, bint fin)
+
+@cython.locals(offset="unsigned long long", length="unsigned long long")
+cdef StreamSkipFrame _pull_skip(Reader r)
 
 @cython.locals(length="unsigned long long")
 cdef CloseFrame _pull_close(Reader r)

@@ -62,6 +62,7 @@ __all__ = [
     "MaxStreamDataFrame",
     "DataBlockedFrame",
     "StreamDataBlockedFrame",
+    "StreamSkipFrame",
     "PathChallengeFrame",
     "PathResponseFrame",
     "CloseFrame",
@@ -97,6 +98,7 @@ _FT_MAX_DATA = int(FrameType.MAX_DATA)
 _FT_MAX_STREAM_DATA = int(FrameType.MAX_STREAM_DATA)
 _FT_DATA_BLOCKED = int(FrameType.DATA_BLOCKED)
 _FT_STREAM_DATA_BLOCKED = int(FrameType.STREAM_DATA_BLOCKED)
+_FT_STREAM_SKIP = int(FrameType.STREAM_SKIP)
 _FT_PATH_CHALLENGE = int(FrameType.PATH_CHALLENGE)
 _FT_PATH_RESPONSE = int(FrameType.PATH_RESPONSE)
 _FT_CLOSE = int(FrameType.CLOSE)
@@ -694,6 +696,38 @@ class StreamDataBlockedFrame(Frame):
         _push_varints(w, _FT_STREAM_DATA_BLOCKED, 2, self.stream_id, self.limit, 0)
 
 
+class StreamSkipFrame(Frame):
+    """The sender abandoned the messages in bytes ``offset`` to ``offset +
+    length`` of a stream (their deadline passed): the receiver delivers what
+    comes before, drops what it holds of these bytes, and goes on with the
+    message at ``offset + length``, which is the stream's message number
+    ``index`` (counting from 0) -- so the receiver knows how many it never saw."""
+
+    __slots__ = ("stream_id", "offset", "length", "index")
+    FIELDS = ("stream_id", "offset", "length", "index")
+
+    def __init__(self, stream_id: int, offset: int, length: int, index: int) -> None:
+        self.stream_id = stream_id
+        self.offset = offset
+        self.length = length
+        self.index = index
+
+    def push(self, w: Writer) -> None:
+        sid = _as_varint(self.stream_id)
+        off = _as_varint(self.offset)
+        length = _as_varint(self.length)
+        index = _as_varint(self.index)
+        if length == 0 or length > _VARINT_MAX - off:
+            raise EncodeError("skip length out of range")
+        w._reserve(1 + _varint_len(sid) + _varint_len(off) + _varint_len(length)
+                   + _varint_len(index))
+        w._buf.append(_FT_STREAM_SKIP)
+        w._push_varint_raw(sid)
+        w._push_varint_raw(off)
+        w._push_varint_raw(length)
+        w._push_varint_raw(index)
+
+
 def _push_path(w: Writer, frame_type: int, data: bytes) -> None:
     """Write PATH_CHALLENGE or PATH_RESPONSE: the type and 8 opaque bytes."""
     if len(data) != _PATH_DATA:
@@ -850,6 +884,15 @@ def _pull_stream(r: Reader, fin: bool) -> StreamFrame:
     return StreamFrame(stream_id, offset, data, fin)
 
 
+def _pull_skip(r: Reader) -> StreamSkipFrame:
+    stream_id = r.pull_varint()
+    offset = r.pull_varint()
+    length = r.pull_varint()
+    if length == 0 or offset + length > _VARINT_MAX:
+        raise DecodeError("STREAM_SKIP frame empty or beyond the largest offset")
+    return StreamSkipFrame(stream_id, offset, length, r.pull_varint())
+
+
 def _pull_close(r: Reader) -> CloseFrame:
     error_code = r.pull_varint()
     length = r.pull_varint()
@@ -905,6 +948,8 @@ def decode_frames_untrusted(payload: bytes) -> list:
         elif frame_type == _FT_STREAM_DATA_BLOCKED:
             stream_id = r.pull_varint()
             frames.append(StreamDataBlockedFrame(stream_id, r.pull_varint()))
+        elif frame_type == _FT_STREAM_SKIP:
+            frames.append(_pull_skip(r))
         elif frame_type == _FT_PATH_CHALLENGE:
             frames.append(PathChallengeFrame(r.pull_bytes(_PATH_DATA)))
         elif frame_type == _FT_PATH_RESPONSE:

@@ -66,6 +66,7 @@ class FrameType(enum.IntEnum):
     # 0x12 is unassigned (once MAX_STREAMS; docs/protocol.md 7.2 says why).
     DATA_BLOCKED = 0x14
     STREAM_DATA_BLOCKED = 0x15
+    STREAM_SKIP = 0x16
     PATH_CHALLENGE = 0x1A
     PATH_RESPONSE = 0x1B
     CLOSE = 0x1C

@@ -47,6 +47,13 @@ def stream_args(draw) -> tuple:
     return (draw(varints), offset, data, draw(st.booleans()))
 
 
+@st.composite
+def skip_args(draw) -> tuple:
+    length = draw(st.integers(1, VARINT_MAX))
+    offset = draw(st.integers(0, VARINT_MAX - length))
+    return (draw(varints), offset, length, draw(varints))
+
+
 reasons = st.text(max_size=40).filter(lambda s: len(s.encode("utf-8")) <= MAX_CLOSE_REASON_BYTES)
 
 frame_specs = st.one_of(
@@ -60,6 +67,7 @@ frame_specs = st.one_of(
     st.tuples(st.just("MaxStreamDataFrame"), st.tuples(varints, varints)),
     st.tuples(st.just("DataBlockedFrame"), st.tuples(varints)),
     st.tuples(st.just("StreamDataBlockedFrame"), st.tuples(varints, varints)),
+    st.tuples(st.just("StreamSkipFrame"), skip_args()),
     st.tuples(st.just("PathChallengeFrame"), st.tuples(st.binary(min_size=8, max_size=8))),
     st.tuples(st.just("PathResponseFrame"), st.tuples(st.binary(min_size=8, max_size=8))),
     st.tuples(st.just("CloseFrame"), st.tuples(varints, reasons)),

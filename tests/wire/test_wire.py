@@ -107,12 +107,26 @@ def test_every_frame_type_is_covered(wire):
         wire.StreamFrame(1, 0, b"x"), wire.StreamFrame(1, 0, b"x", True),
         wire.MaxDataFrame(1), wire.MaxStreamDataFrame(1, 2),
         wire.DataBlockedFrame(1), wire.StreamDataBlockedFrame(1, 2),
+        wire.StreamSkipFrame(1, 2, 3, 4),
         wire.PathChallengeFrame(bytes(8)), wire.PathResponseFrame(bytes(8)),
         wire.CloseFrame(0, ""), wire.DatagramFrame(b""), wire.DhtFrame(b""),
     ]
     for frame in samples:
         seen.add(wire.encode_frames([frame])[0])
     assert seen == {int(t) for t in FrameType}
+
+
+def test_stream_skip_frame_layout_and_bounds(wire):
+    data = wire.encode_frames([wire.StreamSkipFrame(5, 1000, 3, 7)])
+    # type 0x16, id 5, offset 1000 (2-byte varint), length 3, next message 7
+    assert data == bytes([0x16, 5, 0x43, 0xE8, 3, 7])
+    with pytest.raises(DecodeError):
+        wire.decode_frames_untrusted(bytes([0x16, 5, 0, 0, 7]))  # nothing skipped
+    beyond = bytes([0x16, 5]) + wire.encode_varint(VARINT_MAX) + bytes([1, 7])
+    with pytest.raises(DecodeError):
+        wire.decode_frames_untrusted(beyond)
+    with pytest.raises(EncodeError):
+        wire.encode_frames([wire.StreamSkipFrame(5, 0, 0, 7)])
 
 
 def test_stream_frame_layout(wire):
