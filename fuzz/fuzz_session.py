@@ -50,7 +50,7 @@ MAX_TIME = 25.0
 
 def build_frame(ops: Ops, largest_acked: int):
     """One frame from fuzzer-chosen fields (may be invalid for the session)."""
-    kind = ops.byte() % 15
+    kind = ops.byte() % 16
     small = ops.byte()
     sid = small % 8 if small < 0xF0 else ops.u64() >> 2
     if kind == 0:
@@ -92,6 +92,9 @@ def build_frame(ops: Ops, largest_acked: int):
         return frames.PathChallengeFrame(ops.take(8).ljust(8, b"\0"))
     if kind == 13:
         return frames.PaddingFrame(1 + ops.byte() % 16)
+    if kind == 14:
+        offset = ops.u16() if small & 0x40 else ops.u64() >> 3
+        return frames.StreamSkipFrame(sid, offset, 1 + ops.u16(), ops.byte())
     return frames.CloseFrame(ops.byte(), ops.take(ops.byte() % 32).decode("latin-1"))
 
 

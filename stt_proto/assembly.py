@@ -75,6 +75,10 @@ F_MAX_STREAM_DATA = 2
 F_RESET = 3
 F_STOP = 4
 F_REFUSAL = 5
+F_SKIP = 6
+
+#: Most bytes a STREAM_SKIP frame takes (type and four 8-byte varints).
+_SKIP_ROOM = 33
 
 #: Smallest space worth starting a STREAM frame in.
 _MIN_STREAM_ROOM = 24
@@ -120,7 +124,7 @@ class PacketAssembler:
     __slots__ = ("max_payload", "_recovery", "_acks", "_credit", "_admission", "_stats",
                  "_max_queued_datagrams", "_streams", "send_queue", "credit_waiters",
                  "updates", "resets", "stops", "stream_blocked", "_path_responses",
-                 "ping_pending", "_datagrams", "pacing_at")
+                 "ping_pending", "_datagrams", "pacing_at", "skips")
 
     def __init__(self, *, max_payload: int, recovery: PacketRecovery, acks: AckTracker,
                  credit: SessionCredit, admission: StreamAdmission, stats: dict,
@@ -139,6 +143,8 @@ class PacketAssembler:
         self.resets: dict[int, Any] = {}
         self.stops: dict[int, Any] = {}
         self.stream_blocked: dict[int, Any] = {}
+        #: Streams owing STREAM_SKIPs (docs/protocol.md 7.12).
+        self.skips: dict[int, Any] = {}
         self._path_responses: deque[bytes] = deque()
         self.ping_pending = False
         self._datagrams: deque[tuple[bytes, bool]] = deque()
@@ -174,7 +180,7 @@ class PacketAssembler:
         return bool(self.send_queue or self.updates or self.resets or self.stops
                     or credit.update_pending or self.ping_pending or self._datagrams
                     or self._admission.refusals or self._path_responses
-                    or self.stream_blocked or credit.blocked_pending)
+                    or self.stream_blocked or credit.blocked_pending or self.skips)
 
     def want_send(self, stream: Any) -> None:
         """Queue ``stream`` for sending (at the back of its urgency unless it
@@ -227,11 +233,17 @@ class PacketAssembler:
                 # A lost refusal is sent again: the opener may send nothing more
                 # that would prompt another one.
                 self._admission.refusal_lost(record[1])
+            elif kind == F_SKIP:
+                stream = record[1]
+                deadlines = stream.send.deadlines
+                if deadlines is not None and streams.get(stream.stream_id) is stream:
+                    deadlines.skips.append(record[2:])
+                    self.skips[stream.stream_id] = stream
 
     def forget(self, stream_id: int) -> None:
         """Drop everything queued for a stream that closed."""
         for table in (self.send_queue, self.credit_waiters, self.updates, self.resets,
-                      self.stops, self.stream_blocked):
+                      self.stops, self.stream_blocked, self.skips):
             table.pop(stream_id, None)
 
     # ------------------------------------------------------------------ building
@@ -369,6 +381,8 @@ class PacketAssembler:
             records.append((F_REFUSAL, sid))
         while self._path_responses and w.remaining() >= 9:
             wire.PathResponseFrame(self._path_responses.popleft()).push(w)
+        if self.skips:
+            self._write_skips(w, records)
         if credit.blocked_pending and w.remaining() >= 9:
             wire.DataBlockedFrame(credit.blocked_at).push(w)
             credit.blocked_pending = False
@@ -401,6 +415,26 @@ class PacketAssembler:
         if self.send_queue:
             self._write_streams(w, records)
         return w.tell() > start
+
+    def _write_skips(self, w, records: list) -> None:
+        """STREAM_SKIPs owed, each once the stream's offset has passed its end
+        (the bytes it names count against credit only then)."""
+        table = self.skips
+        for sid in list(table):
+            stream = table[sid]
+            send = stream.send
+            deadlines = send.deadlines
+            skips = deadlines.skips if deadlines is not None else None
+            while skips and skips[0][1] <= send.sent_end and w.remaining() >= _SKIP_ROOM:
+                start, end, index = skips.popleft()
+                while skips and skips[0][0] == end and skips[0][1] <= send.sent_end:
+                    end, index = skips.popleft()[1:]  # one frame for a run
+                wire.StreamSkipFrame(sid, start, end - start, index).push(w)
+                records.append((F_SKIP, stream, start, end, index))
+            if not skips:
+                del table[sid]
+            elif w.remaining() < _SKIP_ROOM:
+                break
 
     @staticmethod
     def _drain(w, records: list, table: dict, room: int, kind: int, build) -> None:

@@ -56,6 +56,7 @@ from typing import Any
 from . import _wire as wire
 from .config import EndpointConfig
 from .constants import PacketKind
+from .deadlines import check_deadline
 from .errors import DecodeError, LocalProtocolError
 from .events import (
     STREAM_DATA_EVENTS,
@@ -427,13 +428,19 @@ class Endpoint:
         session.core.set_priority(stream_id, priority, incremental)
 
     def send_message(self, session_id: bytes, stream_id: int, data: bytes, *, now: float,
-                     end_stream: bool = False) -> None:
+                     end_stream: bool = False, deadline: float | None = None) -> None:
         """Queue one message on a stream (opening it if needed); the peer receives
         it whole, in order, exactly once, as a ``MessageReceived`` event.
         ``end_stream`` ends this side of the stream after it.
 
+        With a ``deadline`` (seconds from ``now``) the message is wanted only
+        until then: if it cannot be delivered in time it is abandoned, never
+        sent again, and the peer gets a ``MessagesSkipped`` in its place
+        (docs/protocol.md 7.12). Messages after it are not held behind it.
+
         Raises:
             KeyError: unknown or closed session.
+            ValueError, TypeError: ``deadline`` is not a positive number of seconds.
             StreamClosedError: this side of the stream was ended, reset or
                 stopped by the peer; or the session is closing.
             StreamIdUsedError: the stream is closed (its id was used in this
@@ -445,8 +452,11 @@ class Endpoint:
 
         .. note:: then call :meth:`datagrams_to_send`.
         """
+        if deadline is not None:
+            deadline = now + check_deadline(deadline)
         session = self._usable_session(session_id, now)
-        session.core.send(stream_id, data, mode=MODE_MESSAGES, end_stream=end_stream)
+        session.core.send(stream_id, data, mode=MODE_MESSAGES, end_stream=end_stream,
+                          deadline=deadline)
         self._mark(session)
 
     def send_stream_data(self, session_id: bytes, stream_id: int, data: bytes, *,

@@ -27,6 +27,7 @@ __all__ = [
     "MessageReceived",
     "StreamDataReceived",
     "StreamEnded",
+    "MessagesSkipped",
     "StreamReset",
     "StreamStopped",
     "StreamWritable",
@@ -184,6 +185,21 @@ class StreamEnded(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MessagesSkipped(Event):
+    """The peer abandoned messages whose deadline passed before they could be
+    delivered (``docs/protocol.md`` 7.12); the stream goes on with the next one.
+    It comes in order: after the messages sent before those skipped, before
+    the ones sent after them."""
+
+    session_id: bytes
+    stream_id: int
+    count: int
+    """Messages never delivered here (0 when all of them arrived after all)."""
+    flow_controlled_length: int = 0
+    """As for :class:`MessageReceived`: the bytes the skipped messages took."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StreamReset(Event):
     """The peer's side of the stream was abandoned: the peer reset it
     (RESET_STREAM), or this side refused a message above ``max_frame_size``
@@ -325,4 +341,4 @@ class ContentRetrievalFailed(Event):
 
 
 #: Events whose data counts against flow control (see ``auto_credit``).
-STREAM_DATA_EVENTS = (MessageReceived, StreamDataReceived, StreamEnded)
+STREAM_DATA_EVENTS = (MessageReceived, StreamDataReceived, StreamEnded, MessagesSkipped)

@@ -61,13 +61,15 @@ class SessionCredit:
 
     __slots__ = ("peer_max_data", "sent", "local_max_data", "received", "window",
                  "max_window", "consumed", "reserving", "update_pending", "updated_at",
-                 "blocked_at", "blocked_pending")
+                 "blocked_at", "blocked_pending", "skipped")
 
     def __init__(self, *, peer_max_data: int, window: int, max_window: int) -> None:
         self.peer_max_data = peer_max_data
         self.sent = 0
         self.local_max_data = window
         self.received = 0
+        #: Of those, bytes STREAM_SKIPs named (see on_skipped).
+        self.skipped = 0
         self.window = window
         self.max_window = max_window
         #: Stream bytes the application consumed (all streams).
@@ -88,10 +90,19 @@ class SessionCredit:
             ProtocolError: beyond the credit (FLOW_CONTROL_ERROR, 7.6).
         """
         total = self.received + grown
-        if total > self.local_max_data:
+        if total - self.skipped > self.local_max_data:
             raise ProtocolError("session data beyond the credit granted",
                                 error_code=ErrorCode.FLOW_CONTROL_ERROR)
         self.received = total
+
+    def on_skipped(self, grown: int) -> None:
+        """``grown`` more bytes were named by a STREAM_SKIP (docs/protocol.md
+        7.12): counted like received bytes, so both sides keep the same count,
+        but never refused, and left out of the limit check: they take no memory
+        here, and the sender jumped over those it never sent whatever its
+        credit, since only the skip frees credit."""
+        self.received += grown
+        self.skipped += grown
 
     def on_consumed(self, delta: int) -> None:
         """The application took ``delta`` more bytes (ignored unless positive)."""

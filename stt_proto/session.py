@@ -70,6 +70,7 @@ from .events import (
     DhtMessageReceived,
     Event,
     MessageReceived,
+    MessagesSkipped,
     StreamClosed,
     StreamDataReceived,
     StreamEnded,
@@ -168,6 +169,8 @@ class SessionCore:
         #: and the ids a send refused for that limit, to wake up.
         self._send_held = 0
         self._room_waiters: dict[int, None] = {}
+        #: Streams with messages sent with a deadline not yet settled.
+        self._deadline_streams: dict[int, _Stream] = {}
         #: Out-of-order pieces held by all streams (max_session_fragments),
         #: and their bytes.
         self._fragments = 0
@@ -191,7 +194,7 @@ class SessionCore:
             "messages_sent", "messages_received", "datagrams_dropped",
             "spurious_frames_absorbed", "fragments_refused", "ack_ranges_forgotten",
             "dht_messages_dropped", "messages_refused_too_large",
-            "sends_refused_session_buffer",
+            "sends_refused_session_buffer", "messages_abandoned", "messages_skipped",
         ), 0)
 
         # -- sending: the queues of frames owed and the packets built from them
@@ -287,8 +290,11 @@ class SessionCore:
         """Whether ``stream_id`` was used and its stream is no longer open."""
         return stream_id not in self._streams and stream_id in self._used
 
-    def send(self, stream_id: int, data: bytes, *, mode: int, end_stream: bool) -> None:
-        """Queue a message (``MODE_MESSAGES``) or bytes (``MODE_BYTES``)."""
+    def send(self, stream_id: int, data: bytes, *, mode: int, end_stream: bool,
+             deadline: float | None = None) -> None:
+        """Queue a message (``MODE_MESSAGES``) or bytes (``MODE_BYTES``); a message
+        with a ``deadline`` (a time on the session's clock) is abandoned if it
+        cannot be delivered by then (:mod:`stt_proto.deadlines`)."""
         stream = self._streams.get(stream_id)
         new = stream is None
         if new:
@@ -297,7 +303,8 @@ class SessionCore:
             if (self._send_held >= self._config.max_session_send_buffer
                     and (data or not end_stream)):
                 self._session_buffer_full(stream)
-            self._send_held += stream.send.write(data, mode=mode, end_stream=end_stream)
+            self._send_held += stream.send.write(data, mode=mode, end_stream=end_stream,
+                                                 deadline=deadline)
         except LocalProtocolError:
             if new:
                 # Nothing was queued: the id stays unused, free to send on
@@ -309,6 +316,8 @@ class SessionCore:
             self._used.add(stream_id)
         if mode == MODE_MESSAGES:
             self._stats["messages_sent"] += 1
+        if deadline is not None:
+            self._deadline_streams[stream_id] = stream
         self.assembly.wrote(stream)
 
     def _session_buffer_full(self, stream: _Stream) -> None:
@@ -522,10 +531,19 @@ class SessionCore:
             self._session_credit(now)
 
     def _on_stream_frame(self, frame, now: float) -> None:
+        self._on_stream_input(frame, now, False)
+
+    def _on_stream_skip(self, frame, now: float) -> None:
+        self._on_stream_input(frame, now, True)
+
+    def _on_stream_input(self, frame, now: float, skip: bool) -> None:
+        """A STREAM frame, or a STREAM_SKIP (docs/protocol.md 7.12): the bytes
+        it covers count the same way for flow control."""
         stream = self._incoming_stream(frame.stream_id, now)
         if stream is None:
             if self.admission.refused:
-                self._absorb_refused(frame.stream_id, frame.offset + len(frame.data), now)
+                end = frame.offset + (frame.length if skip else len(frame.data))
+                self._absorb_refused(frame.stream_id, end, now)
             return
         recv = stream.recv
         out: list = []
@@ -536,7 +554,10 @@ class SessionCore:
         room = min(max(config.max_stream_fragments, held_bytes // _BYTES_PER_FRAGMENT) - held,
                    max(config.max_session_fragments, self._fragment_bytes // _BYTES_PER_FRAGMENT)
                    - self._fragments)
-        grown = recv.receive(frame.offset, frame.data, frame.fin, out, room)
+        if skip:
+            grown = recv.receive_skip(frame.offset, frame.length, frame.index, out, room)
+        else:
+            grown = recv.receive(frame.offset, frame.data, frame.fin, out, room)
         if grown < 0:
             # Too many out-of-order pieces: the frame is discarded and its
             # packet left unacknowledged, so an honest sender resends it
@@ -548,8 +569,11 @@ class SessionCore:
         self._fragments += recv.fragments - held
         self._fragment_bytes += recv.out_of_order_bytes - held_bytes
         if grown:
-            self.credit.on_received(grown)
-            self._stats["stream_bytes_received"] += grown
+            if skip:
+                self.credit.on_skipped(grown)
+            else:
+                self.credit.on_received(grown)
+                self._stats["stream_bytes_received"] += grown
         if recv.consumed != before:
             self.credit.on_consumed(recv.consumed - before)
         if recv.aborted and recv.final_size is None and not recv.stop_unacked:
@@ -587,6 +611,10 @@ class SessionCore:
             elif kind == "end":
                 emit(StreamEnded(session_id=session_id, stream_id=sid,
                                  flow_controlled_length=span))
+            elif kind == "skipped":
+                self._stats["messages_skipped"] += data
+                emit(MessagesSkipped(session_id=session_id, stream_id=sid, count=data,
+                                     flow_controlled_length=span))
             else:  # too_large: the stream stopped itself
                 self._stats["messages_refused_too_large"] += 1
                 self.assembly.stops[sid] = stream
@@ -765,6 +793,10 @@ class SessionCore:
         pacing = self.assembly.pacing_at
         if pacing is not None and (deadline is None or pacing < deadline):
             deadline = pacing
+        if self._deadline_streams:
+            due = self._next_abandon()
+            if due is not None and (deadline is None or due < deadline):
+                deadline = due
         return deadline
 
     def handle_timer(self, now: float) -> None:
@@ -774,6 +806,57 @@ class SessionCore:
             assembly.pacing_at = None
         for frames in self.recovery.on_timer(now):
             assembly.requeue(frames)
+        if self._deadline_streams:
+            self._abandon_due(now)
+
+    # ------------------------------------------------------------------ deadlines
+
+    def _abandon_margin(self) -> float:
+        """How long before its deadline a message is abandoned: a copy sent later
+        could not arrive in time (half a round trip)."""
+        return self.rtt.smoothed_rtt / 2
+
+    def _next_abandon(self) -> float | None:
+        due = None
+        for stream in self._deadline_streams.values():
+            deadlines = stream.send.deadlines
+            at = None if deadlines is None else deadlines.next_deadline
+            if at is not None and (due is None or at < due):
+                due = at
+        return None if due is None else due - self._abandon_margin()
+
+    def _abandon_due(self, now: float) -> None:
+        """Abandon the messages that can no longer arrive in time
+        (:meth:`SendStream.abandon <stt_proto.stream.SendStream.abandon>`)."""
+        margin = self._abandon_margin()
+        streams = self._deadline_streams
+        for sid, stream in list(streams.items()):
+            send = stream.send
+            deadlines = send.deadlines
+            if deadlines is None:  # reset meanwhile
+                del streams[sid]
+                continue
+            if deadlines.next_deadline is None or deadlines.next_deadline - margin > now:
+                continue
+            before = deadlines.abandoned
+            held = send.held
+            finished, jumped = send.abandon(now, margin)
+            if jumped:
+                self.credit.on_sent(jumped)
+            self._stats["messages_abandoned"] += deadlines.abandoned - before
+            if held != send.held:
+                self._release_held(held - send.held)
+            if deadlines.skips:
+                self.assembly.skips[sid] = stream
+            if jumped and send.wants_to_send(self.credit.available):
+                self.assembly.want_send(stream)  # what follows, or the FIN
+            if not len(deadlines):
+                del streams[sid]
+            if finished:
+                self._check_closed(stream, now)
+            elif send.buffer_was_full and send.writable and self._streams.get(sid) is stream:
+                send.buffer_was_full = False
+                self._emit(StreamWritable(session_id=self.session_id, stream_id=sid))
 
     # ------------------------------------------------------------------ flow control
 
@@ -836,6 +919,7 @@ class SessionCore:
             self._release_held(stream.send.held)
         self.assembly.forget(sid)
         self._room_waiters.pop(sid, None)
+        self._deadline_streams.pop(sid, None)
         self.credit.reserving.discard(stream.recv)
         self.admission.closed(remote=stream.remote)
         self._emit(StreamClosed(session_id=self.session_id, stream_id=sid))
@@ -874,7 +958,7 @@ class SessionCore:
             send_held=self._send_held,
             recv_buffered=recv_buffered,
             send_credit=self.credit.available,
-            recv_credit=self.credit.local_max_data - self.credit.received,
+            recv_credit=self.credit.local_max_data - self.credit.received + self.credit.skipped,
             session_window=self.credit.window,
             ack_ranges=len(self.acks.received),
             recv_fragments=self._fragments,
@@ -895,4 +979,5 @@ _HANDLERS = {
     wire.DhtFrame: SessionCore._on_dht,
     wire.PathChallengeFrame: SessionCore._on_path_challenge,
     wire.PathResponseFrame: SessionCore._on_path_response,
+    wire.StreamSkipFrame: SessionCore._on_stream_skip,
 }

@@ -28,6 +28,7 @@ from __future__ import annotations
 from . import _wire as wire
 from ._rangeset import RangeSet
 from .constants import ErrorCode
+from .deadlines import MessageDeadlines
 from .errors import (
     MessageTooLargeError,
     ProtocolError,
@@ -75,7 +76,7 @@ class SendStream:
         "stream_id", "state", "mode", "max_frame_size", "max_buffer", "_buf", "_base",
         "write_end", "sent_end", "acked_end", "_acked", "lost", "fin",
         "fin_pending", "fin_acked", "max_data", "blocked_at", "reset_code",
-        "reset_pending", "final_size", "buffer_was_full",
+        "reset_pending", "final_size", "buffer_was_full", "messages", "deadlines",
     )
 
     def __init__(self, stream_id: int, *, max_data: int, max_buffer: int,
@@ -101,6 +102,9 @@ class SendStream:
         self.reset_pending = False
         self.final_size = 0
         self.buffer_was_full = False
+        self.messages = 0         # messages written (the next one's number)
+        #: Deadlines of messages sent with one (docs/protocol.md 7.12).
+        self.deadlines: MessageDeadlines | None = None
 
     def __repr__(self) -> str:
         return (f"SendStream(id={self.stream_id}, state={self.state.value}, "
@@ -132,9 +136,12 @@ class SendStream:
         return (not self.fin and self.reset_code is None
                 and self.write_end - self.acked_end < self.max_buffer)
 
-    def write(self, data: bytes, *, mode: int, end_stream: bool = False) -> int:
+    def write(self, data: bytes, *, mode: int, end_stream: bool = False,
+              deadline: float | None = None) -> int:
         """Queue ``data`` (a message in ``MODE_MESSAGES``); returns the bytes queued
-        on the wire, framing included.
+        on the wire, framing included. A message with a ``deadline`` (a time on
+        the session's clock) is abandoned if it cannot be delivered by then
+        (:mod:`stt_proto.deadlines`).
 
         :raises StreamClosedError: the side was ended, reset or stopped.
         :raises MessageTooLargeError: a message above ``max_frame_size``.
@@ -156,6 +163,8 @@ class SendStream:
             self.buffer_was_full = True
             raise SendBufferFullError(
                 f"stream {self.stream_id} holds {self.buffered} unacknowledged bytes")
+        if deadline is not None and mode != MODE_MESSAGES:
+            raise ValueError("deadlines apply to messages, not to a byte stream")
         start = self.write_end
         buf = self._buf
         if self.mode is None:
@@ -163,11 +172,17 @@ class SendStream:
             buf.append(mode)
         if mode == MODE_MESSAGES:
             buf += _encode_varint(size)
+            self.messages += 1
         if size:
             buf += data
         self.write_end = self._base + len(buf)
         if self.write_end > start:
             self._to(SendInput.DATA)
+        if deadline is not None:
+            if self.deadlines is None:
+                self.deadlines = MessageDeadlines()
+            self.deadlines.add(deadline, start, self.write_end, self.messages,
+                               self.acked_end)
         if end_stream:
             self.end()
         return self.write_end - start
@@ -198,6 +213,7 @@ class SendStream:
         self.lost = RangeSet()
         self._acked = RangeSet()
         self.fin_pending = False
+        self.deadlines = None  # no skip matters after the reset
         return True
 
     @property
@@ -212,7 +228,10 @@ class SendStream:
         session-level flow control."""
         if self.reset_code is not None:
             return False
-        if self.lost or self.fin_pending and self.sent_end == self.write_end:
+        if self.lost or (self.fin_pending and self.sent_end == self.write_end
+                         and self.sent_end <= self.max_data):
+            # (A FIN alone waits for credit only after a jump past the credit
+            # over abandoned messages: the peer's credit catches up on the skip.)
             return True
         return self.sent_end < self.write_end and credit > 0 and self.max_data > self.sent_end
 
@@ -250,22 +269,33 @@ class SendStream:
             base = self._base
             return start, self._buf[start - base:end - base], fin, 0
         start = self.sent_end
+        jumped = 0
+        abandoned = self._acked if self.deadlines is not None else None
+        if abandoned:
+            # Abandoned messages are marked acknowledged; those never sent are
+            # jumped over, never sent (the skip makes the peer count them).
+            covered = abandoned.contiguous_end(start)
+            if covered > start:
+                jumped = covered - start
+                start = self.sent_end = covered
         space = room - _frame_overhead(sid, start, room)
         if space < 0:
-            return None
+            return (start, b"", False, jumped) if jumped else None
         end = min(self.write_end, self.max_data, start + space, start + max(credit, 0))
+        if abandoned and end > start:
+            end = abandoned.missing(start, end)[0][1]  # up to the next abandoned one
         if end <= start:
             # Nothing new may go; a FIN alone still may.
-            if self.fin_pending and start == self.write_end:
+            if self.fin_pending and start == self.write_end and start <= self.max_data:
                 self.fin_pending = False
-                return start, b"", True, 0
-            return None
+                return start, b"", True, jumped
+            return (start, b"", False, jumped) if jumped else None
         self.sent_end = end
         fin = self.fin and end == self.write_end
         if fin:
             self.fin_pending = False
         base = self._base
-        return start, self._buf[start - base:end - base], fin, end - start
+        return start, self._buf[start - base:end - base], fin, end - start + jumped
 
     def on_acked(self, start: int, end: int, fin: bool) -> bool:
         """A frame was acknowledged. Returns ``True`` when the side just finished."""
@@ -296,6 +326,30 @@ class SendStream:
             self._base = self.write_end
             return True
         return False
+
+    def abandon(self, now: float, margin: float) -> tuple[bool, int]:
+        """Abandon the messages not acknowledged yet whose deadline is at most
+        ``margin`` after ``now``: their bytes are marked acknowledged (never
+        sent again), the offset jumps over those never sent, and a skip is owed
+        for each. Returns whether the side just finished, and the bytes jumped
+        (they count as sent for the session's flow control: the skip makes the
+        peer count them too)."""
+        deadlines = self.deadlines
+        finished = False
+        if deadlines is None or self.reset_code is not None:
+            return False, 0
+        for _, start, end, next_index in deadlines.due(now, margin):
+            if end <= self.acked_end or (self._acked
+                                         and not self._acked.missing(start, end)):
+                continue  # it arrived
+            deadlines.owe_skip(start, end, next_index)
+            finished = self.on_acked(start, end, False) or finished
+        sent = self.sent_end
+        covered = self.acked_end if sent < self.acked_end else sent
+        if self._acked:
+            covered = self._acked.contiguous_end(covered)
+        self.sent_end = covered
+        return finished, covered - sent
 
     def on_lost(self, start: int, end: int, fin: bool) -> None:
         """A frame was declared lost: queue what of it is not acknowledged."""
@@ -341,7 +395,8 @@ class RecvStream:
         "max_data", "highest", "final_size", "read_end", "_ranges", "_pending", "_buf",
         "_buf_base", "_pos", "_msg_len", "_msg_end", "delivered", "consumed",
         "last_update", "reset_code", "aborted", "stop_pending",
-        "stop_code", "reserved", "stop_unacked", "limits_moved",
+        "stop_code", "reserved", "stop_unacked", "limits_moved", "messages", "_skips",
+        "_skip_span",
     )
 
     def __init__(self, stream_id: int, *, window: int, max_window: int,
@@ -358,6 +413,11 @@ class RecvStream:
         self.read_end = 0           # every byte below this has arrived
         self._ranges = RangeSet()  # ranges above read_end that arrived
         self._pending: dict[int, bytes] = {}  # their bytes, by start offset
+        #: Skips above read_end (STREAM_SKIP, docs/protocol.md 7.12), by start
+        #: offset: ``(end, next_index)``; their ranges are in _ranges too.
+        self._skips: dict[int, tuple[int, int]] = {}
+        self._skip_span = 0         # bytes those skips cover (held by nobody)
+        self.messages = 0           # messages delivered or skipped (the next one's number)
         self._buf = bytearray()     # contiguous bytes not parsed yet
         self._buf_base = 0          # stream offset of _buf[0]
         self._pos = 0               # parse position in _buf
@@ -398,20 +458,24 @@ class RecvStream:
 
     @property
     def buffered(self) -> int:
-        """Bytes held: received and not yet handed out, in order or not."""
-        return self.highest - self.delivered if not self.aborted else 0
+        """Bytes held: received and not yet handed out, in order or not (gaps,
+        and what waiting skips cover, are held by nobody)."""
+        if self.aborted:
+            return 0
+        return self.read_end - self.delivered + self._ranges.covered() - self._skip_span
 
     # -- frames from the peer --------------------------------------------------------
 
     @property
     def fragments(self) -> int:
-        """Out-of-order pieces held (data above a gap, waiting for it to fill)."""
-        return len(self._pending)
+        """Out-of-order pieces held (data above a gap, waiting for it to fill,
+        and skips waiting for the data before them)."""
+        return len(self._pending) + len(self._skips)
 
     @property
     def out_of_order_bytes(self) -> int:
         """Bytes held in those pieces."""
-        return self._ranges.covered()
+        return self._ranges.covered() - self._skip_span
 
     def receive(self, offset: int, data: bytes, fin: bool, out: list,
                 fragment_room: int | None = None) -> int:
@@ -473,18 +537,118 @@ class RecvStream:
                 for a, b in ranges.missing(start, end):
                     ranges.add(a, b)
                     pending[a] = data[a - offset:b - offset]
-                buf = self._buf
-                while ranges and ranges.lowest() == self.read_end:
-                    a, b = ranges.shift()
-                    while a < b:
-                        piece = pending.pop(a)
-                        buf += piece
-                        a += len(piece)
-                    self.read_end = b
+                self._reassemble(out)
             self._parse(out)
         elif fin and self.read_end == end:
             self._parse(out)
         return grown
+
+    def _reassemble(self, out: list) -> None:
+        """Move the pieces that now follow ``read_end`` into the parse buffer,
+        applying the skips among them in order."""
+        ranges = self._ranges
+        pending = self._pending
+        skips = self._skips
+        while ranges and ranges.lowest() == self.read_end:
+            a, b = ranges.shift()
+            while a < b:
+                skip = skips.pop(a, None) if skips else None
+                if skip is not None:
+                    self._skip_span -= skip[0] - a
+                    self.read_end = a
+                    self._skip_to(skip[0], skip[1], out)
+                    a = skip[0]
+                    continue
+                piece = pending.pop(a)
+                self._buf += piece
+                a += len(piece)
+            self.read_end = b
+
+    def receive_skip(self, offset: int, length: int, index: int, out: list,
+                     fragment_room: int | None = None) -> int:
+        """Take a STREAM_SKIP frame: the peer abandoned bytes ``[offset, offset +
+        length)`` and the message after them is number ``index``. Deliveries go
+        to ``out`` as for :meth:`receive`, a skip as ``("skipped", count,
+        span)``. Returns what :meth:`receive` returns.
+
+        :raises ProtocolError: beyond the final size, on a byte stream, overlapping another skip, or naming a message number below
+            the messages already delivered.
+        """
+        # Not limited by credit: skipped bytes take no memory, and the sender
+        # jumps over those it never sent whatever its credit (7.12).
+        end = offset + length
+        final = self.final_size
+        if final is not None and end > final:
+            raise ProtocolError(f"stream {self.stream_id}: skip beyond the final size",
+                                error_code=ErrorCode.FINAL_SIZE_ERROR)
+        if self.mode == MODE_BYTES:
+            raise ProtocolError(f"stream {self.stream_id}: skip on a byte stream")
+        if self.state is RecvState.RESET_READ or self.state is RecvState.RESET_RECVD:
+            grown = max(end - self.highest, 0)
+            self.highest += grown
+            self.consumed = self.delivered = self.highest
+            return grown
+        if end <= self.read_end:
+            return 0  # everything up to its end arrived: it changes nothing here
+        skips = self._skips
+        if skips.get(offset) == (end, index):
+            return 0  # a copy of one waiting already
+        for start, (stop, _) in skips.items():
+            if start < end and offset < stop:
+                raise ProtocolError(f"stream {self.stream_id}: overlapping skips")
+        if offset > self.read_end:
+            if fragment_room is not None and fragment_room < 1:
+                return -1
+            self._drop(offset, end)
+            self._ranges.add(offset, end)
+            skips[offset] = (end, index)
+            self._skip_span += end - offset
+        grown = max(end - self.highest, 0)
+        self.highest += grown
+        if self.state is not RecvState.RECV:
+            self._to(RecvInput.DATA)
+        if offset <= self.read_end:
+            self._drop(self.read_end, end)
+            self._skip_to(end, index, out)
+            self._reassemble(out)
+            self._parse(out)
+        return grown
+
+    def _drop(self, start: int, end: int) -> None:
+        """Forget the out-of-order bytes held in ``[start, end)`` (pieces cut at
+        its edges keep their outer parts)."""
+        pending = self._pending
+        for a in [a for a in pending if a < end and a + len(pending[a]) > start]:
+            piece = pending.pop(a)
+            if a < start:
+                pending[a] = piece[:start - a]
+            if a + len(piece) > end:
+                pending[end] = piece[end - a:]
+        self._ranges.discard(start, end)
+
+    def _skip_to(self, end: int, index: int, out: list) -> None:
+        """Every byte before a skip is here (``read_end`` is at or inside it):
+        deliver what completes before it, drop the rest up to ``end``, and go on
+        with message ``index`` at ``end``."""
+        self._parse(out)
+        if self.aborted:
+            return  # a message before the skip was too large: reading stopped
+        skipped = index - self.messages
+        if skipped < 0:
+            raise ProtocolError(f"stream {self.stream_id}: skip to message {index}, "
+                                f"below the {self.messages} already delivered")
+        if self.mode is None:
+            self.mode = MODE_MESSAGES  # the mode byte was in the first message skipped
+        self._buf = bytearray()
+        self._buf_base = end
+        self._pos = 0
+        self._msg_len = None
+        self.reserved = 0
+        self.read_end = end
+        self.messages = index
+        out.append(("skipped", skipped, end - self.delivered))
+        self.delivered = end
+        self.limits_moved = True
 
     def _parse(self, out: list) -> None:
         buf = self._buf
@@ -528,6 +692,7 @@ class RecvStream:
                 self._msg_len = None
                 offset = base + pos
                 out.append(("message", message, offset - self.delivered))
+                self.messages += 1
                 self.limits_moved = True
                 self.delivered = offset
                 self.reserved = 0
@@ -592,6 +757,8 @@ class RecvStream:
             self.reset_code = error_code
         self._buf = bytearray()
         self._pending.clear()
+        self._skips.clear()
+        self._skip_span = 0
         self._ranges = RangeSet()
         self._msg_len = None
         self.reserved = 0
@@ -618,6 +785,8 @@ class RecvStream:
             self.reset_code = error_code
         self._buf = bytearray()
         self._pending.clear()
+        self._skips.clear()
+        self._skip_span = 0
         self._ranges = RangeSet()
         self._msg_len = None
         self.reserved = 0
