@@ -52,6 +52,7 @@ from typing import Any, Protocol
 from stt_proto import events as ev
 from stt_proto.config import EndpointConfig
 from stt_proto.constants import FIRST_OVERLAY_STREAM_ID
+from stt_proto.deadlines import check_deadline
 from stt_proto.endpoint import Endpoint
 from stt_proto.errors import SendBufferFullError
 from stt_proto.events import CloseReason
@@ -922,9 +923,13 @@ async def _next_from(node: NodeBase, queue: deque, signal: Signal,
         waited = True
 
 
+#: The deadline given to the engine for a message whose own passed while it
+#: waited for buffer room: it is abandoned at once, and counted by the peer.
+_SOONEST = 1e-9
+
 _STREAM_EVENTS = frozenset({
     ev.StreamOpened, ev.MessageReceived, ev.StreamDataReceived, ev.StreamEnded,
-    ev.StreamReset, ev.StreamStopped, ev.StreamWritable, ev.StreamClosed,
+    ev.MessagesSkipped, ev.StreamReset, ev.StreamStopped, ev.StreamWritable, ev.StreamClosed,
 })
 
 
@@ -971,7 +976,7 @@ class Session:
 
     def open_stream(self, stream_id: int | None = None, *,
                     max_frame_size: int | None = None, priority: int | None = None,
-                    incremental: bool | None = None) -> Stream:
+                    incremental: bool | None = None, deadline: float | None = None) -> Stream:
         """Open a stream (an allocated id when ``stream_id`` is ``None``) and
         return its handle. Nothing is sent until the first message. An id names
         one stream for the whole session: once that stream is gone, the id never
@@ -980,7 +985,9 @@ class Session:
         ``priority`` (urgency 0, the most urgent, to 7; 3 when not given) and
         ``incremental`` (default ``False``) say in which order this side's
         streams send, as :meth:`Stream.set_priority` does; given for a stream
-        that is open already, they change it.
+        that is open already, they change it. ``deadline`` (seconds) is the
+        stream's :attr:`Stream.deadline`: every message sent on it without
+        one of its own is abandoned if not delivered within that time.
 
         Raises:
             StreamIdUsedError: ``stream_id`` was used in this session and its
@@ -988,10 +995,13 @@ class Session:
             SessionClosedError: the session is closed.
             ValueError: ``stream_id`` is one of the overlays' (from
                 ``FIRST_OVERLAY_STREAM_ID``, 2**62 - 256: pub/sub uses them),
-                or ``priority`` is outside 0..7.
-            TypeError: ``priority`` is not an int, or ``incremental`` not a bool.
+                or ``priority`` is outside 0..7, or ``deadline`` is not above 0.
+            TypeError: ``priority`` is not an int, or ``incremental`` not a bool,
+                or ``deadline`` not a number.
         """
         self._check_open()
+        if deadline is not None:
+            check_deadline(deadline)
         if type(stream_id) is int and stream_id >= FIRST_OVERLAY_STREAM_ID:
             raise ValueError(f"stream ids from {FIRST_OVERLAY_STREAM_ID} (2**62 - 256) are "
                              "reserved for the overlays (pub/sub); choose a lower one")
@@ -1000,7 +1010,10 @@ class Session:
                                                max_frame_size=max_frame_size,
                                                priority=priority, incremental=incremental,
                                                now=node._now())
-        return self._stream(stream_id)
+        stream = self._stream(stream_id)
+        if deadline is not None:
+            stream.deadline = deadline
+        return stream
 
     def get_stream(self, stream_id: int, *, max_frame_size: int | None = None) -> Stream:
         """The handle for ``stream_id``, usable before the peer sends on it (also
@@ -1140,6 +1153,10 @@ class Session:
             stream._ended = True
             stream._consume(event.flow_controlled_length)
             stream._readable.set()
+        elif kind is ev.MessagesSkipped:
+            # The skipped bytes are held nowhere: their credit goes back at once.
+            stream.messages_skipped += event.count
+            stream._consume(event.flow_controlled_length)
         elif kind is ev.StreamReset:
             stream._reset_code = event.error_code
             stream._consume(sum(length for _, length in stream._messages))
@@ -1161,7 +1178,15 @@ class Stream:
 
     ``await send(data)`` delivers ``data`` to the peer as one message: each
     :meth:`receive` there returns one whole message, in order, exactly once.
+    ``await send(data, deadline=0.15)`` wants it there within 0.15 s: if it
+    cannot be, it is abandoned, and the peer's :meth:`receive` goes on with the
+    next message (its :attr:`messages_skipped` counts those it never saw).
     """
+
+    #: Seconds within which each message sent without a deadline of its own
+    #: must be delivered, or ``None`` (every message is delivered, however
+    #: late): set it, or give ``deadline=`` to ``Session.open_stream``.
+    deadline: float | None = None
 
     def __init__(self, session: Session, stream_id: int) -> None:
         node = session._node
@@ -1179,6 +1204,8 @@ class Stream:
         #: We asked the peer to stop sending (``stop_receiving``): arrivals are dropped.
         self._receive_stopped = False
         self._room_callback: Callable[[], None] | None = None
+        #: Messages the peer abandoned at their deadline, never delivered here.
+        self.messages_skipped = 0
 
     def __repr__(self) -> str:
         return f"<Stream {self.stream_id} of {self.session!r}>"
@@ -1187,26 +1214,37 @@ class Stream:
         self._readable.set()
         self._writable.set()
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes, *, deadline: float | None = None) -> None:
         """Send one message; waits while the stream's send buffer is full.
         Concurrent senders on one stream go in call order (a FIFO lock).
 
+        ``deadline`` (seconds from now; default :attr:`deadline`): if the
+        message cannot be delivered by then, it is abandoned -- never sent
+        again, and later messages are not held behind it. Meant for live data
+        (audio, video, game state) where late is useless; the time spent here
+        waiting for buffer room counts.
+
         Raises:
+            ValueError, TypeError: ``deadline`` is not a positive number.
             StreamClosedError: this side was closed, or the peer asked it to stop
                 (then a :class:`StreamResetError` with the peer's code).
             MessageTooLargeError: ``data`` exceeds the stream's ``max_frame_size``.
             SessionClosedError: the session is closed.
         """
-        await self._send(data, False)
+        if deadline is None:
+            deadline = self.deadline
+        if deadline is not None:
+            deadline = self.session._node._now() + check_deadline(deadline)
+        await self._send(data, False, deadline)
 
-    async def _send(self, data: bytes, as_bytes: bool) -> None:
+    async def _send(self, data: bytes, as_bytes: bool, due: float | None = None) -> None:
         node = self.session._node
         await node._cancel_point()
         lock = self._send_lock
         if lock.try_acquire():
             # Nobody else is sending: queue and flush at once, yield after.
             try:
-                sent = self._try_send(data, as_bytes)
+                sent = self._try_send(data, as_bytes, due)
             except BaseException:
                 lock.release()
                 raise
@@ -1217,14 +1255,16 @@ class Stream:
         else:
             await lock.acquire()
         try:
-            while not self._try_send(data, as_bytes):
+            while not self._try_send(data, as_bytes, due):
                 self._writable.clear()
                 await self._writable.wait()
         finally:
             lock.release()
 
-    def _try_send(self, data: bytes, as_bytes: bool) -> bool:
-        """Queue ``data`` and flush; ``False`` if the send buffer is full."""
+    def _try_send(self, data: bytes, as_bytes: bool, due: float | None = None) -> bool:
+        """Queue ``data`` and flush; ``False`` if the send buffer is full. A
+        message ``due`` at a time already past (it waited for room) is still
+        queued: the engine abandons it at once, and the peer counts it skipped."""
         session = self.session
         node = session._node
         session._check_open()
@@ -1233,9 +1273,13 @@ class Stream:
             if as_bytes:
                 node._endpoint.send_stream_data(session.session_id, self.stream_id,
                                                 data, now=node._now())
-            else:
+            elif due is None:
                 node._endpoint.send_message(session.session_id, self.stream_id, data,
                                             now=node._now())
+            else:
+                now = node._now()
+                node._endpoint.send_message(session.session_id, self.stream_id, data,
+                                            now=now, deadline=max(due - now, _SOONEST))
         except SendBufferFullError:
             return False
         except StreamClosedError:

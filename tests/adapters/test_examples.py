@@ -124,3 +124,10 @@ def test_a_short_seed_is_one_clear_error(name):
         assert "Traceback" not in result.stderr
         last = result.stderr.splitlines()[-1]
         assert named in last and "at least 16 bytes (got 5)" in last, result.stderr
+
+
+def test_live_av_drops_stale_frames_and_keeps_the_audio():
+    out = run_example("live_av.py", "--seconds", "3", "--stall", "0.8")
+    assert "skipped by the transport" in out
+    assert "audio: 151 sent" in out
+    assert out.rstrip().endswith("live audio/video OK")
