@@ -481,7 +481,7 @@ class SessionCore:
             kind = type(frame)
             if kind is _StreamFrame:
                 eliciting = True
-                self._on_stream_frame(frame, now)
+                self._on_stream_input(frame, now, False)
             elif kind is _AckFrame:
                 self._on_ack(frame, now)
             elif kind is _PaddingFrame:
@@ -529,9 +529,6 @@ class SessionCore:
             self.credit.on_received(grown)
             self.credit.on_consumed(grown)
             self._session_credit(now)
-
-    def _on_stream_frame(self, frame, now: float) -> None:
-        self._on_stream_input(frame, now, False)
 
     def _on_stream_skip(self, frame, now: float) -> None:
         self._on_stream_input(frame, now, True)
