@@ -95,7 +95,7 @@ TIGHT = ContentConfig(
     max_serving_peers=2, max_stream_buffered=4 * CHUNK_SIZE, retry_after=0.5,
     max_retrievals=3, max_providers=2, initial_depth=2, max_depth=3, endgame_copies=2,
     endgame_patience=0.5, stall_timeout=3.0, provider_lookups=2, lookup_backoff=1.0,
-    progress_interval=0.25, max_unsolicited=3)
+    max_busy_wait=5.0, max_busy_rests=3, progress_interval=0.25, max_unsolicited=3)
 #: Roomier limits: retrievals that the tight ones would cut short.
 LOOSE = ContentConfig(
     max_requests_per_peer=8, max_requests_per_second=50.0, max_refusals=16, ban_time=10.0,
@@ -710,7 +710,8 @@ def drain(run: Run) -> None:
     end within a bounded time."""
     node, config = run.node, run.config
     deadline = run.now + 4 * config.provider_lookups * (
-        config.stall_timeout + config.lookup_backoff * 2 ** config.provider_lookups) + 30.0
+        config.stall_timeout + config.lookup_backoff * 2 ** config.provider_lookups) \
+        + config.max_busy_wait + 30.0
     for _ in range(2_000):
         moved = False
         run.dht_round(answer=True)

@@ -69,6 +69,14 @@ class ContentConfig:
     (``no_providers``)."""
     lookup_backoff: float = 1.0
     """Seconds before the second lookup; doubles each time."""
+    max_busy_wait: float = 30.0
+    """Longest rest a provider's BUSY refusal is granted; a provider asking for
+    more is dropped (``refused``): the time is better spent on the other
+    providers or a fresh lookup, and a retrieval never sleeps on one peer's word."""
+    max_busy_rests: int = 8
+    """BUSY rests in a row, with no chunk between, after which a provider is
+    dropped (``refused``): one that refuses every request cannot hold a
+    retrieval forever."""
     progress_interval: float = 0.25
     """Least time between two ``ContentProgress`` events of a retrieval."""
     max_unsolicited: int = 16

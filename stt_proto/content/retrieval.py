@@ -28,7 +28,9 @@ id commits to, so nothing a provider says is taken on trust.
 * **Bad providers.** A chunk that fails its proof, or answers a request for
   another index, drops its provider for good (``bad_chunk``) and its chunks
   go back to the others. A refusal ``BUSY`` rests the provider for the time
-  it asked and halves its depth; other refusals drop it. A provider that owes
+  it asked and halves its depth -- unless it asks for more than
+  ``max_busy_wait``, or rests ``max_busy_rests`` times in a row without a
+  chunk between: then, as on other refusals, it is dropped (``refused``). A provider that owes
   chunks and sends nothing for
   ``stall_timeout`` (or eight of its request-to-chunk times, if longer) is
   dropped as ``stalled``.
@@ -84,7 +86,7 @@ class RangeSink:
 
 class _Provider:
     __slots__ = ("peer_id", "address", "linked", "outstanding", "depth", "rate", "latency",
-                 "last_arrival", "resting_until", "received")
+                 "last_arrival", "resting_until", "rests", "received")
 
     def __init__(self, peer_id: bytes, address: Address, depth: int) -> None:
         self.peer_id = peer_id
@@ -96,6 +98,7 @@ class _Provider:
         self.latency = math.inf    # shortest request-to-chunk time seen
         self.last_arrival = -math.inf
         self.resting_until = -math.inf
+        self.rests = 0             # BUSY rests in a row, with no chunk between
         self.received = 0
 
 
@@ -322,6 +325,7 @@ class Retrieval:
             self._drop(provider, "bad_chunk", now)
             return
         self._measure(provider, len(chunk.data), now - sent[1], now)
+        provider.rests = 0
         if self.length is None:
             sink = self.owner._open_sink(self, chunk.length)
             if sink is None:
@@ -383,7 +387,15 @@ class Retrieval:
         del provider.outstanding[index]
         self._unask(index, peer_id)
         if reason == RefuseReason.BUSY:
-            provider.resting_until = now + max(retry_after, 0.001)
+            if provider.resting_until <= now:
+                # The first refusal of a burst starts a rest; the requests already
+                # on their way are refused too, and do not count again.
+                provider.rests += 1
+            if retry_after > self.config.max_busy_wait or \
+                    provider.rests > self.config.max_busy_rests:
+                self._drop(provider, "refused", now)
+                return
+            provider.resting_until = max(provider.resting_until, now + max(retry_after, 0.001))
             provider.depth = max(1, provider.depth // 2)
             self.schedule(now)
         elif reason == RefuseReason.OUT_OF_RANGE and self.length is None \

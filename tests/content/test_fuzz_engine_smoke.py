@@ -282,6 +282,10 @@ FINDING_INPUTS = {
     "request_to_banned_spare": bytes.fromhex(
         "100702fb010a030008c0ff0008f580009b00b1f00065224a58b791df6af1d8303e61cdc4bb86c3d1"
         "c427103c344c4189eb2f1ece02639e01"),
+    # A BUSY asking for 2**32 - 1 ms: the retrieval slept 49 days on one peer's word.
+    "busy_wait_of_49_days": bytes.fromhex(
+        "10070200020a03000800ab01000a02000a010c000a010c0026313131313131313131d73131313131"
+        "315f5f5f5f5f5f5f5f5f01000a02e9e877db42000010070200955f5f5f5f5f5f285f5f5f5f5f5f"),
 }
 
 

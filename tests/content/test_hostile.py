@@ -204,6 +204,77 @@ def test_busy_rests_the_provider_and_asks_again_after_the_wait():
     assert retrieval.state == "fetching"
 
 
+def busy(node: ContentNode, request: Request, wait_ms: int, now: float) -> None:
+    node.receive(PEER, ADDRESS, Refuse(request_id=request.request_id, reason=RefuseReason.BUSY,
+                                       retry_after_ms=wait_ms).encode(), now=now)
+
+
+def test_a_provider_asking_for_a_wait_past_the_bound_is_dropped():
+    # The fuzzer's finding: a BUSY asking for 2**32 - 1 ms held the retrieval
+    # 49 days with no timer but that rest.
+    node, cid, _ = retriever(max_busy_wait=30.0, provider_lookups=1)
+    retrieval = start(node, cid, [PEER])
+    busy(node, drain(node)[0], 0xFFFFFFFF, now=0.1)
+    kinds = [(type(e), getattr(e, "reason", None)) for e in events(node)]
+    assert (ContentProviderDropped, "refused") in kinds
+    assert (ContentRetrievalFailed, "no_providers") in kinds
+    assert retrieval.state == "failed" and node.get_timer() is None
+
+
+def test_a_wait_within_the_bound_is_granted():
+    node, cid, _ = retriever(max_busy_wait=30.0)
+    retrieval = start(node, cid, [PEER])
+    busy(node, drain(node)[0], 30_000, now=0.1)
+    assert PEER in retrieval.providers and abs(node.get_timer() - 30.1) < 1e-9
+
+
+def test_a_provider_that_only_ever_refuses_busy_is_dropped_after_its_rests():
+    node, cid, source = retriever(max_busy_rests=3, provider_lookups=1)
+    retrieval = start(node, cid, [PEER])
+    now = 0.0
+    for rest in range(3):
+        busy(node, drain(node)[0], 200, now=now)
+        assert PEER in retrieval.providers, rest
+        now = node.get_timer()
+        node.handle_timer(now=now)
+    busy(node, drain(node)[0], 200, now=now)
+    assert PEER not in retrieval.providers
+    kinds = [(type(e), getattr(e, "reason", None)) for e in events(node)]
+    assert (ContentProviderDropped, "refused") in kinds
+
+
+def test_a_chunk_between_rests_starts_the_count_again():
+    node, cid, source = retriever(max_busy_rests=1, initial_depth=1, max_depth=1)
+    retrieval = start(node, cid, [PEER])
+    tree = source.tree(cid)
+    now = 0.0
+    for index in range(3):
+        busy(node, drain(node)[0], 200, now=now)    # one rest each time: within the bound
+        now = node.get_timer()
+        node.handle_timer(now=now)
+        request = drain(node)[0]
+        assert request.index == index and PEER in retrieval.providers
+        node.receive(PEER, ADDRESS, Chunk(request_id=request.request_id, length=tree.length,
+                                          index=index, proof=tuple(tree.proof(index)),
+                                          data=source.read_chunk(cid, index)).encode(), now=now)
+    assert retrieval.state == "done"
+
+
+def test_the_refusals_of_requests_already_on_their_way_are_one_rest():
+    node, cid, source = retriever(max_busy_rests=1, initial_depth=3)
+    retrieval = start(node, cid, [PEER])
+    tree = source.tree(cid)
+    probe = drain(node)[0]      # one request until the length is known
+    node.receive(PEER, ADDRESS, Chunk(request_id=probe.request_id, length=tree.length, index=0,
+                                      proof=tuple(tree.proof(0)),
+                                      data=source.read_chunk(cid, 0)).encode(), now=0.05)
+    requests = [m for m in drain(node) if type(m) is Request]
+    assert [m.index for m in requests] == [1, 2]
+    for request in requests:
+        busy(node, request, 200, now=0.1)
+    assert PEER in retrieval.providers and retrieval.providers[PEER].rests == 1
+
+
 def test_a_bad_chunk_drops_its_provider_for_good():
     node, cid, source = retriever()
     other = b"\x03" * 32
