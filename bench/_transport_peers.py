@@ -11,7 +11,14 @@ first thing the client sends says what the stream is for:
 
 On STT the header is a message of its own and every chunk is one message; on
 QUIC and TCP+TLS it is the first bytes of the byte stream. Servers print one
-JSON line ``{"port": ..., "id": ...}`` on stdout and serve until SIGTERM.
+JSON line ``{"port": ..., "id": ...}`` on stdout and serve until SIGTERM
+(``bench/_processes.py`` runs them).
+
+The bare UDP rows (``udp`` on asyncio, ``udp-trio`` on trio) have no protocol
+and no header: the server sends every datagram back to where it came from, and
+the client runs only the round-trip phase, one 100-byte datagram each way, with
+the loop's stock UDP API (a ``DatagramProtocol``; ``trio.socket``). That is the
+floor under any protocol's round trip on that event loop.
 
 The STT server and the three client phases are written once, on anyio, and
 run on the backend of the row: ``stt`` and the QUIC and TCP rows on asyncio
@@ -26,6 +33,7 @@ stay plain asyncio.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime
 import hashlib
@@ -55,11 +63,14 @@ STT_STATS = ("packets_sent", "packets_lost", "bytes_retransmitted", "probe_timeo
              "rtt_min", "rtt_smoothed", "congestion_window", "pacing_rate")
 #: the STT rows and the adapter (and so the backend) each one runs on
 STT_BACKENDS = {"stt": "asyncio", "stt-trio": "trio"}
+#: the bare UDP ping-pong rows (no protocol, round trips only) and their backend
+UDP_BACKENDS = {"udp": "asyncio", "udp-trio": "trio"}
 
 
 def backend(kind: str) -> str:
-    """The event loop a transport's peers run on: trio for ``stt-trio``, else asyncio."""
-    return STT_BACKENDS.get(kind, "asyncio")
+    """The event loop a transport's peers run on: trio for ``stt-trio`` and
+    ``udp-trio``, else asyncio."""
+    return STT_BACKENDS.get(kind) or UDP_BACKENDS.get(kind, "asyncio")
 
 
 def _stt_node_class(kind: str):
@@ -301,6 +312,50 @@ async def run_stt_server(kind: str, profile: str | None, stt_config: dict | None
             await node.stop()
 
 
+class _UdpEcho(asyncio.DatagramProtocol):
+    """The bare UDP server on asyncio: every datagram goes back to where it came from."""
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.transport.sendto(data, addr)
+
+
+async def _trio_udp_echo(sock) -> None:
+    """The bare UDP server on trio (the loop, as :class:`_UdpEcho` on asyncio)."""
+    while True:
+        data, addr = await sock.recvfrom(65536)
+        await sock.sendto(data, addr)
+
+
+async def run_udp_server(kind: str, profile: str | None) -> None:
+    """The bare UDP echo of ``kind`` (``udp`` on asyncio, ``udp-trio`` on trio),
+    until SIGTERM: the floor under any protocol's round trip on that loop."""
+    with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+        if backend(kind) == "trio":
+            import trio
+            with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
+                await sock.bind((HOST, 0))
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_trio_udp_echo, sock)
+                    _hello(sock.getsockname()[1], "")
+                    with _profiled(profile):
+                        async for _ in signals:
+                            break
+                    nursery.cancel_scope.cancel()
+        else:
+            transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+                _UdpEcho, local_addr=(HOST, 0))
+            try:
+                _hello(transport.get_extra_info("sockname")[1], "")
+                with _profiled(profile):
+                    async for _ in signals:
+                        break
+            finally:
+                transport.close()
+
+
 async def run_server(kind: str, certdir: str, profile: str | None) -> None:
     """A QUIC or TCP+TLS server on asyncio, until SIGTERM."""
     loop = asyncio.get_running_loop()
@@ -438,6 +493,80 @@ class _TlsConn:
             await self.writer.wait_closed()
 
 
+class _UdpConn(asyncio.DatagramProtocol):
+    """A bare asyncio UDP socket (the stock datagram transport): a message is one
+    datagram, sent with ``sendto`` to the server's address (not a connected
+    socket, as STT sends). There is no header: the server echoes everything, so
+    only the round-trip phase makes sense."""
+
+    def __init__(self) -> None:
+        self.received: collections.deque[bytes] = collections.deque()
+        self.waiter: asyncio.Future | None = None
+
+    @classmethod
+    async def open(cls, peer, mode: bytes):
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_datagram_endpoint(cls, local_addr=(HOST, 0))
+        conn.address = (HOST, peer.port)
+        return conn
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.received.append(data)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def statistics(self) -> dict:
+        return {}
+
+    async def send(self, data: bytes) -> None:
+        self.transport.sendto(data, self.address)
+
+    async def receive(self, n: int) -> bytes:
+        while not self.received:
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+        return _datagram_of(self.received.popleft(), n)
+
+    async def close(self) -> None:
+        self.transport.close()
+
+
+class _TrioUdpConn:
+    """A bare trio UDP socket (``trio.socket``), as :class:`_UdpConn` on asyncio."""
+
+    def __init__(self, sock, address) -> None:
+        self.sock, self.address = sock, address
+
+    @classmethod
+    async def open(cls, peer, mode: bytes):
+        import trio
+        sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+        await sock.bind((HOST, 0))
+        return cls(sock, (HOST, peer.port))
+
+    def statistics(self) -> dict:
+        return {}
+
+    async def send(self, data: bytes) -> None:
+        await self.sock.sendto(data, self.address)
+
+    async def receive(self, n: int) -> bytes:
+        data, _ = await self.sock.recvfrom(65536)
+        return _datagram_of(data, n)
+
+    async def close(self) -> None:
+        self.sock.close()
+
+
+def _datagram_of(data: bytes, n: int) -> bytes:
+    if len(data) != n:
+        raise RuntimeError(f"expected a {n}-byte datagram, got {len(data)}")
+    return data
+
+
 class Peer:
     """What a client needs to reach the server of one transport."""
 
@@ -450,6 +579,8 @@ class Peer:
         self.node = None
         if kind in STT_BACKENDS:
             self.conn = _SttConn
+        elif kind in UDP_BACKENDS:
+            self.conn = _TrioUdpConn if self.backend == "trio" else _UdpConn
         elif kind in ("aioquic", "qh3"):
             _, self.connect, QuicConfiguration = _quic_lib(kind)
             cafile = os.path.join(certdir, "ca.pem")
@@ -643,6 +774,8 @@ def main_server(kind: str, certdir: str, use_uvloop: bool, profile: str | None,
                 stt_config: dict | None = None) -> int:
     if kind in STT_BACKENDS:
         run(run_stt_server, kind, profile, stt_config, kind=kind, use_uvloop=use_uvloop)
+    elif kind in UDP_BACKENDS:
+        run(run_udp_server, kind, profile, kind=kind, use_uvloop=use_uvloop)
     else:
         run(run_server, kind, certdir, profile, kind=kind, use_uvloop=use_uvloop)
     return 0

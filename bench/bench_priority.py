@@ -37,11 +37,13 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
 import anyio
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _processes as processes  # noqa: E402
 
 SEED = b"priority benchmark network seed!"
 HOST = "127.0.0.1"
@@ -171,27 +173,11 @@ async def run_client(backend: str, port: int, peer_id: str, seconds: float) -> l
 
 def _measure(backend: str, seconds: float) -> list:
     me = os.path.abspath(__file__)
-    server = subprocess.Popen([sys.executable, me, "--serve", backend], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        line = server.stdout.readline()
-        if not line:
-            raise RuntimeError("server did not start: " + server.stderr.read()[-500:])
-        hello = json.loads(line)
-        done = subprocess.run([sys.executable, me, "--client", backend, "--port",
-                               str(hello["port"]), "--peer-id", hello["id"],
-                               "--seconds", str(seconds)],
-                              capture_output=True, text=True, timeout=120 + 6 * seconds)
-        if done.returncode:
-            raise RuntimeError("client failed: " + done.stderr.strip()[-800:])
-        return json.loads(done.stdout)
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with processes.serving([sys.executable, me, "--serve", backend]) as hello:
+        return processes.run_client([sys.executable, me, "--client", backend, "--port",
+                                     str(hello["port"]), "--peer-id", hello["id"],
+                                     "--seconds", str(seconds)],
+                                    timeout=120 + 6 * seconds)
 
 
 def main() -> int:
