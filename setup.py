@@ -3,7 +3,11 @@
 Each accelerated module is compiled from the same file as its pure twin plus the C
 types in a ``.pxd``: ``stt_proto._wire_c`` from ``stt_proto/_wire_py.py`` and
 ``_wire_c.pxd`` (the wire codec), ``stt_proto._rangeset_c`` from
-``stt_proto/_rangeset_py.py`` and ``_rangeset_c.pxd`` (range sets).
+``stt_proto/_rangeset_py.py`` and ``_rangeset_c.pxd`` (range sets). The engine's
+per-packet modules (``stt_proto._build.IN_PLACE``) are compiled in place, each
+from its own ``.py`` and, where it has one, the ``.pxd`` beside it; the SHA-256
+of every source compiled is recorded in ``stt_proto/_compiled_sources.json`` so
+that a stale build is noticed at import (see ``stt_proto/_build.py``).
 
 Environment switches:
 
@@ -15,6 +19,8 @@ Environment switches:
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import platform
 import shutil
@@ -31,6 +37,17 @@ ACCELERATED = [
     ("stt_proto._wire_c", "stt_proto/_wire_py.py", "stt_proto/_wire_c.pxd"),
     ("stt_proto._rangeset_c", "stt_proto/_rangeset_py.py", "stt_proto/_rangeset_c.pxd"),
 ]
+
+
+def _load_build_module():
+    # By path: importing the package would import the engine and its dependencies.
+    spec = importlib.util.spec_from_file_location("_stt_build", HERE / "stt_proto" / "_build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BUILD = _load_build_module()
 
 
 def _env(name: str) -> bool:
@@ -56,7 +73,16 @@ class OptionalBuildExt(build_ext):
         except Exception as exc:  # no compiler, no headers, Cython failure...
             _say(f"Pure Python build (compiling failed: {exc})")
             return
-        _say("Accelerated build (Cython extensions compiled)")
+        if self.extensions:
+            self._record_sources()
+            _say("Accelerated build (Cython extensions compiled)")
+
+    def _record_sources(self) -> None:
+        """Write the digests of the in-place sources beside the compiled modules."""
+        root = HERE if self.inplace else Path(self.build_lib)
+        target = root / "stt_proto" / BUILD.SOURCES_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(BUILD.source_digests(HERE), indent=1, sort_keys=True) + "\n")
 
     def build_extension(self, ext: Extension) -> None:
         try:
@@ -93,6 +119,11 @@ def _extensions() -> list[Extension]:
             init.write_text("")
         sources.append((name, str((package_dir / f"{stem}.py").relative_to(HERE))))
 
+    for name in BUILD.IN_PLACE:
+        # Compiled from the source itself; Cython reads a .pxd of the same name
+        # beside it, if there is one, as the C types of its classes.
+        sources.append((name, str(BUILD.source_path(name, HERE).relative_to(HERE))))
+
     compile_args: list[str] = []
     link_args: list[str] = []
     macros: list[tuple[str, str]] = []
@@ -126,7 +157,7 @@ def _extensions() -> list[Extension]:
     return cythonize(
         extensions,
         compiler_directives=directives,
-        include_path=[str(build_dir)],
+        include_path=[str(build_dir), str(HERE)],
         build_dir=str(build_dir / "c"),
         quiet=True,
     )

@@ -4,6 +4,12 @@ Usage::
 
     python bench/bench_engine.py [--mib 64] [--quick] [--batch] [--repeat 3]
     python bench/bench_engine.py --profile [--mib 32] [--datagram 1452]
+    python bench/bench_engine.py --round-trips 20000
+
+``--round-trips N`` measures latency work instead of bulk: N request/response
+exchanges of 100-byte messages on one stream (the server echoes each, the
+client sends the next on the echo), flushed after every datagram; the figure
+is the CPU time of both engines per round trip, compiled and pure.
 
 Two real :class:`~stt_proto.endpoint.Endpoint` objects, with encryption, live in
 one process and hand each other their datagrams directly: no sockets, no
@@ -55,7 +61,7 @@ import sys
 import time
 from collections import deque
 
-from stt_proto import _wire
+import stt_proto
 from stt_proto.config import EndpointConfig
 from stt_proto.endpoint import Endpoint
 from stt_proto.errors import SendBufferFullError
@@ -196,30 +202,33 @@ class _Transfer:
         adapter does after every input."""
         while True:
             while (event := ep.next_event()) is not None:
-                kind = type(event)
-                if kind is MessageReceived:
-                    start = time.perf_counter()
-                    expected = self.messages[self.received % DISTINCT_MESSAGES]
-                    if event.data != expected:
-                        raise RuntimeError(f"message {self.received} arrived corrupted")
-                    self.received += 1
-                    self.checking += time.perf_counter() - start
-                elif kind is StreamWritable:
-                    self.blocked = False
-                    self._send_more(now)
-                elif kind is StreamEnded:
-                    self.ended = True
-                elif kind is SessionEstablished:
-                    self.established += 1
-                    if ep is self.client:
-                        self.session_id = event.session_id
-                elif kind is SessionClosed:
-                    raise RuntimeError(f"session closed: {event}")
+                self._on_event(ep, event, now)
             datagrams = ep.datagrams_to_send(now)
             if not datagrams:
                 break
             out.extend(datagrams)
         self.timers[ep] = ep.get_timer()
+
+    def _on_event(self, ep, event, now: float) -> None:
+        kind = type(event)
+        if kind is MessageReceived:
+            start = time.perf_counter()
+            expected = self.messages[self.received % DISTINCT_MESSAGES]
+            if event.data != expected:
+                raise RuntimeError(f"message {self.received} arrived corrupted")
+            self.received += 1
+            self.checking += time.perf_counter() - start
+        elif kind is StreamWritable:
+            self.blocked = False
+            self._send_more(now)
+        elif kind is StreamEnded:
+            self.ended = True
+        elif kind is SessionEstablished:
+            self.established += 1
+            if ep is self.client:
+                self.session_id = event.session_id
+        elif kind is SessionClosed:
+            raise RuntimeError(f"session closed: {event}")
 
     # -- the network ----------------------------------------------------------------------
 
@@ -252,13 +261,17 @@ class _Transfer:
                     ep.handle_timer(now)
                     self._flush(ep, out, now)
 
-    def run(self) -> dict:
-        clock, client, server = self.clock, self.client, self.server
-        client.connect(SERVER, server.node_id, now=clock.now())
-        self._flush(client, self.to_server, clock.now())
+    def _open(self) -> None:
+        """The handshake, then the client's stream (not timed)."""
+        client, now = self.client, self.clock.now()
+        client.connect(SERVER, self.server.node_id, now=now)
+        self._flush(client, self.to_server, now)
         self._run(lambda: self.established == 2)
         self.stream_id = client.open_stream(self.session_id)
 
+    def run(self) -> dict:
+        clock, client = self.clock, self.client
+        self._open()
         skipped, jumps = clock.skipped, clock.jumps
         start = time.process_time()
         start_virtual = clock.now()
@@ -272,7 +285,7 @@ class _Transfer:
 
         stats = client.session_statistics(self.session_id)
         return {
-            "compiled": bool(_wire.COMPILED),
+            "compiled": bool(stt_proto.COMPILED),
             "bytes": self.mib * MIB,
             "elapsed": elapsed,
             "virtual": virtual,
@@ -284,6 +297,53 @@ class _Transfer:
             "congestion_window": stats["congestion_window"],
             "rtt_smoothed": stats["rtt_smoothed"],
         }
+
+
+class _RoundTrips(_Transfer):
+    """``count`` request/response exchanges of ``size``-byte messages on one
+    stream: the client sends one, the server echoes it, the client sends the
+    next on the echo. Each side is flushed after every datagram, as an adapter
+    does, so the figure is the engines' whole per-round-trip work: two sealed
+    and opened packets each way plus the acknowledgements they carry."""
+
+    def __init__(self, count: int, size: int, **options) -> None:
+        super().__init__(0, **options)
+        self.count = count
+        self.payload = random.Random(size).randbytes(size)
+        self.answered = 0
+
+    def _on_event(self, ep, event, now: float) -> None:
+        if type(event) is not MessageReceived:
+            super()._on_event(ep, event, now)
+            return
+        if ep is self.server:
+            self.server.send_message(event.session_id, event.stream_id, event.data, now=now)
+            return
+        if event.data != self.payload:
+            raise RuntimeError(f"echo {self.answered} arrived corrupted")
+        self.answered += 1
+        if self.answered < self.count:
+            self.client.send_message(self.session_id, self.stream_id, self.payload, now=now)
+
+    def run(self) -> dict:
+        clock, client = self.clock, self.client
+        self._open()
+        start = time.process_time()
+        now = clock.now()
+        client.send_message(self.session_id, self.stream_id, self.payload, now=now)
+        self._flush(client, self.to_server, now)
+        self._run(lambda: self.answered >= self.count)
+        elapsed = time.process_time() - start
+        stats = client.session_statistics(self.session_id)
+        return {"compiled": bool(stt_proto.COMPILED), "round_trips": self.count,
+                "elapsed": elapsed, "packets_sent": stats["packets_sent"],
+                "packets_lost": stats["packets_lost"]}
+
+
+def round_trips(count: int, size: int = 100, *, congestion_control: str = "bbr") -> dict:
+    """Connect two endpoints and time ``count`` echoed ``size``-byte messages."""
+    return _RoundTrips(count, size, cipher="AESGCM", max_datagram_size=1452,
+                       congestion_control=congestion_control, batch=False).run()
 
 
 def transfer(mib: int, *, cipher: str = "AESGCM", max_datagram_size: int = 1452,
@@ -305,6 +365,35 @@ def _child(args: argparse.Namespace) -> int:
         best = min(runs, key=lambda r: r["elapsed"])
         results.append(dict(best, cipher=cipher, size=size))
     json.dump(results, sys.stdout)
+    return 0
+
+
+def _round_trip_table(args: argparse.Namespace) -> int:
+    figures = {}
+    for pure in (False, True):
+        env = dict(os.environ)
+        env.pop("STT_NO_EXTENSIONS", None)
+        if pure:
+            env["STT_NO_EXTENSIONS"] = "1"
+        code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import bench_engine as b;"
+                " runs = [b.round_trips(int(sys.argv[2]), congestion_control=sys.argv[3])"
+                " for _ in range(int(sys.argv[4]))];"
+                " print(json.dumps(min(runs, key=lambda r: r['elapsed'])))")
+        done = subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__),
+                               str(args.round_trips), args.cc, str(args.repeat)],
+                              env=env, capture_output=True, text=True)
+        if done.returncode:
+            sys.stderr.write(done.stderr)
+            raise SystemExit(f"the {'pure' if pure else 'compiled'} run failed")
+        result = json.loads(done.stdout)
+        if result["compiled"] == pure:
+            raise SystemExit("the wrong build was loaded: is the compiled module built?")
+        figures[pure] = result["elapsed"] / result["round_trips"] * 1e6
+    print(f"engine round trips: {args.round_trips:,} echoed 100-byte messages on one stream, "
+          f"both endpoints on one core, flush after every datagram, {args.cc}, "
+          f"best of {args.repeat}")
+    print(f"{'compiled µs/round trip':>24}{'pure µs/round trip':>20}{'ratio':>8}")
+    print(f"{figures[False]:>24.1f}{figures[True]:>20.1f}{figures[True] / figures[False]:>7.2f}x")
     return 0
 
 
@@ -338,7 +427,7 @@ def _profile(args: argparse.Namespace) -> int:
     result = transfer(args.mib, max_datagram_size=args.datagram, congestion_control=args.cc,
                       batch=args.batch)
     profiler.disable()
-    print(f"{'compiled' if _wire.COMPILED else 'pure'} build, {args.mib} MiB, "
+    print(f"{'compiled' if stt_proto.COMPILED else 'pure'} build, {args.mib} MiB, "
           f"{args.datagram}-byte datagrams, {result['packets_sent']:,} data packets "
           f"(cProfile slows the run several times; compare shares, not times)")
     pstats.Stats(profiler).sort_stats("tottime").print_stats(args.top)
@@ -361,12 +450,17 @@ def main() -> int:
     parser.add_argument("--datagram", type=int, default=1452,
                         help="max_datagram_size for --profile (1452)")
     parser.add_argument("--top", type=int, default=25, help="functions --profile shows (25)")
+    parser.add_argument("--round-trips", type=int, metavar="N",
+                        help="instead of bulk: N echoed 100-byte messages on one stream, "
+                             "the engines' CPU time per round trip")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return _child(args)
     if args.profile:
         return _profile(args)
+    if args.round_trips:
+        return _round_trip_table(args)
     rows = ROWS
     if args.quick:
         args.mib, args.repeat, rows = 16, 1, QUICK_ROWS

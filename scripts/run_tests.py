@@ -19,9 +19,9 @@ def main() -> int:
         env.setdefault("STT_REQUIRE_EXTENSIONS", "1")
     probe = subprocess.run(
         [sys.executable, "-c",
-         "import stt_proto, stt_proto._rangeset as r;"
+         "import stt_proto, stt_proto._rangeset as r, stt_proto._build as b;"
          " print(stt_proto.COMPILED, '(_wire:', stt_proto.wire.COMPILED,"
-         " '_rangeset:', str(r.COMPILED) + ')')"],
+         " '_rangeset:', r.COMPILED, 'engine:', str(b.compiled()) + ')')"],
         env=env, capture_output=True, text=True, check=False,
     )
     label = "pure Python" if env.get("STT_NO_EXTENSIONS") else "compiled"

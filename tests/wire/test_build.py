@@ -4,12 +4,29 @@ force the pure one."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import stt_proto
+from stt_proto import _build
+
+ENGINE_BUILDS = (
+    "import importlib, stt_proto, stt_proto._build as b;"
+    " [importlib.import_module(m) for m in b.IN_PLACE];"
+    " print(stt_proto.COMPILED, sorted(set(b.compiled_in_place().values())))"
+)
+
+
+def _run(code: str, env_extra: dict[str, str], cwd: Path | None = None
+         ) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "STT_NO_EXTENSIONS"}
+    env.update(env_extra)
+    return subprocess.run([sys.executable, "-W", "always", "-c", code], env=env, cwd=cwd,
+                          capture_output=True, text=True, check=True)
 
 
 def _loaded(env_extra: dict[str, str]) -> str:
@@ -54,3 +71,32 @@ def test_the_engine_uses_the_selected_range_sets():
     assert stream.RangeSet is _rangeset.RangeSet
     assert acks.RangeSet is _rangeset.RangeSet
     assert stream_ids.RangeSet is _rangeset.RangeSet
+
+
+def test_no_extensions_loads_every_engine_module_from_its_source():
+    assert _run(ENGINE_BUILDS, {"STT_NO_EXTENSIONS": "1"}).stdout.strip() == "False [False]"
+
+
+def test_every_engine_module_is_compiled_when_required():
+    if os.environ.get("STT_NO_EXTENSIONS") or not os.environ.get("STT_REQUIRE_EXTENSIONS"):
+        pytest.skip("this run does not require the compiled build")
+    assert _run(ENGINE_BUILDS, {}).stdout.strip() == "True [True]"
+
+
+def test_a_source_changed_since_it_was_compiled_loads_the_pure_engine_with_a_warning(tmp_path):
+    package = Path(stt_proto.__file__).parent
+    if not (package / _build.SOURCES_FILE).exists():
+        pytest.skip("the engine is not compiled in this checkout")
+    shutil.copytree(package, tmp_path / "stt_proto",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with open(tmp_path / "stt_proto" / "flow.py", "a") as source:
+        source.write("\n# edited after the build\n")
+    done = _run(ENGINE_BUILDS + "; print(stt_proto.__file__)", {}, cwd=tmp_path)
+    compiled, where = done.stdout.strip().splitlines()
+    assert where.startswith(str(tmp_path))
+    assert compiled == "False [False]"
+    assert "stt_proto.flow is missing or older than its source" in done.stderr
+    # The untouched copy is the compiled build, silently.
+    shutil.copyfile(package / "flow.py", tmp_path / "stt_proto" / "flow.py")
+    done = _run(ENGINE_BUILDS, {}, cwd=tmp_path)
+    assert done.stdout.strip() == "True [True]" and "RuntimeWarning" not in done.stderr
