@@ -327,7 +327,7 @@ class PacketRecovery:
 
     # -- the session's three calls ------------------------------------------------------
 
-    def on_packet_sent(self, pn: int, now: float, size: int, frames: Any, *,
+    def on_packet_sent(self, pn: int, now: float, size: int, frames: Any,
                        ack_eliciting: bool) -> None:
         """A packet left: ``size`` bytes on the wire, carrying ``frames``.
 
