@@ -78,10 +78,14 @@ class EndpointConfig:
     replay_cache_size: int = 8_192
     """How many recent INITIATION ephemeral keys are remembered to drop replays."""
     max_events: int = 65_536
-    """Events waiting for ``next_event``; beyond it new unreliable ones
+    """Events waiting for ``next_event``, all sessions together (a node-wide
+    budget, :mod:`stt_proto.budget`). Beyond it new unreliable ones
     (``DatagramReceived``, ``DhtMessageReceived``) are dropped and counted as
-    ``events_dropped`` (stream and session events are never dropped: flow
-    control bounds the former)."""
+    ``events_dropped``. Stream and session events are never dropped: a
+    session whose waiting events exceed half of what is left free has its
+    STREAM frames discarded unacknowledged, to be sent again (counted as
+    ``budget_events_refused``); so the queue exceeds this by at most the
+    events of one frame."""
     max_event_bytes: int = 16 * 1024 * 1024
     """Bytes of unreliable data (datagrams, DHT messages) the waiting events
     may hold; beyond it new ones are dropped the same way."""
@@ -149,6 +153,28 @@ class EndpointConfig:
     """Out-of-order pieces all the streams of a session hold together (or one
     per 512 bytes they hold, if more); beyond it frames are refused as for
     ``max_stream_fragments``."""
+    max_node_receive_buffer: int = 256 * 1024 * 1024
+    """Bytes of stream data all sessions together hold received and not yet
+    consumed by the application (in order or not; gaps count, as for flow
+    control). A session may hold at most half of what is left free: a
+    STREAM frame that would take it further is discarded and its packet left
+    unacknowledged (counted as ``budget_recv_refused``; the sender resends
+    it), and its credit updates never grant more than that (counted as
+    ``budget_credit_capped``). Held now: ``node_recv_buffered``. A lone
+    session may hold a third of it, so the default leaves room for
+    ``max_session_window``."""
+    max_node_fragments: int = 262_144
+    """Out-of-order pieces all sessions together hold; the same rule, frames
+    refused as for ``max_session_fragments`` (counted as
+    ``budget_fragments_refused``; held now: ``node_fragments``)."""
+    max_node_closed_ids: int = 262_144
+    """Records of stream ids all sessions together keep to recognise late
+    frames: ranges of used ids (``max_used_stream_ranges`` per session) and
+    refused ids (``max_refused_streams``). The same rule: a peer's new stream
+    that needs another range is refused unacknowledged
+    (``budget_closed_ids_refused``), and a session's oldest refused id is
+    forgotten early (``budget_closed_ids_forgotten``; held now:
+    ``node_closed_ids``)."""
     max_ack_ranges: int = MAX_ACK_RANGES
     """Ranges of received packet numbers tracked for acknowledgements (at most
     ``MAX_ACK_RANGES``, 256); beyond it the lowest are forgotten (counted as
@@ -210,6 +236,7 @@ class EndpointConfig:
                      "max_streams", "max_refused_streams", "max_used_stream_ranges",
                      "max_queued_datagrams",
                      "max_stream_fragments", "max_session_fragments", "max_ack_ranges",
+                     "max_node_receive_buffer", "max_node_fragments", "max_node_closed_ids",
                      "max_dht_message_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -35,6 +35,12 @@ and pending connects each hold one entry; moved deadlines leave stale entries
 that are skipped), the event queue with its limits, and the datagrams waiting
 to leave.
 
+Node-wide budgets. One :class:`~stt_proto.budget.NodeBudget` is shared by all
+the sessions: receive buffers, out-of-order pieces, closed-id records and the
+events waiting here. The event queue keeps, beside each event, the session
+core it came from (if any), so each session's count of waiting events is
+kept with an integer add and no lookup.
+
 Keys. Each session's packet keys live in a :class:`~stt_proto.crypto.KeyRing`.
 Before their time or volume limit, the side that initiated them starts a fresh
 handshake in the background (a *rekey*, tagged with the session it belongs to);
@@ -54,6 +60,7 @@ from collections import deque
 from typing import Any
 
 from . import _wire as wire
+from .budget import NodeBudget
 from .config import EndpointConfig
 from .constants import PacketKind
 from .deadlines import check_deadline
@@ -104,6 +111,11 @@ class Endpoint:
         self._indices = IndexTable(self._rng)
         self._outgoing: list[tuple[bytes, Address]] = []
         self._events: deque[Event] = deque()
+        #: The session core each waiting event came from (None: the endpoint's
+        #: own), in step with _events (the node's event budget).
+        self._event_owners: deque[Any] = deque()
+        #: Node-wide budgets shared by all sessions (stt_proto.budget).
+        self._budget = NodeBudget(config)
         #: Bytes of data held by the droppable events waiting (max_event_bytes).
         self._event_bytes = 0
         #: ``(at, seq, owner)``: sessions and pending connects; an entry is
@@ -135,7 +147,8 @@ class Endpoint:
             config, self._indices, self._stats, queue=self._queue,
             push_event=self._push_event, arm=self._arm, new_session_id=self._new_session_id,
             start_rekey=lambda session, now: self._initiator.start_rekey(session, now),
-            cancel_rekey=lambda session: self._initiator.cancel_rekey(session))
+            cancel_rekey=lambda session: self._initiator.cancel_rekey(session),
+            budget=self._budget)
         #: The table's sessions by id (the same dict; read-only here).
         self._sessions = table.sessions
         credentials = Credentials(config)
@@ -174,6 +187,7 @@ class Endpoint:
             queued_event_bytes=self._event_bytes,
             timer_entries=len(self._timers),
         )
+        stats.update(self._budget.statistics())
         return stats
 
     def peer_sessions(self, peer_id: bytes) -> list[tuple[bytes, bool, bool]]:
@@ -612,6 +626,10 @@ class Endpoint:
         if not self._events:
             return None
         event = self._events.popleft()
+        owner = self._event_owners.popleft()
+        if owner is not None:
+            owner.events_waiting -= 1
+        self._budget.events -= 1
         if type(event) in _DROPPABLE_EVENTS:
             self._event_bytes -= len(event.data)
         if self._config.auto_credit and type(event) in STREAM_DATA_EVENTS \
@@ -717,7 +735,10 @@ class Endpoint:
         self._stats["bytes_sent"] += len(datagram)
         self._outgoing.append((datagram, address))
 
-    def _push_event(self, event: Event) -> None:
+    def _push_event(self, event: Event, owner: Any = None) -> None:
+        """Queue ``event`` for :meth:`next_event`; ``owner``: the session core
+        it came from (its waiting events count against its part of the node's
+        event budget)."""
         if type(event) in _DROPPABLE_EVENTS:
             config = self._config
             size = len(event.data)
@@ -727,6 +748,10 @@ class Endpoint:
                 return
             self._event_bytes += size
         self._events.append(event)
+        self._event_owners.append(owner)
+        if owner is not None:
+            owner.events_waiting += 1
+        self._budget.events += 1
 
     def _arm(self, owner: Session | PendingConnect, at: float | None) -> None:
         """Set ``owner``'s deadline in the timer heap (``None``: none). Entries

@@ -25,12 +25,21 @@ A :class:`SessionCredit` keeps the session's half for one session:
 
 The object does not know streams beyond the receive halves that hold a
 reserve; the session tells it what moved.
+
+Node-wide. What is received and not consumed also counts against the node's
+receive budget (:class:`~stt_proto.budget.NodeBudget`, shared by all
+sessions): :meth:`SessionCredit.on_received` and
+:meth:`SessionCredit.on_consumed` keep its ``recv_used`` in step, and
+:meth:`SessionCredit.update` never grants more than the session's part of
+the budget could hold, so credit, not discarded frames, slows a well-behaved
+sender when the node is full.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .budget import NodeBudget
 from .constants import ErrorCode
 from .errors import ProtocolError
 
@@ -47,6 +56,7 @@ class SessionCredit:
         peer_max_data: the credit the peer granted in its transport parameters.
         window: our initial session window (``session_window``).
         max_window: how far auto-tuning may grow it (``max_session_window``).
+        budget: the node's budgets (``None``: a private one without limits).
 
     Attributes:
         peer_max_data: the peer's current limit on what we send.
@@ -61,9 +71,11 @@ class SessionCredit:
 
     __slots__ = ("peer_max_data", "sent", "local_max_data", "received", "window",
                  "max_window", "consumed", "reserving", "update_pending", "updated_at",
-                 "blocked_at", "blocked_pending", "skipped")
+                 "blocked_at", "blocked_pending", "skipped", "budget")
 
-    def __init__(self, *, peer_max_data: int, window: int, max_window: int) -> None:
+    def __init__(self, *, peer_max_data: int, window: int, max_window: int,
+                 budget: NodeBudget | None = None) -> None:
+        self.budget = NodeBudget() if budget is None else budget
         self.peer_max_data = peer_max_data
         self.sent = 0
         self.local_max_data = window
@@ -94,6 +106,7 @@ class SessionCredit:
             raise ProtocolError("session data beyond the credit granted",
                                 error_code=ErrorCode.FLOW_CONTROL_ERROR)
         self.received = total
+        self.budget.recv_used += grown
 
     def on_skipped(self, grown: int) -> None:
         """``grown`` more bytes were named by a STREAM_SKIP (docs/protocol.md
@@ -103,11 +116,24 @@ class SessionCredit:
         credit, since only the skip frees credit."""
         self.received += grown
         self.skipped += grown
+        self.budget.recv_used += grown  # until consumed, as for received bytes
 
     def on_consumed(self, delta: int) -> None:
         """The application took ``delta`` more bytes (ignored unless positive)."""
         if delta > 0:
             self.consumed += delta
+            self.budget.recv_used -= delta
+
+    @property
+    def in_use(self) -> int:
+        """Bytes received (or skipped) and not consumed: this session's part of
+        the node's receive budget."""
+        return self.received - self.consumed
+
+    def release(self) -> None:
+        """The session closed: what it held leaves the node's receive budget."""
+        self.budget.recv_used -= self.received - self.consumed
+        self.consumed = self.received
 
     def update(self, now: float, smoothed_rtt: float, force: bool = False) -> None:
         """Decide whether a MAX_DATA is owed, after consumption, a reserve or a
@@ -122,17 +148,31 @@ class SessionCredit:
                     self.reserving.discard(recv)
         window = self.window
         wanted = self.consumed + window + reserved
+        # The node's receive budget: never grant more than this session's part
+        # could hold (the rule of stt_proto.budget).
+        budget = self.budget
+        cap = self.received + budget.room(budget.recv_limit, budget.recv_half, budget.recv_share,
+                                          budget.recv_used, self.received - self.consumed)
+        capped = wanted > cap
+        if capped:
+            wanted = cap
         current = self.local_max_data
         if wanted <= current:
             if force:
                 self.update_pending = True
             return
-        if wanted - current < window // 4 and not force:
+        # A capped grant is worth a frame once it moved by a quarter of what it
+        # grants (a quarter of the window could then never be reached).
+        if wanted - current < ((wanted - self.consumed) if capped else window) // 4 \
+                and not force:
             return
-        # Auto-tuning (7.6): updates this frequent mean the window limits the peer.
-        if now - self.updated_at < 2 * smoothed_rtt and window < self.max_window:
+        if capped:
+            budget.credit_capped += 1
+        # Auto-tuning (7.6): updates this frequent mean the window limits the peer
+        # (not when the budget is what limits it).
+        elif now - self.updated_at < 2 * smoothed_rtt and window < self.max_window:
             window = self.window = min(window * 2, self.max_window)
-            wanted = self.consumed + window + reserved
+            wanted = min(self.consumed + window + reserved, cap)
         self.updated_at = now
         self.local_max_data = wanted
         self.update_pending = True

@@ -48,15 +48,24 @@ Streams. An id opens when either side first uses it and never opens again in
 the session (docs/protocol.md 7.5, :mod:`stt_proto.stream_ids`): a frame for an
 id that was used and whose stream is gone is a late copy, acknowledged and
 dropped. Flow control and the streams' halves: see :mod:`stt_proto.stream`.
+
+Node-wide budgets (:mod:`stt_proto.budget`). What the session holds for its
+peer -- bytes received and not consumed, out-of-order pieces, closed-id
+records, events waiting -- also counts against the endpoint's budgets, shared
+by all its sessions. A STREAM frame that would take the session over its part
+of one is discarded with its packet unacknowledged, like a frame over the
+session's own fragment limit; the sender resends it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from . import _wire as wire
 from .acks import AckTracker
 from .assembly import F_RESET, F_STOP, F_STREAM, PacketAssembler
+from .budget import NodeBudget
 from .config import EndpointConfig
 from .congestion import Pacer, create_congestion_controller
 from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, ErrorCode
@@ -68,7 +77,6 @@ from .errors import (
 from .events import (
     DatagramReceived,
     DhtMessageReceived,
-    Event,
     MessageReceived,
     MessagesSkipped,
     StreamClosed,
@@ -84,7 +92,7 @@ from .handshake import TransportParameters
 from .priority import DEFAULT_URGENCY, check_priority
 from .recovery import PacketRecovery
 from .stream import MODE_BYTES, MODE_MESSAGES, RecvStream, SendStream
-from .stream_ids import LATE, OPEN, StreamAdmission
+from .stream_ids import DEFERRED, LATE, OPEN, StreamAdmission
 
 __all__ = ["SessionCore", "MODE_MESSAGES", "MODE_BYTES"]
 
@@ -130,18 +138,27 @@ class SessionCore:
     :param initiator: whether this side started the session (it allocates odd
         stream ids, the responder even ones).
     :param peer_params: the peer's transport parameters (its credit and sizes).
-    :param emit: called with every event, in order.
+    :param emit: called with every event, in order, as ``emit(event,
+        owner=core)``; the endpoint counts the events waiting for the
+        application in the owner's :attr:`events_waiting`.
     :param max_datagram_size: the largest datagram the path carries (default:
         the configuration's); the peer's announced limit caps it too.
+    :param budget: the endpoint's node-wide budgets (``None``: a private one
+        without limits).
     """
 
     def __init__(self, config: EndpointConfig, *, session_id: bytes, initiator: bool,
-                 peer_params: TransportParameters, emit: Callable[[Event], None],
-                 max_datagram_size: int | None = None) -> None:
+                 peer_params: TransportParameters, emit: Callable[..., None],
+                 max_datagram_size: int | None = None,
+                 budget: NodeBudget | None = None) -> None:
         self._config = config
         self.session_id = session_id
         self.initiator = initiator
-        self._emit = emit
+        self._emit = partial(emit, owner=self)
+        budget = self._budget = NodeBudget() if budget is None else budget
+        #: Events of this session waiting for the application (the endpoint
+        #: counts them; the node's event budget, stt_proto.budget).
+        self.events_waiting = 0
         ours = config.max_datagram_size if max_datagram_size is None else max_datagram_size
         size = min(ours, peer_params.max_datagram_size)
         self.max_datagram_size = size
@@ -163,7 +180,7 @@ class SessionCore:
         # -- streams
         self._streams: dict[int, _Stream] = {}
         #: Which ids may open: used ids (never again, 7.5), limits, refusals.
-        self.admission = StreamAdmission(config, initiator=initiator)
+        self.admission = StreamAdmission(config, initiator=initiator, budget=budget)
         self._used = self.admission.used
         #: Queued bytes all streams keep in memory (max_session_send_buffer),
         #: and the ids a send refused for that limit, to wake up.
@@ -179,7 +196,7 @@ class SessionCore:
         # -- flow control
         self.credit = SessionCredit(peer_max_data=peer_params.initial_max_data,
                                     window=config.session_window,
-                                    max_window=config.max_session_window)
+                                    max_window=config.max_session_window, budget=budget)
         self._peer_stream_credit = peer_params.initial_max_stream_data
 
         #: ``(error_code, reason)`` once the peer sent CLOSE.
@@ -380,6 +397,7 @@ class SessionCore:
         held, held_bytes = recv.fragments, recv.out_of_order_bytes
         if recv.stop(error_code):
             self._fragments -= held
+            self._budget.fragments -= held
             self._fragment_bytes -= held_bytes
             self.credit.on_consumed(recv.consumed - before)
             if recv.stop_pending:
@@ -516,6 +534,10 @@ class SessionCore:
                 # A late or repeated frame for a stream that is gone: it never
                 # opens the id again, and its packet is acknowledged (7.5).
                 self._stats["spurious_frames_absorbed"] += 1
+            elif verdict is DEFERRED:
+                # Over the session's part of the node's closed-id budget: the
+                # peer sends the frame again (stt_proto.budget).
+                self._withhold_ack = True
             return None
         stream = self._new_stream(stream_id, remote=True)
         self._emit(StreamOpened(session_id=self.session_id, stream_id=stream_id))
@@ -535,22 +557,59 @@ class SessionCore:
 
     def _on_stream_input(self, frame, now: float, skip: bool) -> None:
         """A STREAM frame, or a STREAM_SKIP (docs/protocol.md 7.12): the bytes
-        it covers count the same way for flow control."""
+        it covers count the same way for flow control.
+
+        Node-wide budgets (:mod:`stt_proto.budget`), checked with a few integer
+        operations: a session over its part of the node's event budget, or
+        that would go over its part of the receive budget (bytes) or of the
+        fragment budget (pieces), has the frame discarded and its packet left
+        unacknowledged. Every frame we act
+        on is idempotent, so the rest of the packet coming again does no harm.
+        """
+        budget = self._budget
+        if budget.events >= (budget.event_limit if self.events_waiting < budget.event_share
+                             else budget.event_half):
+            budget.events_refused += 1
+            self._withhold_ack = True
+            return
+        end = frame.offset + (frame.length if skip else len(frame.data))
         stream = self._incoming_stream(frame.stream_id, now)
         if stream is None:
             if self.admission.refused:
-                end = frame.offset + (frame.length if skip else len(frame.data))
                 self._absorb_refused(frame.stream_id, end, now)
             return
         recv = stream.recv
+        more = end - recv.highest
+        if more > 0 and recv.reset_code is None:
+            # Bytes: within the session's fair share up to the limit, beyond
+            # it up to half the limit. A frame that raises no highest offset
+            # (it fills a gap) is never refused for bytes, so retransmissions
+            # always make progress.
+            credit = self.credit
+            if budget.recv_used + more > (
+                    budget.recv_limit
+                    if credit.received - credit.consumed + more <= budget.recv_share
+                    else budget.recv_half):
+                budget.recv_refused += 1
+                self._withhold_ack = True
+                return
         out: list = []
         before = recv.consumed
         held = recv.fragments
         held_bytes = recv.out_of_order_bytes
         config = self._config
+        # Pieces: within the fair share up to the limit, else up to half of it
+        # (NodeBudget.room, inlined).
+        held_node = budget.fragments
+        within = budget.fragment_share - self._fragments
+        if within > budget.fragment_limit - held_node:
+            within = budget.fragment_limit - held_node
+        node_room = budget.fragment_half - held_node
+        if within > node_room:
+            node_room = within
         room = min(max(config.max_stream_fragments, held_bytes // _BYTES_PER_FRAGMENT) - held,
                    max(config.max_session_fragments, self._fragment_bytes // _BYTES_PER_FRAGMENT)
-                   - self._fragments)
+                   - self._fragments, node_room)
         if skip:
             grown = recv.receive_skip(frame.offset, frame.length, frame.index, out, room)
         else:
@@ -558,12 +617,16 @@ class SessionCore:
         if grown < 0:
             # Too many out-of-order pieces: the frame is discarded and its
             # packet left unacknowledged, so an honest sender resends it
-            # (docs/security.md). Every frame we act on is idempotent, so the
-            # rest of the packet coming again does no harm.
+            # (docs/security.md).
             self._stats["fragments_refused"] += 1
+            if room == node_room:
+                budget.fragments_refused += 1
             self._withhold_ack = True
             return
-        self._fragments += recv.fragments - held
+        pieces = recv.fragments - held
+        if pieces:
+            self._fragments += pieces
+            budget.fragments += pieces
         self._fragment_bytes += recv.out_of_order_bytes - held_bytes
         if grown:
             if skip:
@@ -631,6 +694,7 @@ class SessionCore:
         held, held_bytes = recv.fragments, recv.out_of_order_bytes
         report, grown = recv.on_reset(frame.error_code, frame.final_size)
         self._fragments += recv.fragments - held
+        self._budget.fragments += recv.fragments - held
         self._fragment_bytes += recv.out_of_order_bytes - held_bytes
         if grown:
             self.credit.on_received(grown)
@@ -911,6 +975,7 @@ class SessionCore:
             return
         del self._streams[sid]
         self._fragments -= recv.fragments
+        self._budget.fragments -= recv.fragments
         self._fragment_bytes -= recv.out_of_order_bytes
         if stream.send.held:
             self._release_held(stream.send.held)
@@ -920,6 +985,17 @@ class SessionCore:
         self.credit.reserving.discard(stream.recv)
         self.admission.closed(remote=stream.remote)
         self._emit(StreamClosed(session_id=self.session_id, stream_id=sid))
+
+    def release_budget(self) -> None:
+        """The session closed: what it held leaves the node's budgets (its
+        events still waiting stay counted until they are pulled). Later calls
+        do nothing."""
+        budget = self._budget
+        budget.fragments -= self._fragments
+        self.credit.release()
+        self.admission.release()
+        self._budget = self.credit.budget = NodeBudget()
+        self._fragments = self._fragment_bytes = 0
 
     # ------------------------------------------------------------------ statistics
 
@@ -959,6 +1035,8 @@ class SessionCore:
             session_window=self.credit.window,
             ack_ranges=len(self.acks.received),
             recv_fragments=self._fragments,
+            events_waiting=self.events_waiting,
+            recv_in_use=self.credit.in_use,
             queued_datagrams=self.assembly.queued_datagrams,
         )
         return stats

@@ -43,6 +43,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from . import _wire as wire
+from .budget import NodeBudget
 from .config import EndpointConfig
 from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, ErrorCode
 from .crypto import KeyExhaustedError, KeyRing, PacketKeys
@@ -243,6 +244,8 @@ class SessionTable:
         new_session_id: ``new_session_id()`` is a fresh, unused session id.
         start_rekey: ``start_rekey(session, now)`` starts our fresh handshake.
         cancel_rekey: ``cancel_rekey(session)`` forgets it (the session closed).
+        budget: the endpoint's node-wide budgets, shared by the sessions'
+            cores; a session's part leaves them when it closes.
     """
 
     def __init__(self, config: EndpointConfig, indices: IndexTable, stats: dict[str, int], *,
@@ -250,8 +253,10 @@ class SessionTable:
                  arm: Callable[[Session, float | None], None],
                  new_session_id: Callable[[], bytes],
                  start_rekey: Callable[[Session, float], None],
-                 cancel_rekey: Callable[[Session], None]) -> None:
+                 cancel_rekey: Callable[[Session], None],
+                 budget: NodeBudget | None = None) -> None:
         self._config = config
+        self._budget = NodeBudget(config) if budget is None else budget
         self._indices = indices
         self._stats = stats
         self._queue = queue
@@ -500,6 +505,7 @@ class SessionTable:
         session.core = self._new_core(session)
         session.advance(SessionInput.CONFIRMED)
         self.sessions[session_id] = session
+        self._budget.set_sessions(len(self.sessions))
         self._route(session, local_index)
         self._per_host[host_of(address)] = self._per_host.get(host_of(address), 0) + 1
         self._stats["handshakes_completed"] += 1
@@ -554,6 +560,7 @@ class SessionTable:
         session = Session(self._new_session_id(), peer_id, address, False, ring, params, now)
         session.core = self._new_core(session)
         self.sessions[session.session_id] = session
+        self._budget.set_sessions(len(self.sessions))
         self._route(session, local_index)
         self._per_host[host_of(address)] = self._per_host.get(host_of(address), 0) + 1
         self.half_open += 1
@@ -787,6 +794,8 @@ class SessionTable:
             return
         session.closed_at = now
         session.advance(SessionInput.CLOSE)
+        if session.core is not None:
+            session.core.release_budget()
         if session.rekey_state is _REKEY_RUNNING:
             self._cancel_rekey(session)
             session.advance_rekey(RekeyInput.ABANDONED)
@@ -796,10 +805,13 @@ class SessionTable:
         self._schedule(session)
 
     def _forget_session(self, session: Session) -> None:
+        if session.core is not None:
+            session.core.release_budget()  # a half-open one never closed
         for index in session.routes:
             self._indices.release(index, session)
         session.routes.clear()
         if self.sessions.pop(session.session_id, None) is not None:
+            self._budget.set_sessions(len(self.sessions))
             host = host_of(session.address)
             left = self._per_host.get(host, 1) - 1
             if left > 0:
@@ -814,7 +826,8 @@ class SessionTable:
         return SessionCore(self._config, session_id=session.session_id,
                            initiator=session.initiator, peer_params=session.peer_params,
                            emit=self._push_event,
-                           max_datagram_size=path_datagram_size(self._config, session.address))
+                           max_datagram_size=path_datagram_size(self._config, session.address),
+                           budget=self._budget)
 
     def _route(self, session: Session, index: int) -> None:
         self._indices.route(index, session)

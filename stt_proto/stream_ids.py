@@ -26,6 +26,12 @@ The number of ranges is bounded (``max_used_stream_ranges``): the caller asks
 :meth:`UsedStreamIds.has_room_for` first, and refuses a local open, or closes
 the session when the peer is the one that would overflow it (7.2).
 
+Node-wide, the ranges and the refused ids of all sessions count against the
+node's budget of closed-id records (``max_node_closed_ids``,
+:mod:`stt_proto.budget`): a session over its part has a peer's new stream that
+needs another range deferred (:data:`DEFERRED`: the frame is discarded
+unacknowledged and comes again), and forgets its oldest refused id early.
+
 :class:`StreamAdmission` applies these rules and the stream limits of one
 session: it allocates ids, checks local opens, and decides for each id the
 peer starts whether it opens, is refused (beyond ``max_streams`` or faster
@@ -40,16 +46,17 @@ from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
 
 from ._rangeset import RangeSet
+from .budget import NodeBudget
 from .constants import ErrorCode
 from .errors import LocalProtocolError, ProtocolError, StreamIdUsedError
 
 if TYPE_CHECKING:
     from .config import EndpointConfig
 
-__all__ = ["UsedStreamIds", "StreamAdmission", "OPEN", "REFUSED", "LATE"]
+__all__ = ["UsedStreamIds", "StreamAdmission", "OPEN", "REFUSED", "LATE", "DEFERRED"]
 
 #: What :meth:`StreamAdmission.admit_peer` decides for a frame of the peer.
-OPEN, REFUSED, LATE = "open", "refused", "late"
+OPEN, REFUSED, LATE, DEFERRED = "open", "refused", "late", "deferred"
 #: Refusals (STOP_SENDING) queued at most at a time.
 _MAX_QUEUED_REFUSALS = 64
 
@@ -69,13 +76,16 @@ class UsedStreamIds:
     """Every stream id used in one session, as ranges per parity.
 
     :param limit: the most ranges kept (``max_used_stream_ranges``).
+    :param budget: the node's budgets; the ranges count in its ``closed_ids``
+        (``None``: a private one without limits).
     """
 
-    __slots__ = ("_ranges", "limit")
+    __slots__ = ("_ranges", "limit", "budget")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, budget: NodeBudget | None = None) -> None:
         self._ranges = RangeSet()
         self.limit = limit
+        self.budget = NodeBudget() if budget is None else budget
 
     def __contains__(self, stream_id: int) -> bool:
         return _key(stream_id) in self._ranges
@@ -91,19 +101,24 @@ class UsedStreamIds:
     def has_room_for(self, stream_id: int) -> bool:
         """Whether :meth:`add` of ``stream_id`` stays within the limit: the id is
         used already, extends a range, or a new range still fits."""
-        if len(self._ranges) < self.limit:
-            return True
+        return len(self._ranges) < self.limit or not self.needs_range(stream_id)
+
+    def needs_range(self, stream_id: int) -> bool:
+        """Whether :meth:`add` of ``stream_id`` would make a new range."""
         key = _key(stream_id)
         ranges = self._ranges
         # A key touching an existing range merges into it (at most two ranges
         # become one); only an isolated key needs a range of its own.
-        return key in ranges or (key > 0 and key - 1 in ranges) or key + 1 in ranges
+        return not (key in ranges or (key > 0 and key - 1 in ranges) or key + 1 in ranges)
 
     def add(self, stream_id: int) -> None:
         """Remember ``stream_id`` as used. Call :meth:`has_room_for` first: this
         never refuses, so the limit holds only if the caller checked."""
         key = _key(stream_id)
-        self._ranges.add(key, key + 1)
+        ranges = self._ranges
+        before = len(ranges)
+        ranges.add(key, key + 1)
+        self.budget.closed_ids += len(ranges) - before
 
     def next_unused(self, stream_id: int) -> int | None:
         """The first id of ``stream_id``'s parity, from ``stream_id`` on, that was
@@ -126,6 +141,7 @@ class StreamAdmission:
             ``max_stream_open_rate``, ``max_refused_streams``,
             ``max_used_stream_ranges``).
         initiator: this side started the session (it allocates odd ids).
+        budget: the node's budgets (``None``: a private one without limits).
 
     Attributes:
         used: every id used in the session (:class:`UsedStreamIds`).
@@ -138,11 +154,13 @@ class StreamAdmission:
     """
 
     __slots__ = ("used", "refused", "refusals", "peer_streams", "local_streams", "stats",
-                 "_config", "_next_id", "_burst", "_tokens", "_tokens_at")
+                 "_config", "_next_id", "_burst", "_tokens", "_tokens_at", "budget")
 
-    def __init__(self, config: EndpointConfig, *, initiator: bool) -> None:
+    def __init__(self, config: EndpointConfig, *, initiator: bool,
+                 budget: NodeBudget | None = None) -> None:
         self._config = config
-        self.used = UsedStreamIds(config.max_used_stream_ranges)
+        self.budget = NodeBudget() if budget is None else budget
+        self.used = UsedStreamIds(config.max_used_stream_ranges, self.budget)
         self.refused: OrderedDict[int, int] = OrderedDict()
         self.refusals: deque[int] = deque()
         self.peer_streams = 0
@@ -200,8 +218,11 @@ class StreamAdmission:
     def admit_peer(self, stream_id: int, now: float) -> str:
         """The peer sent STREAM or RESET_STREAM for ``stream_id``, which has no
         open stream here. Returns :data:`OPEN` (the caller opens it),
-        :data:`REFUSED` (refused now or before; a STOP_SENDING is queued) or
-        :data:`LATE` (a late frame for a used id: absorb it, 7.5).
+        :data:`REFUSED` (refused now or before; a STOP_SENDING is queued),
+        :data:`LATE` (a late frame for a used id: absorb it, 7.5) or
+        :data:`DEFERRED` (the id needs another range of used ids and the
+        session is over its part of the node's closed-id budget: discard the
+        frame unacknowledged, so that it comes again).
 
         Raises:
             ProtocolError: the id would need a range of used ids beyond
@@ -219,6 +240,13 @@ class StreamAdmission:
             raise ProtocolError(
                 f"stream ids used out of order beyond {used.limit} ranges",
                 error_code=ErrorCode.STREAM_LIMIT_ERROR)
+        budget = self.budget
+        if used.needs_range(stream_id):
+            # The node-wide rule (stt_proto.budget).
+            if budget.room(budget.closed_id_limit, budget.closed_id_half, budget.closed_id_share,
+                           budget.closed_ids, len(used) + len(self.refused)) < 1:
+                budget.closed_ids_refused += 1
+                return DEFERRED
         used.add(stream_id)
         config = self._config
         over = self.peer_streams >= config.max_streams
@@ -231,8 +259,14 @@ class StreamAdmission:
             self.stats["streams_refused"] += 1
             refused = self.refused
             refused[stream_id] = 0
-            if len(refused) > config.max_refused_streams:
+            budget.closed_ids += 1
+            if len(refused) > config.max_refused_streams or budget.room(
+                    budget.closed_id_limit, budget.closed_id_half, budget.closed_id_share,
+                    budget.closed_ids, len(used) + len(refused)) < 0:
+                if len(refused) <= config.max_refused_streams:
+                    budget.closed_ids_forgotten += 1  # the node's budget, not ours
                 refused.popitem(last=False)
+                budget.closed_ids -= 1
                 self.stats["refused_streams_forgotten"] += 1
             self._queue_refusal(stream_id)
             return REFUSED
@@ -263,6 +297,12 @@ class StreamAdmission:
             self.peer_streams -= 1
         else:
             self.local_streams -= 1
+
+    def release(self) -> None:
+        """The session closed: its records leave the node's budget (they are
+        kept, uncounted, while the closed session lingers)."""
+        self.budget.closed_ids -= len(self.used) + len(self.refused)
+        self.budget = self.used.budget = NodeBudget()
 
     def _queue_refusal(self, stream_id: int) -> None:
         if len(self.refusals) < _MAX_QUEUED_REFUSALS:
