@@ -668,6 +668,7 @@ async def phase_echo(peer: Peer, seconds: float) -> dict:
                 raise RuntimeError("echo answer differs")
         count = 0
         start = time.perf_counter()
+        cpu = time.process_time()
         deadline = start + seconds
         now = start
         while now < deadline:
@@ -678,9 +679,11 @@ async def phase_echo(peer: Peer, seconds: float) -> dict:
             if count % 64 == 0:
                 now = time.perf_counter()
         elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu
     finally:
         await conn.close()
-    return {"round_trips": count, "seconds": elapsed, "rt_s": count / elapsed}
+    return {"round_trips": count, "seconds": elapsed, "rt_s": count / elapsed,
+            "client_cpu_us": cpu / count * 1e6}
 
 
 async def _connect_once(peer: Peer) -> tuple[float, object]:
