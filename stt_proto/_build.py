@@ -50,6 +50,7 @@ NO_EXTENSIONS = bool(os.environ.get("STT_NO_EXTENSIONS")) or (
 IN_PLACE = (
     "stt_proto.acks",
     "stt_proto.assembly",
+    "stt_proto.budget",
     "stt_proto.congestion.base",
     "stt_proto.congestion.bbr",
     "stt_proto.congestion.cubic",

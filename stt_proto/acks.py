@@ -69,7 +69,7 @@ class AckTracker:
         self._largest_at = 0.0
         self._unacked_eliciting = 0
 
-    def on_packet(self, pn: int, now: float, *, eliciting: bool,
+    def on_packet(self, pn: int, now: float, eliciting: bool,
                   packets_received: int) -> int:
         """Record packet ``pn``, accepted at ``now``; ``packets_received``
         counts every packet of the session so far, this one included.

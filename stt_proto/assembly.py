@@ -90,6 +90,20 @@ _PingFrame = wire.PingFrame
 _push_stream_frame = wire.push_stream_frame
 
 
+# The control frames owed per stream, built from the stream's state when they
+# are written (what was lost is sent as it is now).
+def _max_stream_data_frame(sid: int, stream: Any):
+    return wire.MaxStreamDataFrame(sid, stream.recv.max_data)
+
+
+def _reset_frame(sid: int, stream: Any):
+    return wire.ResetStreamFrame(sid, stream.send.reset_code, stream.send.final_size)
+
+
+def _stop_frame(sid: int, stream: Any):
+    return wire.StopSendingFrame(sid, stream.recv.stop_code)
+
+
 class PacketAssembler:
     """The send queues of one session and the loop that builds its packets.
 
@@ -365,15 +379,11 @@ class PacketAssembler:
             records.append((F_MAX_DATA,))
             credit.update_pending = False
         if self.updates:
-            self._drain(w, records, self.updates, 17, F_MAX_STREAM_DATA,
-                        lambda sid, st: wire.MaxStreamDataFrame(sid, st.recv.max_data))
+            self._drain(w, records, self.updates, 17, F_MAX_STREAM_DATA, _max_stream_data_frame)
         if self.resets:
-            self._drain(w, records, self.resets, 25, F_RESET,
-                        lambda sid, st: wire.ResetStreamFrame(sid, st.send.reset_code,
-                                                              st.send.final_size))
+            self._drain(w, records, self.resets, 25, F_RESET, _reset_frame)
         if self.stops:
-            self._drain(w, records, self.stops, 17, F_STOP,
-                        lambda sid, st: wire.StopSendingFrame(sid, st.recv.stop_code))
+            self._drain(w, records, self.stops, 17, F_STOP, _stop_frame)
         refusals = self._admission.refusals
         while refusals and w.remaining() >= 17:
             sid = refusals.popleft()

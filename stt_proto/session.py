@@ -405,7 +405,7 @@ class SessionCore:
             self._session_credit(now)
         self._check_closed(stream, now)
 
-    def stream_consumed(self, stream_id: int, nbytes: int, *, now: float) -> None:
+    def stream_consumed(self, stream_id: int, nbytes: int, now: float) -> None:
         """The application took ``nbytes`` (an event's ``flow_controlled_length``)
         of the stream's delivered data: return that much credit to the peer."""
         if nbytes <= 0:
