@@ -3,7 +3,9 @@ force the pure one."""
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -100,3 +102,58 @@ def test_a_source_changed_since_it_was_compiled_loads_the_pure_engine_with_a_war
     shutil.copyfile(package / "flow.py", tmp_path / "stt_proto" / "flow.py")
     done = _run(ENGINE_BUILDS, {}, cwd=tmp_path)
     assert done.stdout.strip() == "True [True]" and "RuntimeWarning" not in done.stderr
+
+
+def _declared(pxd: Path) -> dict[str, set[str]]:
+    """Class -> attributes a .pxd declares (``cdef public <type> a, b``)."""
+    classes: dict[str, set[str]] = {}
+    current = None
+    for line in pxd.read_text().splitlines():
+        match = re.match(r"cdef class (\w+)", line)
+        if match:
+            current = classes.setdefault(match.group(1), set())
+            continue
+        match = re.match(r"\s+cdef public [\w.]+ ([^#]+)", line)
+        if match and current is not None:
+            current.update(name.strip() for name in match.group(1).split(","))
+    return classes
+
+
+def _assigned(source: Path) -> dict[str, set[str]]:
+    """Class -> its ``__slots__``, or the ``self.<name>`` its methods assign."""
+    tree = ast.parse(source.read_text())
+    classes = {}
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        slots, assigned = None, set()
+        for item in ast.walk(node):
+            if (isinstance(item, ast.Assign) and len(item.targets) == 1
+                    and isinstance(item.targets[0], ast.Name)
+                    and item.targets[0].id == "__slots__"):
+                slots = set(ast.literal_eval(item.value))
+            targets = (item.targets if isinstance(item, ast.Assign)
+                       else [item.target] if isinstance(item, (ast.AnnAssign, ast.AugAssign))
+                       else [])
+            for target in targets:
+                for leaf in ast.walk(target):
+                    if (isinstance(leaf, ast.Attribute) and isinstance(leaf.value, ast.Name)
+                            and leaf.value.id == "self"):
+                        assigned.add(leaf.attr)
+        classes[node.name] = slots if slots is not None else assigned
+    return classes
+
+
+@pytest.mark.parametrize("module", [m for m in _build.IN_PLACE
+                                    if _build.source_path(m).with_suffix(".pxd").exists()])
+def test_every_attribute_of_a_compiled_class_is_declared_in_its_pxd(module):
+    """A cdef class has no __dict__: an attribute the .py sets and the .pxd does
+    not declare would fail in the compiled build only."""
+    source = _build.source_path(module)
+    declared = _declared(source.with_suffix(".pxd"))
+    assigned = _assigned(source)
+    assert declared, "the .pxd declares no class"
+    for name, attributes in declared.items():
+        assert attributes == assigned[name], (
+            f"{module}.{name}: declared only {sorted(attributes - assigned[name])}, "
+            f"not declared {sorted(assigned[name] - attributes)}")
