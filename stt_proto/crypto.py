@@ -61,9 +61,13 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 
 from . import _wire as wire
-from .constants import DATA_HEADER_SIZE, PacketKind
+from .constants import DATA_HEADER_SIZE, VARINT_MAX, PacketKind
 from .errors import DecodeError, LocalProtocolError
 from .noise import MAX_NONCE, CipherState
+
+#: The largest packet number: ACK frames name packets by varint, so a number
+#: beyond it could never be acknowledged (below Noise's MAX_NONCE too).
+MAX_PACKET_NUMBER = min(VARINT_MAX, MAX_NONCE)
 
 __all__ = [
     "REPLAY_WINDOW_SIZE",
@@ -495,7 +499,7 @@ class PacketKeys:
         pn = self._next_pn
         if pn - self._first_pn >= self._reject_packets or now >= self._reject_at:
             raise KeyExhaustedError("key exhausted: rekey before sending")
-        if pn > MAX_NONCE:  # reachable only through continue_from
+        if pn > MAX_PACKET_NUMBER:  # reachable only through continue_from
             raise KeyExhaustedError("packet numbers exhausted: rekey before sending")
         # Take the number before encrypting: even a call that fails half-way must not
         # leave a number that a later call could reuse under the same key.
@@ -527,6 +531,9 @@ class PacketKeys:
             now >= self._reject_at
             or self._auth_failures >= self._integrity_limit
             or (self._recv_base is not None and pn - self._recv_base >= self._reject_packets)
+            # A number no conforming peer seals (seal refuses it) and no ACK can
+            # name: dropped before the AEAD, whoever sealed it.
+            or pn > MAX_PACKET_NUMBER
         ):
             self._rejected_expired += 1
             return None
@@ -537,9 +544,6 @@ class PacketKeys:
                 self._too_old += 1
             else:
                 self._replayed += 1
-            return None
-        if pn > MAX_NONCE:  # 2**64 - 1 is Noise's reserved rekey nonce
-            self._auth_failures += 1
             return None
         try:
             payload = self._decrypt(self._recv_nonce(pn), datagram[DATA_HEADER_SIZE:],

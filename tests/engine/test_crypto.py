@@ -29,6 +29,7 @@ from stt_proto.crypto import (
     REKEY_AFTER_PACKETS,
     REKEY_AFTER_TIME,
     REPLAY_WINDOW_SIZE,
+    MAX_PACKET_NUMBER,
     KeyExhaustedError,
     KeyLimits,
     KeyRing,
@@ -253,9 +254,12 @@ def test_forged_packets_dropped(cipher: str) -> None:
         body = rnd.randbytes(rnd.randrange(AEAD_TAG_SIZE, 200))
         assert b.open_untrusted(HEADER.pack(0x04, R_INDEX, pn) + body, now=0.0) is None
     stats = b.statistics()
-    # 2**64 - 1 is not a number the sender may use, so it never reaches the AEAD.
-    assert stats["auth_failures"] == len(numbers) - 1
-    assert stats["rejected_expired"] == 1
+    # Numbers past MAX_PACKET_NUMBER are not numbers the sender may use, so they
+    # never reach the AEAD.
+    beyond = sum(pn > MAX_PACKET_NUMBER for pn in numbers)
+    assert beyond == 3
+    assert stats["auth_failures"] == len(numbers) - beyond
+    assert stats["rejected_expired"] == beyond
     assert b.highest_received == 0
     _, genuine = a.seal(b"still here", now=0.0)
     assert b.open_untrusted(genuine, now=0.0) == (1, b"still here")
@@ -713,3 +717,25 @@ def test_keyring_packet_numbers_continue_across_keys(cipher: str) -> None:
     assert first_r == sent_r[-1] + 2 and kr.packets_sent == 1
     with pytest.raises(LocalProtocolError):
         kr.continue_from(0)
+
+
+@pytest.mark.parametrize("pn", [MAX_PACKET_NUMBER + 1, 2**63 + 5, 2**64 - 2])
+def test_a_genuine_packet_numbered_past_what_an_ack_can_name_is_dropped(cipher: str,
+                                                                        pn: int) -> None:
+    """A member can seal any number with its keys; one beyond the varint range
+    (ACK frames name packets by varint) is dropped before it reaches the
+    session, whose acknowledgement ranges could not hold it."""
+    _, responder = make_pair(cipher)
+    assert responder.open_untrusted(craft(cipher, pn), now=0.0) is None
+    assert responder.statistics()["rejected_expired"] == 1
+    assert responder.open_untrusted(craft(cipher, MAX_PACKET_NUMBER), now=0.0) is not None
+
+
+def test_sealing_stops_at_the_last_packet_number(cipher: str) -> None:
+    initiator, responder = make_pair(cipher)
+    initiator.continue_from(MAX_PACKET_NUMBER)
+    pn, datagram = initiator.seal(b"last", now=0.0)
+    assert pn == MAX_PACKET_NUMBER
+    assert responder.open_untrusted(datagram, now=0.0) == (pn, b"last")
+    with pytest.raises(KeyExhaustedError):
+        initiator.seal(b"one more", now=0.0)
