@@ -159,9 +159,12 @@ class PacketAssembler:
         self.stream_blocked: dict[int, Any] = {}
         #: Streams owing STREAM_SKIPs (docs/protocol.md 7.12).
         self.skips: dict[int, Any] = {}
-        self._path_responses: deque[bytes] = deque()
+        # Both queues are empty in almost every session: a list of at most
+        # _MAX_PATH_RESPONSES, and a deque made on first use (an empty deque
+        # holds a 64-slot block, 0.6 KiB per idle session otherwise).
+        self._path_responses: list[bytes] = []
         self.ping_pending = False
-        self._datagrams: deque[tuple[bytes, bool]] = deque()
+        self._datagrams: deque[tuple[bytes, bool]] | None = None
         self.pacing_at: float | None = None
 
     # ------------------------------------------------------------------ queuing
@@ -171,6 +174,8 @@ class PacketAssembler:
         dropped (and counted in ``datagrams_dropped``) beyond ``max_queued_datagrams``.
         Both kinds share the queue: both are unreliable and sent in order."""
         queue = self._datagrams
+        if queue is None:
+            queue = self._datagrams = deque()
         if len(queue) >= self._max_queued_datagrams:
             queue.popleft()
             self._stats["datagrams_dropped"] += 1
@@ -185,7 +190,7 @@ class PacketAssembler:
     @property
     def queued_datagrams(self) -> int:
         """Datagrams waiting for a packet."""
-        return len(self._datagrams)
+        return len(self._datagrams) if self._datagrams is not None else 0
 
     def has_eliciting_work(self) -> bool:
         """Whether anything ack-eliciting waits to be sent (window and pacing
@@ -386,11 +391,11 @@ class PacketAssembler:
             self._drain(w, records, self.stops, 17, F_STOP, _stop_frame)
         refusals = self._admission.refusals
         while refusals and w.remaining() >= 17:
-            sid = refusals.popleft()
+            sid = refusals.pop(0)
             wire.StopSendingFrame(sid, ErrorCode.STREAM_LIMIT_ERROR).push(w)
             records.append((F_REFUSAL, sid))
         while self._path_responses and w.remaining() >= 9:
-            wire.PathResponseFrame(self._path_responses.popleft()).push(w)
+            wire.PathResponseFrame(self._path_responses.pop(0)).push(w)
         if self.skips:
             self._write_skips(w, records)
         if credit.blocked_pending and w.remaining() >= 9:

@@ -201,6 +201,10 @@ _DEFAULT_LIMITS = KeyLimits()
 # ---------------------------------------------------------------------------
 
 
+#: Replay window masks by size (see ReplayWindow.__init__).
+_MASKS: dict[int, int] = {}
+
+
 class ReplayWindow:
     """Sliding anti-replay window over 64-bit packet numbers.
 
@@ -227,7 +231,12 @@ class ReplayWindow:
         if not _is_count(size) or size < 64 or size % 64:
             raise ValueError(f"replay window size must be a multiple of 64, at least 64: {size!r}")
         self._size = size
-        self._mask = (1 << size) - 1
+        # One mask per size for all windows: a 4,096-bit int is half a KiB, a
+        # good part of an idle session's memory if each window had its own.
+        mask = _MASKS.get(size)
+        if mask is None:
+            mask = _MASKS[size] = (1 << size) - 1
+        self._mask = mask
         self._bitmap = 0
         self._highest = -1
 

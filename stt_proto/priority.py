@@ -127,7 +127,9 @@ class StreamScheduler:
 
     def __init__(self, max_payload: int) -> None:
         self._members: dict[int, Any] = {}
-        self._levels = [_Level() for _ in range(LOWEST_URGENCY + 1)]
+        #: The level of each urgency, made when a stream of it first waits:
+        #: most sessions use one or two of the eight.
+        self._levels: list[_Level | None] = [None] * (LOWEST_URGENCY + 1)
         #: Bit ``u`` set: level ``u`` has a stream waiting.
         self._active = 0
         #: The charge of the level served last (where a waking level starts).
@@ -148,7 +150,7 @@ class StreamScheduler:
 
     def __repr__(self) -> str:
         waiting = {u: [*level.lane, *level.bulk] for u, level in enumerate(self._levels)
-                   if level.lane or level.bulk}
+                   if level is not None and (level.lane or level.bulk)}
         return f"StreamScheduler({waiting})"
 
     # ------------------------------------------------------------------ membership
@@ -162,6 +164,8 @@ class StreamScheduler:
         self._members[sid] = stream
         urgency = stream.urgency
         level = self._levels[urgency]
+        if level is None:
+            level = self._levels[urgency] = _Level()
         bit = 1 << urgency
         if not self._active & bit:
             self._active |= bit

@@ -42,7 +42,7 @@ session holds the streams themselves.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from ._rangeset import RangeSet
@@ -162,7 +162,7 @@ class StreamAdmission:
         self.budget = NodeBudget() if budget is None else budget
         self.used = UsedStreamIds(config.max_used_stream_ranges, self.budget)
         self.refused: OrderedDict[int, int] = OrderedDict()
-        self.refusals: deque[int] = deque()
+        self.refusals: list[int] = []   # at most _MAX_QUEUED_REFUSALS
         self.peer_streams = 0
         self.local_streams = 0
         self._next_id = 1 if initiator else 0

@@ -59,7 +59,7 @@ def test_one_stream_or_one_urgency_keeps_no_charges():
     scheduler.push(a)
     scheduler.push(b)
     _serve(scheduler, 10)
-    assert all(level.charge == 0 for level in scheduler._levels)
+    assert all(level.charge == 0 for level in scheduler._levels if level is not None)
 
 
 def test_non_incremental_streams_of_one_urgency_go_one_after_another():
