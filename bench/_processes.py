@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import selectors
 import subprocess
 import tempfile
@@ -62,6 +63,31 @@ def run_client(command: list[str], timeout: float) -> Any:
     if done.returncode:
         raise RuntimeError("client failed: " + done.stderr.strip()[-ERROR_TAIL:])
     return json.loads(done.stdout)
+
+
+def run_in_build(command: list[str], *, pure: bool) -> Any:
+    """Run ``command`` (a benchmark's child) in the pure build (``STT_NO_EXTENSIONS=1``)
+    or the compiled one, and return the JSON it printed: a result, or a list of
+    results, each with ``"compiled"`` saying which build it ran on.
+
+    Raises:
+        SystemExit: the child failed (its stderr is written out first), or the
+            build loaded is not the one asked for (the compiled engine is not
+            built: ``pip install -e .`` with a C compiler).
+    """
+    env = dict(os.environ)
+    env.pop("STT_NO_EXTENSIONS", None)
+    if pure:
+        env["STT_NO_EXTENSIONS"] = "1"
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    label = "pure" if pure else "compiled"
+    if done.returncode:
+        raise SystemExit(f"the {label} run failed:\n{done.stderr.strip()[-ERROR_TAIL:]}")
+    results = json.loads(done.stdout)
+    if any(r["compiled"] == pure for r in (results if isinstance(results, list) else [results])):
+        raise SystemExit(f"the {label} run loaded the other build: is the compiled engine "
+                         "built? (`pip install -e .` with a C compiler)")
+    return results
 
 
 def _readline(process: subprocess.Popen, timeout: float) -> str:

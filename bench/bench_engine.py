@@ -56,10 +56,11 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 from collections import deque
+
+from _processes import run_in_build
 
 import stt_proto
 from stt_proto.config import EndpointConfig
@@ -371,23 +372,12 @@ def _child(args: argparse.Namespace) -> int:
 def _round_trip_table(args: argparse.Namespace) -> int:
     figures = {}
     for pure in (False, True):
-        env = dict(os.environ)
-        env.pop("STT_NO_EXTENSIONS", None)
-        if pure:
-            env["STT_NO_EXTENSIONS"] = "1"
         code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import bench_engine as b;"
                 " runs = [b.round_trips(int(sys.argv[2]), congestion_control=sys.argv[3])"
                 " for _ in range(int(sys.argv[4]))];"
                 " print(json.dumps(min(runs, key=lambda r: r['elapsed'])))")
-        done = subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__),
-                               str(args.round_trips), args.cc, str(args.repeat)],
-                              env=env, capture_output=True, text=True)
-        if done.returncode:
-            sys.stderr.write(done.stderr)
-            raise SystemExit(f"the {'pure' if pure else 'compiled'} run failed")
-        result = json.loads(done.stdout)
-        if result["compiled"] == pure:
-            raise SystemExit("the wrong build was loaded: is the compiled module built?")
+        result = run_in_build([sys.executable, "-c", code, os.path.dirname(__file__),
+                               str(args.round_trips), args.cc, str(args.repeat)], pure=pure)
         figures[pure] = result["elapsed"] / result["round_trips"] * 1e6
     print(f"engine round trips: {args.round_trips:,} echoed 100-byte messages on one stream, "
           f"both endpoints on one core, flush after every datagram, {args.cc}, "
@@ -398,23 +388,11 @@ def _round_trip_table(args: argparse.Namespace) -> int:
 
 
 def _run_build(pure: bool, rows: list, args: argparse.Namespace) -> list[dict]:
-    env = dict(os.environ)
-    env.pop("STT_NO_EXTENSIONS", None)
-    if pure:
-        env["STT_NO_EXTENSIONS"] = "1"
     command = [sys.executable, os.path.abspath(__file__), "--mib", str(args.mib),
                "--repeat", str(args.repeat), "--cc", args.cc, "--child", json.dumps(rows)]
     if args.batch:
         command.append("--batch")
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    if done.returncode:
-        sys.stderr.write(done.stderr)
-        raise SystemExit(f"the {'pure' if pure else 'compiled'} run failed")
-    results = json.loads(done.stdout)
-    if any(r["compiled"] == pure for r in results):
-        raise SystemExit("the wrong build was loaded: is the compiled module built? "
-                         "(`pip install -e .` with a C compiler)")
-    return results
+    return run_in_build(command, pure=pure)
 
 
 def _profile(args: argparse.Namespace) -> int:

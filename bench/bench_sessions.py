@@ -29,9 +29,10 @@ import argparse
 import gc
 import json
 import os
-import subprocess
 import sys
 import tracemalloc
+
+from _processes import run_in_build
 
 TARGET = 8 * 1024
 
@@ -64,19 +65,8 @@ def measure(sessions: int) -> dict:
 
 
 def _child(sessions: int, pure: bool) -> dict:
-    env = dict(os.environ)
-    env.pop("STT_NO_EXTENSIONS", None)
-    if pure:
-        env["STT_NO_EXTENSIONS"] = "1"
-    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--sessions",
-                           str(sessions), "--child"], env=env, capture_output=True, text=True)
-    if done.returncode:
-        sys.stderr.write(done.stderr)
-        raise SystemExit(f"the {'pure' if pure else 'compiled'} run failed")
-    result = json.loads(done.stdout)
-    if result["compiled"] == pure:
-        raise SystemExit("the wrong build was loaded: is the compiled engine built?")
-    return result
+    return run_in_build([sys.executable, os.path.abspath(__file__), "--sessions",
+                         str(sessions), "--child"], pure=pure)
 
 
 def main() -> int:
