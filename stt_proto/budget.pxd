@@ -15,3 +15,12 @@ cdef class NodeBudget:
     cdef public int64_t closed_ids_forgotten, events_refused, credit_capped, sessions
     cdef public int64_t recv_share, recv_half, fragment_share, fragment_half
     cdef public int64_t closed_id_share, closed_id_half, event_share, event_half
+
+    cpdef int64_t recv_room(self, int64_t mine)
+    cpdef int64_t fragment_room(self, int64_t mine)
+    cpdef int64_t closed_id_room(self, int64_t mine)
+
+
+@cython.locals(within=int64_t, beyond=int64_t)
+cdef inline int64_t _room(int64_t limit, int64_t half, int64_t share, int64_t total,
+                          int64_t mine)

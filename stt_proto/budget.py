@@ -54,8 +54,11 @@ Events can exceed ``max_events`` by the events of one STREAM frame (one per
 message it completes): the check comes before the frame is read, and reliable
 events are never dropped.
 
-The checks are inlined where the frames are handled (``stt_proto.session``,
-``stt_proto.stream_ids``): a few integer operations per frame, no call.
+The rule is one method per budget (:meth:`NodeBudget.recv_room`,
+:meth:`~NodeBudget.fragment_room`, :meth:`~NodeBudget.closed_id_room`), called
+where frames are handled (``stt_proto.session``, ``stt_proto.stream_ids``) and
+where credit is granted (``stt_proto.flow``); in the compiled build they are C
+calls on integers, a few operations per frame.
 """
 
 from __future__ import annotations
@@ -143,13 +146,28 @@ class NodeBudget:
             "budget_events_refused": self.events_refused,
         }
 
-    @staticmethod
-    def room(limit: int, half: int, share: int, total: int, mine: int) -> int:
-        """How much more a session holding ``mine`` of a budget (``total`` held
-        node-wide) may take under the rule; may be negative. For the paths that
-        are not per packet; the per-frame checks inline the same comparison."""
-        within = share - mine
-        if within > limit - total:
-            within = limit - total
-        beyond = half - total
-        return within if within > beyond else beyond
+    # -- the rule, one method per budget ------------------------------------------------
+    # How much more a session holding ``mine`` may take: within its fair share
+    # up to the limit, beyond it only up to half the limit. May be negative.
+
+    def recv_room(self, mine: int) -> int:
+        """Receive-buffer bytes (``mine``: the session's bytes not consumed)."""
+        return _room(self.recv_limit, self.recv_half, self.recv_share, self.recv_used, mine)
+
+    def fragment_room(self, mine: int) -> int:
+        """Out-of-order pieces (``mine``: the session's pieces held)."""
+        return _room(self.fragment_limit, self.fragment_half, self.fragment_share,
+                     self.fragments, mine)
+
+    def closed_id_room(self, mine: int) -> int:
+        """Closed-id records (``mine``: the session's ranges and refused ids)."""
+        return _room(self.closed_id_limit, self.closed_id_half, self.closed_id_share,
+                     self.closed_ids, mine)
+
+
+def _room(limit: int, half: int, share: int, total: int, mine: int) -> int:
+    within = share - mine
+    if within > limit - total:
+        within = limit - total
+    beyond = half - total
+    return within if within > beyond else beyond

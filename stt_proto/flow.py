@@ -151,8 +151,7 @@ class SessionCredit:
         # The node's receive budget: never grant more than this session's part
         # could hold (the rule of stt_proto.budget).
         budget = self.budget
-        cap = self.received + budget.room(budget.recv_limit, budget.recv_half, budget.recv_share,
-                                          budget.recv_used, self.received - self.consumed)
+        cap = self.received + budget.recv_room(self.received - self.consumed)
         capped = wanted > cap
         if capped:
             wanted = cap

@@ -58,8 +58,7 @@ cdef class SessionCore:
     cpdef receive_packet(self, object pn, object payload, double now)
     @cython.locals(budget=_NodeBudget, stream=_Stream, recv=_RecvStream, more=int64_t,
                    credit=_SessionCredit, out=list, before=int64_t, held=Py_ssize_t,
-                   held_bytes=int64_t, held_node=int64_t, within=int64_t, node_room=int64_t,
-                   room=int64_t, grown=int64_t, pieces=int64_t, end=int64_t)
+                   held_bytes=int64_t, node_room=int64_t, room=int64_t, grown=int64_t, pieces=int64_t, end=int64_t)
     cpdef _on_stream_input(self, object frame, double now, bint skip)
     @cython.locals(sid=int64_t)
     cpdef _deliver(self, _Stream stream, list out, double now)

@@ -586,10 +586,7 @@ class SessionCore:
             # (it fills a gap) is never refused for bytes, so retransmissions
             # always make progress.
             credit = self.credit
-            if budget.recv_used + more > (
-                    budget.recv_limit
-                    if credit.received - credit.consumed + more <= budget.recv_share
-                    else budget.recv_half):
+            if more > budget.recv_room(credit.received - credit.consumed):
                 budget.recv_refused += 1
                 self._withhold_ack = True
                 return
@@ -598,15 +595,7 @@ class SessionCore:
         held = recv.fragments
         held_bytes = recv.out_of_order_bytes
         config = self._config
-        # Pieces: within the fair share up to the limit, else up to half of it
-        # (NodeBudget.room, inlined).
-        held_node = budget.fragments
-        within = budget.fragment_share - self._fragments
-        if within > budget.fragment_limit - held_node:
-            within = budget.fragment_limit - held_node
-        node_room = budget.fragment_half - held_node
-        if within > node_room:
-            node_room = within
+        node_room = budget.fragment_room(self._fragments)
         room = min(max(config.max_stream_fragments, held_bytes // _BYTES_PER_FRAGMENT) - held,
                    max(config.max_session_fragments, self._fragment_bytes // _BYTES_PER_FRAGMENT)
                    - self._fragments, node_room)

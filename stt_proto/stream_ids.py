@@ -243,8 +243,7 @@ class StreamAdmission:
         budget = self.budget
         if used.needs_range(stream_id):
             # The node-wide rule (stt_proto.budget).
-            if budget.room(budget.closed_id_limit, budget.closed_id_half, budget.closed_id_share,
-                           budget.closed_ids, len(used) + len(self.refused)) < 1:
+            if budget.closed_id_room(len(used) + len(self.refused)) < 1:
                 budget.closed_ids_refused += 1
                 return DEFERRED
         used.add(stream_id)
@@ -260,9 +259,8 @@ class StreamAdmission:
             refused = self.refused
             refused[stream_id] = 0
             budget.closed_ids += 1
-            if len(refused) > config.max_refused_streams or budget.room(
-                    budget.closed_id_limit, budget.closed_id_half, budget.closed_id_share,
-                    budget.closed_ids, len(used) + len(refused)) < 0:
+            if (len(refused) > config.max_refused_streams
+                    or budget.closed_id_room(len(used) + len(refused)) < 0):
                 if len(refused) <= config.max_refused_streams:
                     budget.closed_ids_forgotten += 1  # the node's budget, not ours
                 refused.popitem(last=False)
