@@ -131,9 +131,11 @@ class SessionCredit:
         return self.received - self.consumed
 
     def release(self) -> None:
-        """The session closed: what it held leaves the node's receive budget."""
+        """The session closed: what it held leaves the node's receive budget,
+        and later counts go to a private one."""
         self.budget.recv_used -= self.received - self.consumed
         self.consumed = self.received
+        self.budget = NodeBudget()
 
     def update(self, now: float, smoothed_rtt: float, force: bool = False) -> None:
         """Decide whether a MAX_DATA is owed, after consumption, a reserve or a

@@ -983,7 +983,7 @@ class SessionCore:
         budget.fragments -= self._fragments
         self.credit.release()
         self.admission.release()
-        self._budget = self.credit.budget = NodeBudget()
+        self._budget = self.credit.budget  # private now, like the parts'
         self._fragments = self._fragment_bytes = 0
 
     # ------------------------------------------------------------------ statistics
