@@ -41,6 +41,11 @@ class DhtConfig:
     """Each retransmission waits this many times longer than the one before.
     Gentler than TCP's doubling: a DHT request is tiny and another node can
     usually answer instead, so waiting long on one peer only slows the lookup."""
+    target_patience: float = 5.0
+    """An exact lookup (``find_node(exact=True)``) asks its target again, with
+    backoff, until this many seconds passed since its first request, even once
+    ``rpc_attempts`` are spent: no other node can answer for the target, so a
+    host that stalls for a moment (a loaded machine) must not fail the lookup."""
     first_contact_factor: float = 2.0
     """A peer never measured gets this many node-wide RTT estimates before its
     first timeout: its request also waits for the session's handshake."""
@@ -111,7 +116,7 @@ class DhtConfig:
             raise ValueError(f"max_value_bytes must be at most {MAX_VALUE_BYTES}")
         for name in ("refresh_interval", "min_rpc_timeout", "max_rpc_timeout", "initial_rtt",
                      "requests_per_second", "record_ttl", "republish_interval",
-                     "first_contact_factor"):
+                     "first_contact_factor", "target_patience"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
         from .messages import MAX_MESSAGE_BYTES

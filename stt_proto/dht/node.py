@@ -412,8 +412,10 @@ class DhtNode:
         self._start(make(now), now)
 
     def _request(self, peer_id: bytes, address: Address, build: Callable[[bytes], Any],
-                 owner: Query | None, now: float, attempts: int | None = None) -> Any:
-        return self.rpc.request(peer_id, address, build, owner=owner, now=now, attempts=attempts)
+                 owner: Query | None, now: float, attempts: int | None = None,
+                 patience: float = 0.0) -> Any:
+        return self.rpc.request(peer_id, address, build, owner=owner, now=now, attempts=attempts,
+                                patience=patience)
 
     def _failed(self, entry: Any, now: float) -> None:
         self.table.failed(entry.peer_id, now=now)

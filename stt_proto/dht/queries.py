@@ -36,7 +36,6 @@ from .messages import (
     Store,
     StoreResult,
     StoreStatus,
-    ValueFound,
 )
 from .records import verify_record
 from .routing import distance
@@ -119,7 +118,7 @@ class LookupQuery(Query):
         chosen = lookup.next_requests()
         for i, (peer_id, address) in enumerate(chosen):
             if node._request(peer_id, address, self.build, self, now,
-                             self.attempts_for(node, peer_id)) is None:
+                             *self.persistence(node, peer_id)) is None:
                 # Every candidate chosen from here on was marked as queried:
                 # left so, it would hold a window slot that no answer or
                 # timeout ever frees, and the lookup would never end.
@@ -132,9 +131,11 @@ class LookupQuery(Query):
     def contacts_of(self, message: Any) -> list[tuple[bytes, Address]]:
         return _pairs(getattr(message, "contacts", ()))
 
-    def attempts_for(self, node: DhtNode, peer_id: bytes) -> int | None:
-        """Transmissions of the request to ``peer_id`` (``None``: the default)."""
-        return None
+    def persistence(self, node: DhtNode, peer_id: bytes) -> tuple[int | None, float]:
+        """``(attempts, patience)`` of the request to ``peer_id``: its
+        transmissions (``None``: ``rpc_attempts``) and the seconds it is kept
+        trying at the least (see :meth:`RpcManager.request`)."""
+        return None, 0.0
 
     def on_answer(self, node: DhtNode, entry: PendingRequest, message: Any, now: float) -> None:
         if isinstance(message, Error):
@@ -174,12 +175,13 @@ class FindNodeQuery(LookupQuery):
         if self.exact and peer_id == self.target:
             self.lookup.stop()
 
-    def attempts_for(self, node: DhtNode, peer_id: bytes) -> int | None:
-        # The one node an exact lookup is after gets more tries: no other node
-        # can answer for it, and giving up on it fails the whole lookup.
+    def persistence(self, node: DhtNode, peer_id: bytes) -> tuple[int | None, float]:
+        # The one node an exact lookup is after gets more tries, for longer (a
+        # rate limit it answers with waits too): no other node can answer for
+        # it, and giving up on it fails the whole lookup.
         if self.exact and peer_id == self.target:
-            return node.config.rpc_attempts + 2
-        return None
+            return node.config.rpc_attempts + 2, node.config.target_patience
+        return None, 0.0
 
     def on_missed(self, node: DhtNode, entry: PendingRequest, failed: bool, now: float) -> None:
         # A stalled request is passed over by the end condition; the target of an

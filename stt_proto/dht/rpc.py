@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import DhtConfig
-from .messages import Message, encode
+from .messages import Error, ErrorCode, Message, encode
 
 __all__ = ["PendingRequest", "RpcManager", "RttEstimator"]
 
@@ -62,10 +62,11 @@ class PendingRequest:
     """One request waiting for its answer."""
 
     __slots__ = ("peer_id", "address", "txid", "message", "data", "owner", "sent_at",
-                 "first_sent_at", "transmissions", "attempts", "deadline", "stalled", "done")
+                 "first_sent_at", "transmissions", "attempts", "patience", "deadline", "stalled",
+                 "done")
 
     def __init__(self, peer_id: bytes, address: Address, message: Message, data: bytes,
-                 owner: Any, attempts: int, now: float) -> None:
+                 owner: Any, attempts: int, now: float, patience: float = 0.0) -> None:
         self.peer_id = peer_id
         self.address = address
         self.txid = message.txid
@@ -76,6 +77,8 @@ class PendingRequest:
         self.first_sent_at = now
         self.transmissions = 1
         self.attempts = attempts
+        #: seconds from the first transmission before the request may fail
+        self.patience = patience
         self.deadline = now
         self.stalled = False
         self.done = False
@@ -96,7 +99,8 @@ class RpcManager:
         #: Datagram payloads to send: ``(peer_id, address, bytes)``.
         self.outgoing: list[tuple[bytes, Address, bytes]] = []
         self.stats = {"requests_sent": 0, "retransmissions": 0, "requests_failed": 0,
-                      "answers_matched": 0, "answers_unmatched": 0, "requests_refused_full": 0}
+                      "answers_matched": 0, "answers_unmatched": 0, "requests_refused_full": 0,
+                      "requests_deferred": 0}
 
     # -- sending ---------------------------------------------------------------------
 
@@ -104,8 +108,13 @@ class RpcManager:
         return len(self._pending) < self._config.max_pending_requests
 
     def request(self, peer_id: bytes, address: Address, build: Callable[[bytes], Message], *,
-                owner: Any, now: float, attempts: int | None = None) -> PendingRequest | None:
-        """Send the request ``build(txid)`` to ``peer_id``; ``None`` if too many are pending."""
+                owner: Any, now: float, attempts: int | None = None,
+                patience: float = 0.0) -> PendingRequest | None:
+        """Send the request ``build(txid)`` to ``peer_id``; ``None`` if too many are pending.
+
+        The request fails once ``attempts`` transmissions (default
+        ``rpc_attempts``) went unanswered and ``patience`` seconds passed since
+        the first: until both, it is sent again at each timeout."""
         if not self.has_room():
             self.stats["requests_refused_full"] += 1
             return None
@@ -115,7 +124,7 @@ class RpcManager:
                 break
         message = build(txid)
         entry = PendingRequest(peer_id, address, message, encode(message), owner,
-                               attempts or self._config.rpc_attempts, now)
+                               attempts or self._config.rpc_attempts, now, patience)
         self._pending[(peer_id, txid)] = entry
         self._arm(entry, now)
         self.outgoing.append((peer_id, address, entry.data))
@@ -142,11 +151,27 @@ class RpcManager:
         if entry is None or not entry.message.accepts(message):
             self.stats["answers_unmatched"] += 1
             return None
+        if type(message) is Error and message.code == ErrorCode.RATE_LIMITED and \
+                self._defer(entry, message.retry_after_ms / 1000, now):
+            return None
         self._finish(entry)
         self.stats["answers_matched"] += 1
         if entry.transmissions == 1:
             self._sample(peer_id, now - entry.sent_at)
         return entry
+
+    def _defer(self, entry: PendingRequest, wait: float, now: float) -> bool:
+        """A peer that asks us to slow down is asked again after ``wait`` if the
+        request's patience lasts that long (an answer it cannot give now is not
+        a failure); returns whether the request stays pending."""
+        wait = max(wait, self._config.min_rpc_timeout)
+        if now + wait > entry.first_sent_at + entry.patience:
+            return False
+        entry.deadline = now + wait
+        entry.sent_at = now
+        heapq.heappush(self._timers, (entry.deadline, next(self._order), entry))
+        self.stats["requests_deferred"] += 1
+        return True
 
     def _sample(self, peer_id: bytes, rtt: float) -> None:
         estimate = self._rtt.get(peer_id)
@@ -195,7 +220,8 @@ class RpcManager:
             _, _, entry = heapq.heappop(timers)
             if entry.done or entry.deadline > now:
                 continue
-            if entry.transmissions >= entry.attempts:
+            if entry.transmissions >= entry.attempts and \
+                    now - entry.first_sent_at >= entry.patience:
                 self._finish(entry)
                 self.stats["requests_failed"] += 1
                 missed.append((entry, True))

@@ -13,7 +13,8 @@ an ``"error"`` (an exception, or the command outlasting ``--timeout``). Every
 member of the process carries out each lookup command, so a test learns what
 each single member can reach:
 
-* ``{"op": "find", "ids": [hex, ...]}`` -> ``{"found": {member: {id: [host, port] | null}}}``
+* ``{"op": "find", "ids": [hex, ...]}`` -> ``{"found": {member: {id: [host, port] | null}},
+  "statistics": {member: {counter: n}}}`` (the counters of members that missed one)
 * ``{"op": "put", "member": i, "value": hex}`` -> ``{"key": hex}`` (member ``i`` stores it)
 * ``{"op": "get", "keys": [hex, ...]}`` -> ``{"values": {member: {key: hex | null}}}``
 * ``{"op": "provide", "member": i, "key": hex}`` -> ``{"stored": n}``
@@ -215,6 +216,8 @@ def lookup_failures(processes: Sequence[MemberProcess],
                 if address is None or tuple(address) != expected:
                     failures.append(f"{process.name}: {finder[:12]} looked up {target[:12]} "
                                     f"({expected[0]}:{expected[1]}) and got {address}")
+        for finder, statistics in answer.get("statistics", {}).items():
+            failures.append(f"{process.name}: {finder[:12]}'s counters: {statistics}")
     expected_finders = sum(len(process.members) for process in processes)
     if finders != expected_finders:
         failures.append(f"{finders} members answered, not {expected_finders}")
@@ -318,7 +321,12 @@ async def _serve(dhts: list[Any], pubsub: Any, command: dict[str, Any]) -> dict[
     if op in pubsub.OPS:
         return await pubsub.serve(command)
     if op == "find":
-        return {"found": await _each(dhts, command["ids"], _find)}
+        found = await _each(dhts, command["ids"], _find)
+        # A member that missed a lookup reports its DHT counters, so a rare
+        # failure on a loaded machine says why (timeouts, rate limits, ...).
+        missed = {dht.node_id.hex(): {k: v for k, v in dht.statistics().items() if v}
+                  for dht in dhts if None in found[dht.node_id.hex()].values()}
+        return {"found": found, "statistics": missed}
     if op == "put":
         key = await dhts[command["member"]].put(bytes.fromhex(command["value"]))
         return {"key": key.hex()}
