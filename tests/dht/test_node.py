@@ -212,15 +212,21 @@ def test_an_exact_lookup_waits_for_a_slow_target_that_answers_late():
     assert target in [peer_id for peer_id, _ in event.result]
 
 
+def _three_peers(node: DhtNode) -> dict[bytes, tuple[str, int]]:
+    """Peers 1 to 3 ping ``node``, which knows them then; returns their addresses."""
+    addresses = dict(peer(n) for n in (1, 2, 3))
+    for peer_id, address in addresses.items():
+        node.receive(peer_id, address, encode(Ping(txid=TXID)), now=0.0)
+    node.messages_to_send()
+    return addresses
+
+
 def _exact_lookup(node: DhtNode, target: bytes) -> tuple[int, dict[bytes, tuple[str, int]],
                                                           dict[bytes, object]]:
     """Three known peers, an exact lookup of ``target`` (one of them); every
     peer but the target answers at once. Returns the query, the addresses and
     the requests sent."""
-    addresses = dict(peer(n) for n in (1, 2, 3))
-    for peer_id, address in addresses.items():
-        node.receive(peer_id, address, encode(Ping(txid=TXID)), now=0.0)
-    node.messages_to_send()
+    addresses = _three_peers(node)
     query = node.find_node(target, now=0.0, exact=True)
     asked = {to: decode(data) for to, _, data in node.messages_to_send()}
     for to, request in asked.items():
@@ -292,10 +298,7 @@ def test_a_rate_limited_target_is_asked_again_after_the_wait_it_names():
 
 def test_a_rate_limit_fails_a_request_without_patience():
     node = make_node(k=2, rpc_attempts=3, initial_rtt=0.01, min_rpc_timeout=0.05)
-    addresses = dict(peer(n) for n in (1, 2, 3))
-    for peer_id, address in addresses.items():
-        node.receive(peer_id, address, encode(Ping(txid=TXID)), now=0.0)
-    node.messages_to_send()
+    addresses = _three_peers(node)
     query = node.find_node(bytes(32), now=0.0)  # nobody's id: no request has patience
     for to, _, data in node.messages_to_send():
         node.receive(to, addresses[to], encode(Error(
