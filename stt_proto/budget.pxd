@@ -13,14 +13,17 @@ cdef class NodeBudget:
     cdef public int64_t closed_id_limit, closed_ids, event_limit, events
     cdef public int64_t recv_refused, fragments_refused, closed_ids_refused
     cdef public int64_t closed_ids_forgotten, events_refused, credit_capped, sessions
-    cdef public int64_t recv_share, recv_half, fragment_share, fragment_half
-    cdef public int64_t closed_id_share, closed_id_half, event_share, event_half
+    cdef public int64_t recv_share, recv_open, fragment_share, fragment_open
+    cdef public int64_t closed_id_share, closed_id_open, event_share, event_open
 
     cpdef int64_t recv_room(self, int64_t mine)
     cpdef int64_t fragment_room(self, int64_t mine)
     cpdef int64_t closed_id_room(self, int64_t mine)
 
 
+cdef inline int64_t _share(int64_t limit, int64_t sessions)
+
+
 @cython.locals(within=int64_t, beyond=int64_t)
-cdef inline int64_t _room(int64_t limit, int64_t half, int64_t share, int64_t total,
+cdef inline int64_t _room(int64_t limit, int64_t open_part, int64_t share, int64_t total,
                           int64_t mine)

@@ -20,19 +20,24 @@ endpoint and all its sessions and counts, node-wide:
 - ``events``: events waiting for ``next_event``.
 
 **The rule** is the same for all four. With ``n`` sessions (established,
-half-open or lingering), each session has a *fair share* of ``limit / (2 *
-n)``. A session may grow its part of a budget
+half-open or lingering), each session has a *fair share* of ``3/4 * limit /
+n``. A session may grow its part of a budget
 
 - within its fair share, while the node stays within the limit; and
-- beyond its fair share only while the node stays within half the limit.
+- beyond its fair share only while the node holds less than a quarter of the
+  limit (the *open* part).
 
 So the node never exceeds the limit: the parts beyond fair shares fill at
-most half of it, the fair shares the other half. A session that holds little
+most a quarter of it, the fair shares the other three quarters. Why three
+quarters: with a thousand hostile sessions sitting on their parts of the
+default 256 MiB receive budget, a half left a good session 128 kB of credit,
+hardly a 50 Mbit/s, 20 ms path's bandwidth-delay product (0.76 of its goodput
+alone, in ``tests/engine/test_budgets.py``); three quarters leave it 196 kB. A session that holds little
 -- a well-behaved one, whose data is consumed as it arrives -- always finds
 its fair share free, however many hostile sessions sit on theirs, as long as
 the number of sessions does not grow meanwhile (when it does, the shares
 shrink; parts already held are kept, and the limit still holds). A lone
-session may take half of a budget.
+session may take three quarters of a budget.
 
 **What happens at the budget** keeps nothing lost for a well-behaved peer:
 
@@ -86,10 +91,10 @@ class NodeBudget:
     Attributes:
         recv_limit, fragment_limit, closed_id_limit, event_limit: the limits.
         recv_share, fragment_share, closed_id_share, event_share: a session's
-            fair share of each (``limit // (2 * sessions)``).
-        recv_half, fragment_half, closed_id_half, event_half: half of each:
-            beyond its fair share a session grows only while the node holds
-            less.
+            fair share of each (``3 * limit // (4 * sessions)``).
+        recv_open, fragment_open, closed_id_open, event_open: a quarter of
+            each: beyond its fair share a session grows only while the node
+            holds less.
         sessions: the number of sessions sharing the budgets.
         recv_used, fragments, closed_ids, events: what all sessions hold now.
         recv_refused, fragments_refused, closed_ids_refused, events_refused:
@@ -102,8 +107,8 @@ class NodeBudget:
                  "closed_id_limit", "closed_ids", "event_limit", "events",
                  "recv_refused", "fragments_refused", "closed_ids_refused",
                  "closed_ids_forgotten", "events_refused", "credit_capped", "sessions",
-                 "recv_share", "recv_half", "fragment_share", "fragment_half",
-                 "closed_id_share", "closed_id_half", "event_share", "event_half")
+                 "recv_share", "recv_open", "fragment_share", "fragment_open",
+                 "closed_id_share", "closed_id_open", "event_share", "event_open")
 
     def __init__(self, config: EndpointConfig | None = None) -> None:
         if config is None:
@@ -123,14 +128,14 @@ class NodeBudget:
     def set_sessions(self, sessions: int) -> None:
         """``sessions`` share the budgets now: the fair shares follow."""
         self.sessions = sessions = max(sessions, 1)
-        self.recv_share = self.recv_limit // (2 * sessions)
-        self.recv_half = self.recv_limit // 2
-        self.fragment_share = self.fragment_limit // (2 * sessions)
-        self.fragment_half = self.fragment_limit // 2
-        self.closed_id_share = self.closed_id_limit // (2 * sessions)
-        self.closed_id_half = self.closed_id_limit // 2
-        self.event_share = self.event_limit // (2 * sessions)
-        self.event_half = self.event_limit // 2
+        self.recv_share = _share(self.recv_limit, sessions)
+        self.recv_open = self.recv_limit // 4
+        self.fragment_share = _share(self.fragment_limit, sessions)
+        self.fragment_open = self.fragment_limit // 4
+        self.closed_id_share = _share(self.closed_id_limit, sessions)
+        self.closed_id_open = self.closed_id_limit // 4
+        self.event_share = _share(self.event_limit, sessions)
+        self.event_open = self.event_limit // 4
 
     def statistics(self) -> dict[str, int]:
         """What is held against each budget, and the counters of its hits."""
@@ -148,26 +153,31 @@ class NodeBudget:
 
     # -- the rule, one method per budget ------------------------------------------------
     # How much more a session holding ``mine`` may take: within its fair share
-    # up to the limit, beyond it only up to half the limit. May be negative.
+    # up to the limit, beyond it only up to the open quarter. May be negative.
 
     def recv_room(self, mine: int) -> int:
         """Receive-buffer bytes (``mine``: the session's bytes not consumed)."""
-        return _room(self.recv_limit, self.recv_half, self.recv_share, self.recv_used, mine)
+        return _room(self.recv_limit, self.recv_open, self.recv_share, self.recv_used, mine)
 
     def fragment_room(self, mine: int) -> int:
         """Out-of-order pieces (``mine``: the session's pieces held)."""
-        return _room(self.fragment_limit, self.fragment_half, self.fragment_share,
+        return _room(self.fragment_limit, self.fragment_open, self.fragment_share,
                      self.fragments, mine)
 
     def closed_id_room(self, mine: int) -> int:
         """Closed-id records (``mine``: the session's ranges and refused ids)."""
-        return _room(self.closed_id_limit, self.closed_id_half, self.closed_id_share,
+        return _room(self.closed_id_limit, self.closed_id_open, self.closed_id_share,
                      self.closed_ids, mine)
 
 
-def _room(limit: int, half: int, share: int, total: int, mine: int) -> int:
+def _share(limit: int, sessions: int) -> int:
+    # (limit // 4) * 3 rather than 3 * limit: the unlimited budget stays below 2**63.
+    return (limit - limit // 4) // sessions
+
+
+def _room(limit: int, open_part: int, share: int, total: int, mine: int) -> int:
     within = share - mine
     if within > limit - total:
         within = limit - total
-    beyond = half - total
+    beyond = open_part - total
     return within if within > beyond else beyond

@@ -568,7 +568,7 @@ class SessionCore:
         """
         budget = self._budget
         if budget.events >= (budget.event_limit if self.events_waiting < budget.event_share
-                             else budget.event_half):
+                             else budget.event_open):
             budget.events_refused += 1
             self._withhold_ack = True
             return
