@@ -32,6 +32,7 @@ bench: install
 	$(BIN)/python bench/bench_transport.py
 	$(BIN)/python bench/bench_priority.py
 	$(BIN)/python bench/bench_sessions.py
+	$(BIN)/python bench/bench_sessions.py --udp
 	$(BIN)/python bench/bench_dht.py --impl stt --impl bmuller
 	$(BIN)/python bench/bench_pubsub.py --impl stt --impl libp2p --impl libp2p-unlimited
 
