@@ -1547,11 +1547,12 @@ class Stream:
         node = session._node
         if length and session._closed is None and node._running:
             try:
-                node._endpoint.stream_consumed(session.session_id, self.stream_id, length,
-                                               now=node._now())
+                due = node._endpoint.stream_consumed(session.session_id, self.stream_id,
+                                                     length, now=node._now())
             except KeyError:
                 return
-            node._flush_soon()
+            if due:  # most often not: credit goes back in batches
+                node._flush_soon()
 
     def _stop_reading(self, error_code: int = 0) -> None:
         """Ask the peer to stop sending (unless it ended or reset its side),

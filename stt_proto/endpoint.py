@@ -521,22 +521,29 @@ class Endpoint:
         self._mark(session)
 
     def stream_consumed(self, session_id: bytes, stream_id: int, nbytes: int, *,
-                        now: float) -> None:
+                        now: float) -> bool:
         """Return flow-control credit for ``nbytes`` the application consumed
         (the ``flow_controlled_length`` of stream events). Only needed with
         ``auto_credit=False``; unknown sessions and streams are ignored.
 
-        .. note:: then call :meth:`datagrams_to_send`.
+        Returns whether something became due: a credit update to send, or an
+        event (the stream closing). Only then need the caller call
+        :meth:`datagrams_to_send` and :meth:`next_event` soon; most calls
+        return False (credit goes back in batches), and an application that
+        answers each message saves a flush per message.
         """
         if now > self._last_now:
             self._last_now = now
         session = self._sessions.get(session_id)
         if session is None or session.core is None or session.closed:
-            return
+            return False
         core = session.core
+        events = len(self._events)
         core.stream_consumed(stream_id, nbytes, now=now)
         if core.has_eliciting_work():  # a credit update is due (often it is not)
             self._mark(session)
+            return True
+        return len(self._events) != events
 
     def stream_writable(self, session_id: bytes, stream_id: int) -> bool:
         """Whether a send on the stream would be accepted now."""
