@@ -48,7 +48,7 @@ reads a clock, draws randomness or does I/O):
    idle application pull its bandwidth estimate down. A session that never
    calls it is treated as always having data.
 
-**Congestion controllers** share the :class:`CongestionController` ABC and a
+**Congestion controllers** share the :class:`CongestionController` base and a
 name registry (:func:`register_congestion_controller`,
 :func:`create_congestion_controller`), both in :mod:`.base`. The base class
 also owns the *recovery period* of RFC 9002 section 7.3.2.

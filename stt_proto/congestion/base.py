@@ -59,7 +59,7 @@ def initial_window(max_datagram_size: int) -> int:
 # -- Congestion controller interface and registry -----------------------------------
 
 
-class CongestionController(abc.ABC):
+class CongestionController:
     """Interface every congestion controller implements.
 
     The module docstring says who calls what and when. Every event method
@@ -76,6 +76,13 @@ class CongestionController(abc.ABC):
     whether they start a new congestion event; a subclass ends the period
     (``_in_recovery = False``) when a packet sent after
     ``_recovery_start_time`` is acknowledged.
+
+    The interface methods are abstract: a class that does not define them all
+    (or leaves an ``abc.abstractmethod`` of its own undefined) cannot be
+    instantiated or registered (``TypeError``), as with :mod:`abc`. The check is
+    done by hand rather than by ``abc.ABC`` because in the compiled build this
+    base is an extension type (``base.pxd``), whose metaclass cannot be
+    ``ABCMeta``: that is what lets BBR be a typed extension type too.
     """
 
     __slots__ = (
@@ -92,6 +99,10 @@ class CongestionController(abc.ABC):
     name: ClassVar[str] = ""
 
     def __init__(self, *, max_datagram_size: int) -> None:
+        missing = _abstract_methods(type(self))
+        if missing:
+            raise TypeError(f"Can't instantiate abstract class {type(self).__name__} with "
+                            f"abstract methods {', '.join(missing)}")
         if not isinstance(max_datagram_size, int) or max_datagram_size <= 0:
             raise ValueError(f"max_datagram_size must be a positive int, not {max_datagram_size!r}")
         self.max_datagram_size = max_datagram_size
@@ -105,17 +116,16 @@ class CongestionController(abc.ABC):
         self._lost_packets = 0
         self._lost_bytes = 0
 
-    # -- the interface -------------------------------------------------------
+    # -- the interface (abstract: see _abstract_methods) ---------------------
 
-    @abc.abstractmethod
     def on_packet_sent(self, packet: SentPacket, *, bytes_in_flight: int, now: float) -> None:
         """An in-flight packet was sent; ``bytes_in_flight`` includes it.
 
         Not called for packets that do not count towards bytes in flight
         (pure ACKs).
         """
+        raise NotImplementedError
 
-    @abc.abstractmethod
     def on_packets_acked(
         self,
         packets: Sequence[SentPacket],
@@ -132,39 +142,40 @@ class CongestionController(abc.ABC):
                 or declared lost.
             rtt: already updated with this ACK's sample, if it gave one.
         """
+        raise NotImplementedError
 
-    @abc.abstractmethod
     def on_packets_lost(
         self, packets: Sequence[SentPacket], *, bytes_in_flight: int, now: float
     ) -> None:
         """In-flight packets were newly declared lost (ascending packet numbers);
         ``bytes_in_flight`` no longer counts them. Called before
         :meth:`on_packets_acked` when one ACK does both."""
+        raise NotImplementedError
 
-    @abc.abstractmethod
     def on_persistent_congestion(self, *, now: float) -> None:
         """The losses just reported span persistent congestion (RFC 9002 section
         7.6). Called right after the :meth:`on_packets_lost` that reported them."""
+        raise NotImplementedError
 
-    @abc.abstractmethod
     def on_app_limited(self, *, bytes_in_flight: int, now: float) -> None:
         """The sender ran out of data while the window (and pacer) allowed more.
 
         Call it each time the send loop stops for lack of data rather than for
         lack of window; it is cheap and idempotent.
         """
+        raise NotImplementedError
 
-    @abc.abstractmethod
     def pacing_rate(self, rtt: RttEstimator) -> float | None:
         """The rate to pace at, in bytes per second, or ``None`` for no pacing.
 
         Feed it to :meth:`Pacer.set_rate` after each ACK.
         """
+        raise NotImplementedError
 
     @property
-    @abc.abstractmethod
     def state(self) -> str:
         """Short name of the controller's current state, for statistics and logs."""
+        raise NotImplementedError
 
     @property
     def in_recovery(self) -> bool:
@@ -227,6 +238,27 @@ class CongestionController(abc.ABC):
         return f"<{type(self).__name__} state={self.state} cwnd={self.congestion_window}>"
 
 
+#: The methods and properties every controller defines (the interface).
+_INTERFACE = ("on_packet_sent", "on_packets_acked", "on_packets_lost",
+              "on_persistent_congestion", "on_app_limited", "pacing_rate", "state")
+#: class -> the names it leaves abstract (classes are few; computed once each).
+_ABSTRACT: dict[type, tuple[str, ...]] = {}
+
+
+def _abstract_methods(cls: type) -> tuple[str, ...]:
+    """What ``cls`` leaves abstract: interface methods only
+    :class:`CongestionController` defines, and its own ``abc.abstractmethod``
+    hooks (such as :class:`LossBasedController`'s) that nothing overrides."""
+    names = _ABSTRACT.get(cls)
+    if names is None:
+        missing = {name for name in _INTERFACE
+                   if next(k for k in cls.__mro__ if name in vars(k)) is CongestionController}
+        missing.update(name for name in dir(cls)
+                       if getattr(getattr(cls, name, None), "__isabstractmethod__", False))
+        names = _ABSTRACT[cls] = tuple(sorted(missing))
+    return names
+
+
 _REGISTRY: dict[str, type[CongestionController]] = {}
 
 #: Read-only view: registry name -> congestion controller class.
@@ -245,7 +277,7 @@ def register_congestion_controller(cls: _C) -> _C:
     """
     if not (isinstance(cls, type) and issubclass(cls, CongestionController)):
         raise TypeError(f"{cls!r} is not a CongestionController subclass")
-    if getattr(cls, "__abstractmethods__", None):
+    if _abstract_methods(cls):
         raise TypeError(f"{cls.__name__} is abstract")
     name = cls.name
     if not isinstance(name, str) or not name:

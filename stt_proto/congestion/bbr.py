@@ -111,7 +111,6 @@ class _WindowedMaxFilter:
         return self._v0
 
 
-@register_congestion_controller
 class BBR(CongestionController):
     """BBR v1 (draft-cardwell-iccrg-bbr-congestion-control-00).
 
@@ -223,7 +222,7 @@ class BBR(CongestionController):
         self._cycle_index = 0
         self._cycle_stamp = 0.0
         self._probe_bw_entries = 0
-        self._probe_rtt_done_stamp: float | None = None
+        self._probe_rtt_done_stamp = None  # float once ProbeRTT has reached its flight
         self._probe_rtt_round_done = False
         self._idle_restart = False
         self._prior_cwnd = 0
@@ -304,6 +303,11 @@ class BBR(CongestionController):
     # -- the interface ----------------------------------------------------------
 
     def on_packet_sent(self, packet: SentPacket, *, bytes_in_flight: int, now: float) -> None:
+        self._on_sent(packet, bytes_in_flight, now)
+
+    def _on_sent(self, packet: SentPacket, bytes_in_flight: int, now: float) -> None:
+        # The interface's keyword-only method forwards here: in the compiled
+        # build this one has C-typed arguments and locals (bbr.pxd).
         if bytes_in_flight <= packet.size:
             # Nothing else in flight: restart the send and ACK clocks so the
             # idle gap does not count as delivery time (draft-cheng OnPacketSent).
@@ -372,6 +376,10 @@ class BBR(CongestionController):
         rtt: RttEstimator,
         now: float,
     ) -> None:
+        self._on_acked(packets, bytes_in_flight, rtt, now)
+
+    def _on_acked(self, packets: Sequence[SentPacket], bytes_in_flight: int, rtt: RttEstimator,
+                  now: float) -> None:
         # -- delivery-rate sample (draft-cheng UpdateRateSample, GenerateRateSample) --
         acked = 0
         newest: SentPacket | None = None
@@ -584,3 +592,8 @@ class BBR(CongestionController):
         stats["filled_pipe"] = int(self._filled_pipe)
         stats["app_limited"] = int(self._app_limited_until != 0)
         return stats
+
+
+# A call, not a class decorator: in the compiled build BBR is an extension type
+# (bbr.pxd), which a decorator could not return.
+register_congestion_controller(BBR)
