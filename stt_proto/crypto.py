@@ -474,16 +474,16 @@ class PacketKeys:
 
     # -- lifetime ----------------------------------------------------------------
 
-    def can_send(self, *, now: float) -> bool:
+    def can_send(self, now: float) -> bool:
         """Whether :meth:`seal` would succeed now."""
         return self._next_pn - self._first_pn < self._reject_packets and now < self._reject_at
 
-    def can_receive(self, *, now: float) -> bool:
+    def can_receive(self, now: float) -> bool:
         """Whether :meth:`open_untrusted` may still accept packets: the key is not past
         its hard time limit nor its integrity limit."""
         return now < self._reject_at and self._auth_failures < self._integrity_limit
 
-    def needs_rekey(self, *, now: float) -> bool:
+    def needs_rekey(self, now: float) -> bool:
         """Whether the endpoint should start a new handshake in the background.
 
         True once a soft limit is reached (age, see ``initiator``; packets sealed),
@@ -497,7 +497,7 @@ class PacketKeys:
 
     # -- packets -----------------------------------------------------------------
 
-    def seal(self, payload: bytes, *, now: float) -> tuple[int, bytes]:
+    def seal(self, payload: bytes, now: float) -> tuple[int, bytes]:
         """Protect ``payload`` (encoded frames) as one DATA packet.
 
         :returns: ``(packet_number, datagram)``; packet numbers start at 0 (or where
@@ -516,7 +516,7 @@ class PacketKeys:
         header = _HEADER.pack(_KIND_DATA, self.remote_index, pn)
         return pn, header + self._encrypt(self._send_nonce(pn), payload, header)
 
-    def open_untrusted(self, datagram: bytes, *, now: float) -> tuple[int, bytes] | None:
+    def open_untrusted(self, datagram: bytes, now: float) -> tuple[int, bytes] | None:
         """Authenticate and decrypt a DATA packet.
 
         Drops (returns ``None`` and counts) a datagram that is malformed
@@ -653,7 +653,7 @@ class KeyRing:
 
     # -- installing and dropping ------------------------------------------------
 
-    def install(self, keys: PacketKeys, *, now: float, confirmed: bool) -> None:
+    def install(self, keys: PacketKeys, now: float, confirmed: bool) -> None:
         """Add the keys of a completed handshake.
 
         ``confirmed=True`` (the initiator after the handshake response): ``keys``
@@ -728,7 +728,7 @@ class KeyRing:
 
     # -- packets -------------------------------------------------------------------
 
-    def seal(self, payload: bytes, *, now: float) -> tuple[int, bytes]:
+    def seal(self, payload: bytes, now: float) -> tuple[int, bytes]:
         """Seal ``payload`` with ``current`` (see :meth:`PacketKeys.seal`).
 
         :returns: ``(packet_number, datagram)``.
@@ -739,10 +739,10 @@ class KeyRing:
         current = self.current
         if current is None:
             raise LocalProtocolError("no confirmed key to send with yet")
-        return current.seal(payload, now=now)
+        return current.seal(payload, now)
 
     def open_untrusted(
-        self, datagram: bytes, receiver_index: int, *, now: float
+        self, datagram: bytes, receiver_index: int, now: float
     ) -> tuple[PacketKeys, int, bytes] | None:
         """Open a DATA packet with the key whose local index is ``receiver_index``.
 
@@ -756,11 +756,11 @@ class KeyRing:
         """
         current = self.current
         if current is not None and current.local_index == receiver_index:
-            opened = current.open_untrusted(datagram, now=now)
+            opened = current.open_untrusted(datagram, now)
             return None if opened is None else (current, opened[0], opened[1])
         pending = self.next
         if pending is not None and pending.local_index == receiver_index:
-            opened = pending.open_untrusted(datagram, now=now)
+            opened = pending.open_untrusted(datagram, now)
             if opened is None:
                 return None
             # The peer sealed this under the new key, so it has it: switch.
@@ -776,7 +776,7 @@ class KeyRing:
                 self._grace_expired += 1
                 self.expire(now)
                 return None
-            opened = previous.open_untrusted(datagram, now=now)
+            opened = previous.open_untrusted(datagram, now)
             return None if opened is None else (previous, opened[0], opened[1])
         self._unknown_index += 1
         return None

@@ -8,6 +8,7 @@ cimport cython
 from libc.stdint cimport int64_t
 
 from stt_proto.budget cimport NodeBudget as _NodeBudget
+from stt_proto.crypto cimport KeyRing
 from stt_proto.session cimport SessionCore as _SessionCore
 
 
@@ -17,7 +18,7 @@ cdef class Session:
     cdef public bytes peer_id
     cdef public object address
     cdef public bint initiator
-    cdef public object keys
+    cdef public KeyRing keys
     cdef public object peer_params
     cdef public object state
     cdef public object rekey_state
