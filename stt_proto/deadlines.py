@@ -27,15 +27,20 @@ observer something about their content. A deadline depends only on time.
 :class:`MessageDeadlines` keeps one stream's deadlines and the skips it owes;
 :class:`~stt_proto.stream.SendStream` owns one once a message with a deadline
 is written, and the receiving side lives in
-:class:`~stt_proto.stream.RecvStream`.
+:class:`~stt_proto.stream.RecvStream`. :func:`next_abandon` and
+:func:`abandon_due` are the session's side: when it next has to abandon
+something, and doing it for every stream with deadlines.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import deque
+from typing import Any
 
-__all__ = ["MessageDeadlines", "check_deadline"]
+from .events import StreamWritable
+
+__all__ = ["MessageDeadlines", "check_deadline", "next_abandon", "abandon_due"]
 
 #: The record heap is rebuilt without acknowledged messages when it reaches
 #: twice the size it had after the last rebuild (and at least this): memory
@@ -104,3 +109,58 @@ class MessageDeadlines:
         as far as the stream's offset has reached."""
         self.abandoned += 1
         self.skips.append((start, end, next_index))
+
+
+# -- the session's side --------------------------------------------------------------
+# ``core`` is a SessionCore; its streams with deadlines are ``core._deadline_streams``.
+
+
+def _abandon_margin(core: Any) -> float:
+    """How long before its deadline a message is abandoned: a copy sent later
+    could not arrive in time (half a round trip)."""
+    return core.rtt.smoothed_rtt / 2
+
+
+def next_abandon(core: Any) -> float | None:
+    """When the session next has a message to abandon, or ``None``."""
+    due = None
+    for stream in core._deadline_streams.values():
+        deadlines = stream.send.deadlines
+        at = None if deadlines is None else deadlines.next_deadline
+        if at is not None and (due is None or at < due):
+            due = at
+    return None if due is None else due - _abandon_margin(core)
+
+
+def abandon_due(core: Any, now: float) -> None:
+    """Abandon the session's messages that can no longer arrive in time
+    (:meth:`SendStream.abandon <stt_proto.stream.SendStream.abandon>`)."""
+    margin = _abandon_margin(core)
+    streams = core._deadline_streams
+    for sid, stream in list(streams.items()):
+        send = stream.send
+        deadlines = send.deadlines
+        if deadlines is None:  # reset meanwhile
+            del streams[sid]
+            continue
+        if deadlines.next_deadline is None or deadlines.next_deadline - margin > now:
+            continue
+        before = deadlines.abandoned
+        held = send.held
+        finished, jumped = send.abandon(now, margin)
+        if jumped:
+            core.credit.on_sent(jumped)
+        core._stats["messages_abandoned"] += deadlines.abandoned - before
+        if held != send.held:
+            core._release_held(held - send.held)
+        if deadlines.skips:
+            core.assembly.skips[sid] = stream
+        if jumped and send.wants_to_send(core.credit.available):
+            core.assembly.want_send(stream)  # what follows, or the FIN
+        if not len(deadlines):
+            del streams[sid]
+        if finished:
+            core._check_closed(stream, now)
+        elif send.buffer_was_full and send.writable and core._streams.get(sid) is stream:
+            send.buffer_was_full = False
+            core._emit(StreamWritable(session_id=core.session_id, stream_id=sid))

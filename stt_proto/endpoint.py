@@ -74,6 +74,8 @@ from .events import (
 )
 from .handshaking import Credentials, Initiator, PendingConnect, Responder
 from .session import MODE_BYTES, MODE_MESSAGES
+from .session_report import session_statistics, stream_info
+from .stream_control import end_stream, reset_stream, stop_stream
 from .sessions import IndexTable, Session, SessionTable
 from .state import RekeyState
 
@@ -498,7 +500,7 @@ class Endpoint:
         .. note:: then call :meth:`datagrams_to_send`.
         """
         session = self._usable_session(session_id, now)
-        session.core.end_stream(stream_id)
+        end_stream(session.core, stream_id)
         self._mark(session)
 
     def reset_stream(self, session_id: bytes, stream_id: int, error_code: int = 0, *,
@@ -511,7 +513,7 @@ class Endpoint:
         """
         _check_code(error_code)
         session = self._usable_session(session_id, now, closing_ok=True)
-        session.core.reset_stream(stream_id, error_code, now=now)
+        reset_stream(session.core, stream_id, error_code, now)
         self._mark(session)
 
     def stop_stream(self, session_id: bytes, stream_id: int, error_code: int = 0, *,
@@ -523,7 +525,7 @@ class Endpoint:
         """
         _check_code(error_code)
         session = self._usable_session(session_id, now, closing_ok=True)
-        session.core.stop_stream(stream_id, error_code, now=now)
+        stop_stream(session.core, stream_id, error_code, now)
         self._mark(session)
 
     def stream_consumed(self, session_id: bytes, stream_id: int, nbytes: int, *,
@@ -571,7 +573,7 @@ class Endpoint:
         session = self._table.get(session_id)
         if session.core is None:
             raise KeyError("session not established")
-        return session.core.stream_info(stream_id)
+        return stream_info(session.core, stream_id)
 
     def stream_ids(self, session_id: bytes) -> list[int]:
         """Ids of the session's open streams."""
@@ -587,7 +589,7 @@ class Endpoint:
         session = self._table.get(session_id)
         stats = self.session_info(session_id)
         if session.core is not None:
-            stats.update(session.core.statistics())
+            stats.update(session_statistics(session.core))
         return stats
 
     def close(self, session_id: bytes, *, now: float, error_code: int = 0,

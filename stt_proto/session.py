@@ -69,14 +69,14 @@ from .budget import NodeBudget
 from .config import EndpointConfig
 from .congestion import Pacer, create_congestion_controller
 from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, ErrorCode
+from .stream_control import HANDLERS
+from .deadlines import abandon_due, next_abandon
 from .errors import (
     LocalProtocolError,
     ProtocolError,
     SendBufferFullError,
 )
 from .events import (
-    DatagramReceived,
-    DhtMessageReceived,
     MessageReceived,
     MessagesSkipped,
     StreamClosed,
@@ -84,7 +84,6 @@ from .events import (
     StreamEnded,
     StreamOpened,
     StreamReset,
-    StreamStopped,
     StreamWritable,
 )
 from .flow import SessionCredit
@@ -362,49 +361,6 @@ class SessionCore:
                         else sid not in self._used):
                     self._emit(StreamWritable(session_id=self.session_id, stream_id=sid))
 
-    def end_stream(self, stream_id: int) -> None:
-        """End this side of the stream (FIN after what is queued). Nothing happens
-        on a stream that already closed."""
-        if self._gone(stream_id):
-            return
-        stream = self._local_stream(stream_id)
-        stream.send.end()
-        if stream.send.reset_code is None:  # ending again after a reset changes nothing
-            self.assembly.want_send(stream)
-
-    def reset_stream(self, stream_id: int, error_code: int, *, now: float) -> None:
-        """Abandon this side's unsent data and tell the peer (RESET_STREAM).
-        Nothing happens on a stream that already closed."""
-        if self._gone(stream_id):
-            return
-        stream = self._local_stream(stream_id)
-        held = stream.send.held
-        if stream.send.reset(error_code):
-            self._release_held(held)
-            self.assembly.resets[stream_id] = stream
-            self.assembly.send_queue.pop(stream_id, None)
-            self.assembly.credit_waiters.pop(stream_id, None)
-        self._check_closed(stream, now)
-
-    def stop_stream(self, stream_id: int, error_code: int, *, now: float) -> None:
-        """Stop reading the stream: discard what arrives and ask the peer to stop
-        sending (STOP_SENDING). Nothing happens on a stream that already closed."""
-        if self._gone(stream_id):
-            return
-        stream = self._local_stream(stream_id)
-        recv = stream.recv
-        before = recv.consumed
-        held, held_bytes = recv.fragments, recv.out_of_order_bytes
-        if recv.stop(error_code):
-            self._fragments -= held
-            self._budget.fragments -= held
-            self._fragment_bytes -= held_bytes
-            self.credit.on_consumed(recv.consumed - before)
-            if recv.stop_pending:
-                self.assembly.stops[stream_id] = stream
-            self._session_credit(now)
-        self._check_closed(stream, now)
-
     def stream_consumed(self, stream_id: int, nbytes: int, now: float) -> None:
         """The application took ``nbytes`` (an event's ``flow_controlled_length``)
         of the stream's delivered data: return that much credit to the peer."""
@@ -434,26 +390,6 @@ class SessionCore:
         """Bytes of the stream's sending side not yet acknowledged (0 if not open)."""
         stream = self._streams.get(stream_id)
         return stream.send.buffered if stream is not None else 0
-
-    def stream_info(self, stream_id: int) -> dict:
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            raise KeyError(f"no open stream {stream_id}")
-        send, recv = stream.send, stream.recv
-        return {
-            "stream_id": stream_id,
-            "opened_by_peer": stream.remote,
-            "send_state": send.state.value,
-            "recv_state": recv.state.value,
-            "send_buffered": send.buffered,
-            "send_credit": send.max_data - send.sent_end,
-            "recv_buffered": recv.buffered,
-            "recv_window": recv.window,
-            "max_frame_size": send.max_frame_size,
-            "priority": stream.urgency,
-            "incremental": stream.incremental,
-            "interactive": stream.interactive,
-        }
 
     def stream_ids(self) -> list[int]:
         return list(self._streams)
@@ -551,9 +487,6 @@ class SessionCore:
             self.credit.on_received(grown)
             self.credit.on_consumed(grown)
             self._session_credit(now)
-
-    def _on_stream_skip(self, frame, now: float) -> None:
-        self._on_stream_input(frame, now, True)
 
     def _on_stream_input(self, frame, now: float, skip: bool) -> None:
         """A STREAM frame, or a STREAM_SKIP (docs/protocol.md 7.12): the bytes
@@ -672,111 +605,6 @@ class SessionCore:
                 self._session_credit(now)
         self._check_closed(stream, now)
 
-    def _on_reset_stream(self, frame, now: float) -> None:
-        stream = self._incoming_stream(frame.stream_id, now)
-        if stream is None:
-            if self.admission.refused:
-                self._absorb_refused(frame.stream_id, frame.final_size, now)
-            return
-        recv = stream.recv
-        before = recv.consumed
-        held, held_bytes = recv.fragments, recv.out_of_order_bytes
-        report, grown = recv.on_reset(frame.error_code, frame.final_size)
-        self._fragments += recv.fragments - held
-        self._budget.fragments += recv.fragments - held
-        self._fragment_bytes += recv.out_of_order_bytes - held_bytes
-        if grown:
-            self.credit.on_received(grown)
-        self.credit.on_consumed(recv.consumed - before)
-        self.assembly.stops.pop(stream.stream_id, None)
-        self.assembly.updates.pop(stream.stream_id, None)
-        if report:
-            self._emit(StreamReset(session_id=self.session_id, stream_id=stream.stream_id,
-                                   error_code=frame.error_code))
-            recv.reported()
-        self._session_credit(now)
-        self._check_closed(stream, now)
-
-    def _on_stop_sending(self, frame, now: float) -> None:
-        stream = self._streams.get(frame.stream_id)
-        if stream is None:
-            self._stats["spurious_frames_absorbed"] += 1
-            return
-        held = stream.send.held
-        if stream.send.reset(frame.error_code):
-            self._release_held(held)
-            sid = stream.stream_id
-            self.assembly.resets[sid] = stream
-            self.assembly.send_queue.pop(sid, None)
-            self.assembly.credit_waiters.pop(sid, None)
-            self._emit(StreamStopped(session_id=self.session_id, stream_id=sid,
-                                     error_code=frame.error_code))
-        elif (frame.error_code == ErrorCode.STREAM_LIMIT_ERROR and stream.send.reset_code is None
-              and not stream.recv.finished):
-            # Refused after everything was acknowledged: the acknowledgements
-            # said "received", not "delivered"; the application must hear it.
-            self._emit(StreamStopped(session_id=self.session_id, stream_id=stream.stream_id,
-                                     error_code=frame.error_code))
-        if frame.error_code == ErrorCode.STREAM_LIMIT_ERROR and not stream.recv.finished:
-            # A refusal: the peer has no such stream, so nothing will come back
-            # on it either. Close our receiving side too.
-            recv = stream.recv
-            before = recv.consumed
-            recv.refused()
-            self.credit.on_consumed(recv.consumed - before)
-        self._check_closed(stream, now)
-
-    def _on_max_data(self, frame, now: float) -> None:
-        if self.credit.on_max_data(frame.maximum):
-            waiters = self.assembly.credit_waiters
-            if waiters:
-                self.assembly.send_queue.update(waiters)
-                waiters.clear()
-
-    def _on_max_stream_data(self, frame, now: float) -> None:
-        stream = self._streams.get(frame.stream_id)
-        if stream is None:
-            # A stream that is gone, or not opened yet: this frame never
-            # opens one (7.2).
-            self._stats["spurious_frames_absorbed"] += 1
-            return
-        if stream.send.on_max_data(frame.maximum) and stream.send.wants_to_send(1):
-            self.assembly.want_send(stream)
-
-    def _on_data_blocked(self, frame, now: float) -> None:
-        # The peer says it is blocked at ``limit``: if we granted more already the
-        # update is in flight; if not, re-announce what we have (it may be lost).
-        if frame.limit >= self.credit.local_max_data:
-            self._session_credit(now, force=True)
-
-    def _on_stream_data_blocked(self, frame, now: float) -> None:
-        stream = self._streams.get(frame.stream_id)
-        if stream is None:
-            self._stats["spurious_frames_absorbed"] += 1
-        elif frame.limit >= stream.recv.max_data:
-            self._stream_credit(stream, now, force=True)
-
-    def _on_ping(self, frame, now: float) -> None:
-        pass  # ack-eliciting is all it is for
-
-    def _on_datagram(self, frame, now: float) -> None:
-        self._emit(DatagramReceived(session_id=self.session_id, data=frame.data))
-
-    def _on_dht(self, frame, now: float) -> None:
-        if len(frame.data) > self._config.max_dht_message_size:
-            self._stats["dht_messages_dropped"] += 1
-            return
-        self._emit(DhtMessageReceived(session_id=self.session_id, data=frame.data))
-
-    def _on_path_challenge(self, frame, now: float) -> None:
-        self.assembly.queue_path_response(frame.data)
-
-    def _on_path_response(self, frame, now: float) -> None:
-        # Kept for the session table, which knows the challenges (stt_proto.path);
-        # more than a probe's challenges can never all be answers.
-        if len(self.path_responses) < 4:
-            self.path_responses.append(frame.data)
-
     # ------------------------------------------------------------------ ACKs and loss
 
     def _on_ack(self, frame, now: float) -> None:
@@ -844,7 +672,7 @@ class SessionCore:
         if pacing is not None and (deadline is None or pacing < deadline):
             deadline = pacing
         if self._deadline_streams:
-            due = self._next_abandon()
+            due = next_abandon(self)
             if due is not None and (deadline is None or due < deadline):
                 deadline = due
         return deadline
@@ -857,56 +685,7 @@ class SessionCore:
         for frames in self.recovery.on_timer(now):
             assembly.requeue(frames)
         if self._deadline_streams:
-            self._abandon_due(now)
-
-    # ------------------------------------------------------------------ deadlines
-
-    def _abandon_margin(self) -> float:
-        """How long before its deadline a message is abandoned: a copy sent later
-        could not arrive in time (half a round trip)."""
-        return self.rtt.smoothed_rtt / 2
-
-    def _next_abandon(self) -> float | None:
-        due = None
-        for stream in self._deadline_streams.values():
-            deadlines = stream.send.deadlines
-            at = None if deadlines is None else deadlines.next_deadline
-            if at is not None and (due is None or at < due):
-                due = at
-        return None if due is None else due - self._abandon_margin()
-
-    def _abandon_due(self, now: float) -> None:
-        """Abandon the messages that can no longer arrive in time
-        (:meth:`SendStream.abandon <stt_proto.stream.SendStream.abandon>`)."""
-        margin = self._abandon_margin()
-        streams = self._deadline_streams
-        for sid, stream in list(streams.items()):
-            send = stream.send
-            deadlines = send.deadlines
-            if deadlines is None:  # reset meanwhile
-                del streams[sid]
-                continue
-            if deadlines.next_deadline is None or deadlines.next_deadline - margin > now:
-                continue
-            before = deadlines.abandoned
-            held = send.held
-            finished, jumped = send.abandon(now, margin)
-            if jumped:
-                self.credit.on_sent(jumped)
-            self._stats["messages_abandoned"] += deadlines.abandoned - before
-            if held != send.held:
-                self._release_held(held - send.held)
-            if deadlines.skips:
-                self.assembly.skips[sid] = stream
-            if jumped and send.wants_to_send(self.credit.available):
-                self.assembly.want_send(stream)  # what follows, or the FIN
-            if not len(deadlines):
-                del streams[sid]
-            if finished:
-                self._check_closed(stream, now)
-            elif send.buffer_was_full and send.writable and self._streams.get(sid) is stream:
-                send.buffer_was_full = False
-                self._emit(StreamWritable(session_id=self.session_id, stream_id=sid))
+            abandon_due(self, now)
 
     # ------------------------------------------------------------------ flow control
 
@@ -988,60 +767,12 @@ class SessionCore:
 
     # ------------------------------------------------------------------ statistics
 
-    def statistics(self) -> dict:
-        """RTT, congestion state, counters and stream figures of the session."""
-        recovery = self.recovery
-        rtt, cc = recovery.rtt, recovery.cc
-        stats: dict = dict(self._stats)
-        stats.update(recovery.stats)
-        stats.update(self.admission.stats)
-        send_buffered = recv_buffered = 0
-        for stream in self._streams.values():
-            send_buffered += stream.send.buffered
-            recv_buffered += stream.recv.buffered
-        stats.update(
-            rtt_latest=rtt.latest_rtt,
-            rtt_smoothed=rtt.smoothed_rtt,
-            rtt_variance=rtt.rttvar,
-            rtt_min=rtt.min_rtt if rtt.has_sample else None,
-            congestion_control=cc.name,
-            congestion_window=cc.congestion_window,
-            bytes_in_flight=recovery.bytes_in_flight,
-            packets_in_flight=recovery.packets_in_flight,
-            stream_bytes_in_flight=sum(r[3] - r[2] for frames in recovery.frames_in_flight()
-                                       for r in frames if r[0] == F_STREAM),
-            pacing_rate=cc.pacing_rate(rtt),
-            streams_open=len(self._streams),
-            streams_opened_by_peer=self.admission.peer_streams,
-            used_stream_ids=self._used.count(),
-            used_stream_ranges=len(self._used),
-            refused_streams_remembered=len(self.admission.refused),
-            send_buffered=send_buffered,
-            send_held=self._send_held,
-            recv_buffered=recv_buffered,
-            send_credit=self.credit.available,
-            recv_credit=self.credit.local_max_data - self.credit.received + self.credit.skipped,
-            session_window=self.credit.window,
-            ack_ranges=len(self.acks.received),
-            recv_fragments=self._fragments,
-            events_waiting=self.events_waiting,
-            recv_in_use=self.credit.in_use,
-            queued_datagrams=self.assembly.queued_datagrams,
-        )
-        return stats
 
 
-_HANDLERS = {
-    wire.ResetStreamFrame: SessionCore._on_reset_stream,
-    wire.StopSendingFrame: SessionCore._on_stop_sending,
-    wire.MaxDataFrame: SessionCore._on_max_data,
-    wire.MaxStreamDataFrame: SessionCore._on_max_stream_data,
-    wire.DataBlockedFrame: SessionCore._on_data_blocked,
-    wire.StreamDataBlockedFrame: SessionCore._on_stream_data_blocked,
-    wire.PingFrame: SessionCore._on_ping,
-    wire.DatagramFrame: SessionCore._on_datagram,
-    wire.DhtFrame: SessionCore._on_dht,
-    wire.PathChallengeFrame: SessionCore._on_path_challenge,
-    wire.PathResponseFrame: SessionCore._on_path_response,
-    wire.StreamSkipFrame: SessionCore._on_stream_skip,
-}
+def _on_stream_skip(core: SessionCore, frame, now: float) -> None:
+    core._on_stream_input(frame, now, True)
+
+
+#: frame type -> ``handler(core, frame, now)``: the control frames
+#: (stt_proto.stream_control) and STREAM_SKIP, which counts as stream input.
+_HANDLERS = {**HANDLERS, wire.StreamSkipFrame: _on_stream_skip}
