@@ -32,12 +32,12 @@ most a quarter of it, the fair shares the other three quarters. Why three
 quarters: with a thousand hostile sessions sitting on their parts of the
 default 256 MiB receive budget, a half left a good session 128 kB of credit,
 hardly a 50 Mbit/s, 20 ms path's bandwidth-delay product (0.76 of its goodput
-alone, in ``tests/engine/test_budgets.py``); three quarters leave it 196 kB. A session that holds little
--- a well-behaved one, whose data is consumed as it arrives -- always finds
-its fair share free, however many hostile sessions sit on theirs, as long as
-the number of sessions does not grow meanwhile (when it does, the shares
-shrink; parts already held are kept, and the limit still holds). A lone
-session may take three quarters of a budget.
+alone, in ``tests/engine/test_budgets.py``); three quarters leave it 196 kB.
+A session that holds little -- a well-behaved one, whose data is consumed as
+it arrives -- always finds its fair share free, however many hostile sessions
+sit on theirs, as long as the number of sessions does not grow meanwhile (when
+it does, the shares shrink; parts already held are kept, and the limit still
+holds). A lone session may take three quarters of a budget.
 
 **What happens at the budget** keeps nothing lost for a well-behaved peer:
 
@@ -91,7 +91,7 @@ class NodeBudget:
     Attributes:
         recv_limit, fragment_limit, closed_id_limit, event_limit: the limits.
         recv_share, fragment_share, closed_id_share, event_share: a session's
-            fair share of each (``3 * limit // (4 * sessions)``).
+            fair share of each (``(limit - limit // 4) // sessions``).
         recv_open, fragment_open, closed_id_open, event_open: a quarter of
             each: beyond its fair share a session grows only while the node
             holds less.

@@ -75,9 +75,9 @@ from .events import (
 from .handshaking import Credentials, Initiator, PendingConnect, Responder
 from .session import MODE_BYTES, MODE_MESSAGES
 from .session_report import session_statistics, stream_info
-from .stream_control import end_stream, reset_stream, stop_stream
 from .sessions import IndexTable, Session, SessionTable
 from .state import RekeyState
+from .stream_control import end_stream, reset_stream, stop_stream
 
 __all__ = ["Endpoint", "Address"]
 

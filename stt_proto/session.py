@@ -69,7 +69,6 @@ from .budget import NodeBudget
 from .config import EndpointConfig
 from .congestion import Pacer, create_congestion_controller
 from .constants import AEAD_TAG_SIZE, DATA_HEADER_SIZE, ErrorCode
-from .stream_control import HANDLERS
 from .deadlines import abandon_due, next_abandon
 from .errors import (
     LocalProtocolError,
@@ -91,6 +90,7 @@ from .handshake import TransportParameters
 from .priority import DEFAULT_URGENCY, check_priority
 from .recovery import PacketRecovery
 from .stream import MODE_BYTES, MODE_MESSAGES, RecvStream, SendStream
+from .stream_control import HANDLERS
 from .stream_ids import DEFERRED, LATE, OPEN, StreamAdmission
 
 __all__ = ["SessionCore", "MODE_MESSAGES", "MODE_BYTES"]

@@ -139,8 +139,12 @@ class RpcManager:
         base = max(config.min_rpc_timeout, base) * config.rpc_backoff ** (transmissions - 1)
         return min(self._config.max_rpc_timeout, base)
 
-    def _arm(self, entry: PendingRequest, now: float) -> None:
-        entry.deadline = now + self._timeout(entry.peer_id, entry.transmissions)
+    def _arm(self, entry: PendingRequest, now: float, wait: float | None = None) -> None:
+        """Time ``entry`` out ``wait`` seconds from ``now`` (default: the
+        retransmission timeout of its next transmission)."""
+        if wait is None:
+            wait = self._timeout(entry.peer_id, entry.transmissions)
+        entry.deadline = now + wait
         heapq.heappush(self._timers, (entry.deadline, next(self._order), entry))
 
     # -- answers ----------------------------------------------------------------------
@@ -167,9 +171,8 @@ class RpcManager:
         wait = max(wait, self._config.min_rpc_timeout)
         if now + wait > entry.first_sent_at + entry.patience:
             return False
-        entry.deadline = now + wait
         entry.sent_at = now
-        heapq.heappush(self._timers, (entry.deadline, next(self._order), entry))
+        self._arm(entry, now, wait)
         self.stats["requests_deferred"] += 1
         return True
 

@@ -251,12 +251,17 @@ def _run_until(node: DhtNode, until: float,
     return None, until, sent
 
 
+def _patient_node() -> DhtNode:
+    """A node with a tiny RTT estimate (as on loopback) and 3 s of target patience."""
+    return make_node(k=2, rpc_attempts=3, initial_rtt=0.01, min_rpc_timeout=0.05,
+                     target_patience=3.0)
+
+
 def test_an_exact_lookup_keeps_asking_its_target_for_its_patience():
     # The processes test failed once more under CI load, after five
     # transmissions in 0.66 s: on loopback the RTT estimate is tiny, so a count
     # of tries alone gave a stalled host less than a second.
-    node = make_node(k=2, rpc_attempts=3, initial_rtt=0.01, min_rpc_timeout=0.05,
-                     target_patience=3.0)
+    node = _patient_node()
     target = peer(1)[0]
     query, addresses, asked = _exact_lookup(node, target)
     event, _, sent = _run_until(node, 2.5, target)
@@ -269,19 +274,17 @@ def test_an_exact_lookup_keeps_asking_its_target_for_its_patience():
 
 
 def test_an_exact_lookup_gives_up_on_a_silent_target_once_its_patience_is_spent():
-    node = make_node(k=2, rpc_attempts=3, initial_rtt=0.01, min_rpc_timeout=0.05,
-                     target_patience=3.0)
+    node = _patient_node()
     target = peer(1)[0]
     query, _, _ = _exact_lookup(node, target)
-    event, at, sent = _run_until(node, 60.0, target)
+    event, at, _ = _run_until(node, 60.0, target)
     assert event.query_id == query and target not in [p for p, _ in event.result]
     assert 3.0 <= at < 3.0 + 10.0  # its patience, then at most one more timeout
     assert node.statistics()["requests_failed"] == 1
 
 
 def test_a_rate_limited_target_is_asked_again_after_the_wait_it_names():
-    node = make_node(k=2, rpc_attempts=3, initial_rtt=0.01, min_rpc_timeout=0.05,
-                     target_patience=3.0)
+    node = _patient_node()
     target = peer(1)[0]
     query, addresses, asked = _exact_lookup(node, target)
     node.receive(target, addresses[target], encode(Error(
